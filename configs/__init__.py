@@ -1,0 +1,1 @@
+"""Built-in configuration defaults, installed as faceflex.configs."""

@@ -1,0 +1,51 @@
+"""Paste an aligned 128x128 result back into the full-resolution photo through a soft mask."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from faceflex.face.align import compose_affine, invert_affine, transform_points, warp_image
+
+
+def paste_region(matrix: np.ndarray, mask: np.ndarray, photo_size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """Bounding box (x0, y0, x1, y1, exclusive end) in the photo of the mask's support, or None.
+
+    ``matrix`` maps photo -> aligned; ``photo_size`` is (width, height). Clipped to the photo.
+    """
+    ys, xs = np.nonzero(mask > 0)
+    if len(xs) == 0:
+        return None
+    corners = np.array(
+        [[xs.min() - 1, ys.min() - 1], [xs.max() + 1, ys.min() - 1], [xs.min() - 1, ys.max() + 1], [xs.max() + 1, ys.max() + 1]],
+        dtype=np.float64,
+    )
+    photo = transform_points(corners, invert_affine(matrix))
+    width, height = photo_size
+    x0, y0 = np.floor(photo.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(photo.max(axis=0)).astype(int) + 1
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def paste_back(photo: np.ndarray, aligned: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Blend ``aligned`` (S x S x 3 uint8) into a copy of ``photo`` where ``mask`` (S x S) is positive.
+
+    ``matrix`` is the photo -> aligned transform the face was aligned with. Only the face's region
+    of interest is warped; pixels where the warped mask is 0 are returned unchanged, bit for bit.
+    """
+    result = photo.copy()
+    region = paste_region(matrix, mask, (photo.shape[1], photo.shape[0]))
+    if region is None:
+        return result
+    x0, y0, x1, y1 = region
+    # aligned -> region-of-interest coordinates
+    to_roi = compose_affine(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]), invert_affine(matrix))
+    size = (x1 - x0, y1 - y0)
+    face = warp_image(aligned, to_roi, size).astype(np.float32)
+    alpha = warp_image(mask.astype(np.float32), to_roi, size)[:, :, None]
+    roi = result[y0:y1, x0:x1].astype(np.float32)
+    blended = roi + np.clip(alpha, 0.0, 1.0) * (face - roi)
+    result[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return result

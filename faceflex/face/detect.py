@@ -1,0 +1,119 @@
+"""Find every face in a photo: dlib detection at a per-image working scale, then 68 landmarks.
+
+The working scale rule (see README, "How faces are found"): dlib's detectors see faces of about
+80 px and up. A photo whose long side L exceeds ``max_side`` is shrunk to ``max_side`` (large
+photos never pay for upsampling); a smaller photo is enlarged towards ``upscale_side``, at most
+``max_upscale`` times, so that small photos are searched for faces down to 80 / max_upscale px
+(40 px by default). ``upsample`` adds dlib's own pyramid doublings on top of that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from faceflex.face import models
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """How faces are searched for; every field is also a ``detect:`` key of the config."""
+
+    detector: str = "hog"  # "hog" (fast) or "cnn" (dlib's MMOD CNN: slower, finds more poses)
+    max_side: int = 800  # photos larger than this are searched on a copy shrunk to it
+    upscale_side: int = 1024  # smaller photos are enlarged towards this long side ...
+    max_upscale: float = 2.0  # ... by at most this factor
+    upsample: int = 0  # extra dlib upsampling (x2 each) of the working copy
+    threshold: float = 0.0  # minimum detection score (HOG: SVM margin; CNN: confidence)
+    min_face: float = 0.0  # drop faces whose box side (in photo px) is smaller than this
+
+    def __post_init__(self) -> None:
+        if self.detector not in ("hog", "cnn"):
+            raise ValueError(f"detector must be 'hog' or 'cnn', not {self.detector!r}")
+        if self.max_side < 80 or self.upscale_side < 80:
+            raise ValueError("max_side and upscale_side must be at least 80 px")
+        if not 1.0 <= self.max_upscale <= 8.0:
+            raise ValueError("max_upscale must be between 1 and 8")
+        if not 0 <= self.upsample <= 3:
+            raise ValueError("upsample must be between 0 and 3")
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in the coordinates of the full-resolution photo."""
+
+    box: tuple[float, float, float, float]  # left, top, right, bottom (pixel centres at integers)
+    score: float
+    landmarks: np.ndarray = field(repr=False)  # (68, 2) float64, (x, y)
+
+    @property
+    def size(self) -> float:
+        """Side of the detection box in photo pixels (geometric mean of width and height)."""
+        left, top, right, bottom = self.box
+        return float(np.sqrt(max(right - left, 0.0) * max(bottom - top, 0.0)))
+
+    def to_dict(self, decimals: int = 2) -> dict:
+        """JSON-ready record: box, score and the 68 landmarks."""
+        return {
+            "box": [round(float(v), decimals) for v in self.box],
+            "score": round(float(self.score), 4),
+            "size": round(self.size, decimals),
+            "landmarks": np.round(self.landmarks, decimals).tolist(),
+        }
+
+
+def working_scale(width: int, height: int, settings: DetectSettings) -> float:
+    """Scale factor of the copy the detector runs on (the rule in the module docstring)."""
+    long_side = max(width, height)
+    if long_side > settings.max_side:
+        return settings.max_side / long_side
+    return float(min(settings.max_upscale, max(1.0, settings.upscale_side / long_side)))
+
+
+def detect_boxes(rgb: np.ndarray, settings: DetectSettings) -> list[tuple[tuple[float, float, float, float], float]]:
+    """Face boxes (in photo coordinates) and scores above the threshold, largest first."""
+    height, width = rgb.shape[:2]
+    scale = working_scale(width, height, settings)
+    if abs(scale - 1.0) > 1e-6:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        work = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
+        sx, sy = width / size[0], height / size[1]
+    else:
+        work, sx, sy = rgb, 1.0, 1.0
+    found: list[tuple[tuple[float, float, float, float], float]] = []
+    if settings.detector == "hog":
+        rects, scores, _ = models.hog_detector().run(work, settings.upsample, settings.threshold)
+        pairs = zip(rects, scores)
+    else:
+        detections = models.cnn_detector()(work, settings.upsample)
+        pairs = ((d.rect, d.confidence) for d in detections if d.confidence >= settings.threshold)
+    for rect, score in pairs:
+        # dlib rectangles are inclusive pixel ranges; map their edges (not centres) back.
+        box = (
+            (rect.left() + 0.5) * sx - 0.5,
+            (rect.top() + 0.5) * sy - 0.5,
+            (rect.right() + 0.5) * sx - 0.5,
+            (rect.bottom() + 0.5) * sy - 0.5,
+        )
+        if min(box[2] - box[0], box[3] - box[1]) >= settings.min_face:
+            found.append((box, float(score)))
+    found.sort(key=lambda item: -(item[0][2] - item[0][0]) * (item[0][3] - item[0][1]))
+    return found
+
+
+def predict_landmarks(rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """dlib's 68 landmarks of the face in ``box``, predicted on the full-resolution photo."""
+    import dlib
+
+    left, top, right, bottom = (int(round(v)) for v in box)
+    shape = models.landmark_predictor()(rgb, dlib.rectangle(left, top, right, bottom))
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+
+def detect_faces(rgb: np.ndarray, settings: DetectSettings | None = None) -> list[Face]:
+    """Every face in an (H, W, 3) uint8 RGB photo, with 68 landmarks, largest first."""
+    settings = settings or DetectSettings()
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    return [Face(box, score, predict_landmarks(rgb, box)) for box, score in detect_boxes(rgb, settings)]

@@ -1,0 +1,52 @@
+"""dlib's model files from the ``face-recognition-models`` package, each loaded once per process."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
+CNN_DETECTOR = "mmod_human_face_detector.dat"
+
+
+def model_path(filename: str) -> Path:
+    """Path of one of dlib's model files shipped in ``face-recognition-models``.
+
+    The package is located without importing it (its ``__init__`` needs ``pkg_resources``,
+    which new setuptools no longer has).
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the package face-recognition-models==0.3.0 is not installed; it ships dlib's models "
+            "(pip install face-recognition-models==0.3.0)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / filename
+    if not path.is_file():
+        raise RuntimeError(f"dlib model file missing: {path} (reinstall face-recognition-models==0.3.0)")
+    return path
+
+
+@functools.cache
+def hog_detector():
+    """dlib's HOG + linear SVM frontal face detector."""
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+@functools.cache
+def cnn_detector():
+    """dlib's CNN (MMOD) face detector."""
+    import dlib
+
+    return dlib.cnn_face_detection_model_v1(str(model_path(CNN_DETECTOR)))
+
+
+@functools.cache
+def landmark_predictor():
+    """dlib's 68-point shape predictor (iBUG 300-W scheme)."""
+    import dlib
+
+    return dlib.shape_predictor(str(model_path(LANDMARKS_68)))
