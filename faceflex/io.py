@@ -91,6 +91,13 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
+def demo_image_path() -> Path:
+    """The embedded demo face: matplotlib's public-domain photo of Grace Hopper."""
+    from matplotlib import cbook
+
+    return Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Load a photo upright as 8-bit RGB; raise :class:`InputError` with a clear cause otherwise.
 

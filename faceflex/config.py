@@ -1,0 +1,156 @@
+"""Configuration: built-in defaults (configs/default.yaml) < a user YAML file < command-line flags.
+
+Every key is validated; unknown keys and bad values raise :class:`ConfigError` naming the key
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used."""
+
+
+def _choice(*allowed: str) -> Callable[[str, Any], Any]:
+    def check(key: str, value: Any) -> Any:
+        if not isinstance(value, str) or value.lower() not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
+        return value.lower()
+
+    return check
+
+
+def _number(kind: type, low: float | None = None, high: float | None = None, nullable: bool = False):
+    def check(key: str, value: Any) -> Any:
+        if value is None and nullable:
+            return None
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and kind is int and isinstance(value, float):
+            ok = value.is_integer()
+        if not ok:
+            raise ConfigError(f"{key}: {value!r} is not {'an integer' if kind is int else 'a number'}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ConfigError(f"{key}: {value!r} is out of range; it must be {bounds}")
+        return kind(value)
+
+    return check
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: {value!r} is not true or false")
+    return value
+
+
+def _path(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise ConfigError(f"{key}: {value!r} is not a path")
+    return str(value)
+
+
+SCHEMA: dict[str, Callable[[str, Any], Any]] = {
+    "device": _choice("auto", "cpu", "cuda"),
+    "seed": _number(int, 0, 2**32 - 1),
+    "input.recursive": _boolean,
+    "input.max_pixels": _number(int, 1),
+    "output.out_dir": _path,
+    "output.jpeg_quality": _number(int, 1, 100),
+    "detect.detector": _choice("hog", "cnn"),
+    "detect.max_side": _number(int, 80, 20000),
+    "detect.upscale_side": _number(int, 80, 20000),
+    "detect.max_upscale": _number(float, 1.0, 8.0),
+    "detect.upsample": _number(int, 0, 3),
+    "detect.threshold": _number(float, -10.0, 10.0),
+    "detect.min_face": _number(float, 0),
+    "paste.feather": _number(float, 0.0, 0.5),
+}
+
+
+@functools.cache
+def _defaults() -> dict:
+    text = resources.files("faceflex.configs").joinpath("default.yaml").read_text()
+    return validate(yaml.safe_load(text), "built-in defaults")
+
+
+def validate(tree: Any, source: str) -> dict:
+    """Check a nested mapping against :data:`SCHEMA`; return it with values normalised."""
+    if tree is None:
+        return {}
+    if not isinstance(tree, Mapping):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(tree).__name__}")
+    result: dict = {}
+    for key, value in _flatten(tree).items():
+        if key not in SCHEMA:
+            section = key.split(".")[0] + "."
+            allowed = ", ".join([k for k in SCHEMA if k.startswith(section)] or sorted(SCHEMA))
+            raise ConfigError(f"{source}: unknown key '{key}'; allowed keys: {allowed}")
+        try:
+            _set(result, key, SCHEMA[key](key, value))
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
+    return result
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and name not in SCHEMA:
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def _merge(base: dict, extra: Mapping) -> dict:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
+    """The effective configuration: defaults, then the YAML file at ``path``, then ``overrides``.
+
+    ``overrides`` maps dotted keys (``"detect.detector"``) to values; ``None`` values are ignored,
+    so unset command-line flags do not hide the file's values.
+    """
+    config = copy.deepcopy(_defaults())
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read config file ({error.strerror or error})") from None
+        try:
+            tree = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        _merge(config, validate(tree, str(path)))
+    if overrides:
+        given = {key: value for key, value in overrides.items() if value is not None}
+        flat_tree: dict = {}
+        for key, value in given.items():
+            _set(flat_tree, key, value)
+        _merge(config, validate(flat_tree, "command line"))
+    return config

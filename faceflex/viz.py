@@ -1,0 +1,43 @@
+"""Pictures for people: photos annotated with face boxes and numbered landmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from faceflex.face.detect import Face
+
+BOX_COLOUR = (255, 64, 32)
+POINT_COLOUR = (32, 255, 64)
+TEXT_COLOUR = (255, 255, 0)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=max(size, 6))
+    except (TypeError, OSError):  # Pillow without FreeType: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def draw_landmarks(rgb: np.ndarray, faces: Sequence[Face], numbers: bool = True) -> np.ndarray:
+    """A copy of the photo with each face's box, score and 68 landmarks (numbered) drawn on it.
+
+    Sizes follow each face's size, so small and large faces are both legible.
+    """
+    image = Image.fromarray(np.asarray(rgb, dtype=np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    for index, face in enumerate(faces):
+        size = max(face.size, 8.0)
+        line = max(1, round(size / 80))
+        radius = max(1.0, size / 90)
+        draw.rectangle([round(v) for v in face.box], outline=BOX_COLOUR, width=line)
+        label_font = _font(round(max(10, size / 8)))
+        draw.text((face.box[0], face.box[1] - 2), f"#{index} {face.score:.2f}", fill=BOX_COLOUR, font=label_font, anchor="ld")
+        number_font = _font(round(size / 28))
+        for point_index, (x, y) in enumerate(face.landmarks):
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=POINT_COLOUR)
+            if numbers and size >= 60:
+                draw.text((x + radius, y - radius), str(point_index), fill=TEXT_COLOUR, font=number_font)
+    return np.asarray(image)
