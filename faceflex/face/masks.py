@@ -65,11 +65,11 @@ def region_polygons(landmarks: np.ndarray, region: str) -> list[np.ndarray]:
     if region == "face":
         return [convex_hull(np.vstack([lm[JAW], lm[BROWS], forehead_points(lm)]))]
     if region == "mouth":
-        return [convex_hull(_scaled(lm[OUTER_LIPS], 1.35))]
+        return [convex_hull(_scaled(lm[OUTER_LIPS], 1.6))]  # lips and the smile folds beside them
     if region == "eyes":  # temple to temple, brows to the nose bridge: room for glasses
         return [convex_hull(np.vstack([lm[[0, 1, 15, 16, 29]], lm[BROWS], lm[LEFT_EYE], lm[RIGHT_EYE]]))]
     if region == "upper-lip":  # between the nose and the mouth, corner to corner: a moustache
-        return [convex_hull(_scaled(np.vstack([lm[NOSE_BOTTOM], lm[UPPER_LIP]]), 1.3))]
+        return [convex_hull(_scaled(np.vstack([lm[NOSE_BOTTOM], lm[UPPER_LIP]]), 1.4))]
     raise ValueError(f"unknown region {region!r}; choose one of {', '.join(REGIONS)}")
 
 
