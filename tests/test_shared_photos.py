@@ -1,0 +1,60 @@
+"""Real group photos from ../shared/data (skipped without it; CI always has it)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from faceflex.cli import cli
+from faceflex.evaluation import evaluate_photos, read_dlib_xml
+from faceflex.face.detect import detect_faces
+from faceflex.io import load_image
+
+
+@pytest.fixture(scope="module")
+def voc_report(shared_data):
+    photos = shared_data / "photos"
+    return evaluate_photos(photos, sorted(photos.glob("*_with_face_landmarks.xml")))
+
+
+def test_every_labelled_voc_face_is_found(voc_report):
+    assert voc_report.labelled == 43
+    assert voc_report.found == 43, voc_report.per_image
+    assert voc_report.false_positives == 0
+
+
+def test_landmarks_agree_with_the_labels(voc_report):
+    assert len(voc_report.errors) == 43
+    assert voc_report.mean_error < 0.05
+    assert max(voc_report.errors) < 0.15
+
+
+def test_face_counts_match_the_xml_per_photo(shared_data):
+    photos = shared_data / "photos"
+    labels = {}
+    for xml in photos.glob("*_with_face_landmarks.xml"):
+        labels.update(read_dlib_xml(xml))
+    for name, faces in labels.items():
+        assert len(detect_faces(load_image(photos / name).rgb)) == len(faces), name
+
+
+def test_dogs_have_no_human_face_and_the_astronaut_patch_needs_a_threshold(shared_data):
+    assert detect_faces(load_image(shared_data / "photos" / "dogs.jpg").rgb) == []
+    astronaut = detect_faces(load_image(shared_data / "photos" / "sk_astronaut.png").rgb)
+    assert astronaut[0].score > 1.0  # her face, first (largest)
+    from faceflex.face.detect import DetectSettings
+
+    strict = detect_faces(load_image(shared_data / "photos" / "sk_astronaut.png").rgb, DetectSettings(threshold=0.3))
+    assert len(strict) == 1
+
+
+def test_cli_on_the_photo_folder(shared_data, tmp_path):
+    result = CliRunner().invoke(cli, ["detect", str(shared_data / "photos"), "--plot-landmarks", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.stderr
+    document = json.loads((tmp_path / "detections.json").read_text())
+    counts = {r["path"].rsplit("/", 1)[-1]: len(r["faces"]) for r in document["images"]}
+    assert counts["dogs.jpg"] == 0 and counts["Tom_Cruise_avp_2014_4.jpg"] == 1
+    assert sum(counts.values()) >= 43 + 1 + 1 + 20
+    assert len(list(tmp_path.glob("*.landmarks.png"))) == len(counts) == 14
