@@ -79,7 +79,7 @@ def transform_scale(matrix: np.ndarray) -> float:
 def warp_image(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], resample: str = "bilinear") -> np.ndarray:
     """Warp ``image`` so that output pixel ``q`` shows source point ``matrix^-1 q``.
 
-    ``image`` is (H, W, 3) uint8 or (H, W) float32; ``size`` is the output (width, height).
+    ``image`` is (H, W, 3 or 4) uint8, (H, W) uint8 or (H, W) float32 (the dtype is kept); ``size`` is the output (width, height).
     Points falling outside the source read as 0. Pure: the input is not modified.
     """
     inverse = invert_affine(matrix)
@@ -89,10 +89,13 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], res
     d, e, f = inverse[1]
     coefficients = (a, b, c + 0.5 - 0.5 * (a + b), d, e, f + 0.5 - 0.5 * (d + e))
     filters = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST}
-    if image.ndim == 2:
+    if image.ndim == 2 and image.dtype == np.uint8:
+        source = Image.fromarray(np.ascontiguousarray(image), "L")
+    elif image.ndim == 2:
         source = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), "F")
     else:
-        source = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), "RGB")
+        channels = {3: "RGB", 4: "RGBA"}[image.shape[2]]
+        source = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), channels)
     warped = source.transform(size, Image.Transform.AFFINE, coefficients, resample=filters[resample], fillcolor=0)
     return np.asarray(warped)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from faceflex.face.align import compose_affine, invert_affine, transform_points, warp_image
 
@@ -43,9 +44,10 @@ def paste_back(photo: np.ndarray, aligned: np.ndarray, matrix: np.ndarray, mask:
     # aligned -> region-of-interest coordinates
     to_roi = compose_affine(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]), invert_affine(matrix))
     size = (x1 - x0, y1 - y0)
-    face = warp_image(aligned, to_roi, size).astype(np.float32)
-    alpha = warp_image(mask.astype(np.float32), to_roi, size)[:, :, None]
-    roi = result[y0:y1, x0:x1].astype(np.float32)
-    blended = roi + np.clip(alpha, 0.0, 1.0) * (face - roi)
-    result[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    mask8 = np.clip(np.rint(mask * 255.0), 0, 255).astype(np.uint8)
+    rgba = np.dstack([aligned, mask8])  # one warp carries the face and its mask
+    face = Image.fromarray(warp_image(rgba, to_roi, size), "RGBA")
+    roi = Image.fromarray(np.ascontiguousarray(result[y0:y1, x0:x1]), "RGB")
+    roi.paste(face, (0, 0), face)  # alpha blend at C speed; where alpha is 0 the photo is kept
+    result[y0:y1, x0:x1] = np.asarray(roi)
     return result
