@@ -178,3 +178,13 @@ def test_console_script_runs(tmp_path):
         pytest.skip("faceflex console script not installed in this environment")
     done = subprocess.run([exe, "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and "faceflex" in done.stdout
+
+
+def test_enhance_py_runs_the_main_job(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "enhance.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--out_dir", str(tmp_path), "--plot_landmarks"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "grace_hopper.landmarks.png").is_file()
+    assert len(json.loads((tmp_path / "detections.json").read_text())["images"][0]["faces"]) == 1

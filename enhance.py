@@ -1,0 +1,29 @@
+"""The classic Face Flex entry point: ``python enhance.py [--out_dir DIR] [--plot_landmarks]``.
+
+A thin wrapper over the ``faceflex`` command line, reading the same configs/ defaults (and
+``--config FILE``). Until the edit command lands it runs faceflex's current main job,
+``faceflex detect``, on the demo face.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from faceflex.cli import cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out_dir", default="out", help="folder for the outputs (default: out)")
+    parser.add_argument("--plot_landmarks", action="store_true", help="also save the photo with its landmarks")
+    parser.add_argument("--config", help="YAML config file overriding configs/default.yaml")
+    args = parser.parse_args(argv)
+    command = ["--config", args.config] if args.config else []
+    command += ["detect", "--out-dir", args.out_dir]
+    if args.plot_landmarks:
+        command.append("--plot-landmarks")
+    cli.main(command, prog_name="enhance.py")
+
+
+if __name__ == "__main__":
+    main()

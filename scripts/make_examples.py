@@ -1,0 +1,57 @@
+"""Regenerate example_images/ with faceflex itself (public-domain demo photo only).
+
+    python scripts/make_examples.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from faceflex import align_face, demo_image_path, detect_faces, draw_landmarks, load_image, paste_back, region_mask
+from faceflex.face.masks import REGIONS
+from faceflex.io import save_image
+
+OUT = Path(__file__).resolve().parents[1] / "example_images"
+HEIGHT = 256
+
+
+def panel(rgb: np.ndarray, title: str) -> Image.Image:
+    image = Image.fromarray(rgb).convert("RGB")
+    image = image.resize((round(image.width * HEIGHT / image.height), HEIGHT), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (image.width, HEIGHT + 22), "white")
+    canvas.paste(image, (0, 22))
+    ImageDraw.Draw(canvas).text((4, 4), title, fill="black", font_size=14)
+    return canvas
+
+
+def strip(panels: list[Image.Image]) -> np.ndarray:
+    width = sum(p.width for p in panels) + 6 * (len(panels) - 1)
+    canvas = Image.new("RGB", (width, panels[0].height), "white")
+    x = 0
+    for p in panels:
+        canvas.paste(p, (x, 0))
+        x += p.width + 6
+    return np.asarray(canvas)
+
+
+def main() -> None:
+    image = load_image(demo_image_path())
+    (face,) = detect_faces(image.rgb)
+    aligned = align_face(image.rgb, face.landmarks)
+    masks = {region: region_mask(aligned.landmarks, region) for region in REGIONS}
+    grey = lambda m: (np.clip(m, 0, 1) * 255).astype(np.uint8)  # noqa: E731
+    # Paste back a visibly altered face (colours inverted) to show the mask and the inverse warp.
+    pasted = paste_back(image.rgb, 255 - aligned.image, aligned.matrix, masks["face"])
+    panels = [panel(draw_landmarks(image.rgb, [face]), "detect + 68 landmarks"), panel(aligned.image, "aligned 128x128")]
+    panels += [panel(grey(masks[r]), f"mask: {r}") for r in REGIONS]
+    panels.append(panel(pasted, "paste-back (inverted face)"))
+    save_image(strip(panels), OUT / "geometry_pipeline.png")
+    save_image(draw_landmarks(image.rgb, [face]), OUT / "grace_hopper.landmarks.png")
+    print(f"wrote {OUT / 'geometry_pipeline.png'} and {OUT / 'grace_hopper.landmarks.png'}")
+
+
+if __name__ == "__main__":
+    main()
