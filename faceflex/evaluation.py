@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from faceflex.face.detect import DetectSettings, Face, detect_faces
 from faceflex.io import load_image
@@ -121,8 +122,6 @@ def evaluate_300w(zip_path: Path, settings: DetectSettings | None = None, limit:
         labels = np.load(io.BytesIO(archive.read("landmarks.npz")))
         names, points = labels["names"], labels["landmarks"].astype(np.float64)
         for name, truth in list(zip(names, points))[:limit]:
-            from PIL import Image
-
             rgb = np.asarray(Image.open(io.BytesIO(archive.read(f"images/{name}"))).convert("RGB"))
             faces = detect_faces(rgb, settings)
             box = (*truth.min(axis=0), *truth.max(axis=0))

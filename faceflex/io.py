@@ -11,13 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 DEFAULT_MAX_PIXELS = 100_000_000
-
-# Truncated files must fail loudly, never load half grey.
-ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 class InputError(Exception):
@@ -72,6 +69,8 @@ def iter_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) -> 
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
             files = sorted(p for p in path.glob(pattern) if _is_image_name(p) and p.is_file())
+            if not files:
+                yield InputError(spec, "no image files in this folder" + ("" if recursive else " (try --recursive)"))
             for file in files:
                 yield from emit(file, file.relative_to(path))
         elif path.exists() or path.is_symlink():

@@ -102,8 +102,8 @@ def test_recursive_mirrors_sub_folders(tmp_path, demo_path):
     (tmp_path / "in" / "deep").mkdir(parents=True)
     shutil.copy(demo_path, tmp_path / "in" / "deep" / "x.jpg")
     out = tmp_path / "out"
-    assert run("detect", str(tmp_path / "in"), "-o", str(out)).exit_code == 0
-    assert json.loads((out / "detections.json").read_text())["images"] == []
+    flat = run("detect", str(tmp_path / "in"), "-o", str(out))
+    assert flat.exit_code == 1 and "no image files in this folder (try --recursive)" in flat.stderr
     assert run("detect", str(tmp_path / "in"), "-r", "-o", str(out), "--plot-landmarks").exit_code == 0
     assert (out / "deep" / "x.landmarks.png").is_file()
 
