@@ -164,6 +164,131 @@ def detect(session: Session, paths, recursive, out_dir, json_path, plot_landmark
     sys.exit(result.exit_code)
 
 
+@cli.group()
+def train() -> None:
+    """Train faceflex's models from labelled faces (see configs/train_*.yaml)."""
+
+
+@train.command("prepare")
+@click.option("--source", type=click.Path(file_okay=False), help="CelebA-HQ folder (shards) or CelebA folder (img_align_celeba/).")
+@click.option("--cache", type=click.Path(file_okay=False), help="Where to write the aligned face cache.")
+@click.pass_obj
+def train_prepare(session: Session, source, cache) -> None:
+    """Align every labelled face with faceflex's alignment and write a memory-mappable cache."""
+    from pathlib import Path
+
+    from faceflex.train.cache import build_cache, detect_source
+
+    config = session.config({"train_vae.source": source, "train_vae.cache": cache})["train_vae"]
+    source_dir, cache_dir = Path(config["source"]), Path(config["cache"])
+    try:
+        _, total, _ = detect_source(source_dir)(source_dir)
+    except FileNotFoundError as error:
+        raise UsageProblem(str(error)) from None
+    with _progress(session, total, "aligning") as bar:
+        meta = build_cache(source_dir, cache_dir, progress=lambda n: bar.update(n))
+    session.say(f"cached {meta['faces']} aligned faces in {cache_dir} ({len(meta['skipped_no_face'])} without a face skipped)")
+
+
+@train.command("vae")
+@click.option("--epochs", type=int, help="Train up to this many epochs in all.")
+@click.option("--resume", type=click.Path(dir_okay=False, exists=True), help="Checkpoint to continue from.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, grids and weights.")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (built first if missing).")
+@click.option("--max-hours", type=float, help="Stop after the epoch that passes this many hours.")
+@click.pass_obj
+def train_vae(session: Session, epochs, resume, out, cache, max_hours) -> None:
+    """Train the face VAE on the CelebA-HQ training split (held-out ids 28001-30000 never seen)."""
+    from pathlib import Path
+
+    import torch
+
+    from faceflex.device import resolve_device
+    from faceflex.models.vae import VAEConfig
+    from faceflex.train.cache import build_cache, open_cache
+    from faceflex.train.vae import Trainer, TrainSettings
+
+    config = session.config({"train_vae.epochs": epochs, "train_vae.out": out, "train_vae.cache": cache, "train_vae.max_hours": max_hours})
+    section = config["train_vae"]
+    cache_dir = Path(section["cache"])
+    if not (cache_dir / "meta.json").is_file():
+        session.say(f"no face cache in {cache_dir}: building it from {section['source']}")
+        build_cache(Path(section["source"]), cache_dir)
+    device = resolve_device(config["device"])
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+    settings = TrainSettings(
+        epochs=section["epochs"], batch_size=section["batch_size"], lr=section["lr"], beta=section["beta"],
+        kl_warmup_epochs=section["kl_warmup_epochs"], flip=section["flip"], max_hours=section["max_hours"], seed=config["seed"],
+    )
+    trainer = Trainer(open_cache(cache_dir), VAEConfig(latent=config["vae"]["latent"], channels=config["vae"]["channels"]), settings, Path(section["out"]), device)
+    if resume:
+        trainer.load_checkpoint(Path(resume))
+        session.say(f"resumed from {resume} after epoch {trainer.epoch}")
+
+    def progress_factory(epoch: int, steps: int):
+        bar = _progress(session, steps, f"epoch {epoch + 1}/{settings.epochs}")
+        return _LossBar(bar)
+
+    def on_epoch(record: dict) -> None:
+        click.echo(json.dumps(record), err=True)
+
+    trainer.run(on_epoch=on_epoch, progress_factory=progress_factory)
+    session.say(f"weights: {Path(section['out']) / 'vae.pt'}")
+
+
+@cli.group()
+def evaluate() -> None:
+    """Measure faceflex's models on held-out data."""
+
+
+@evaluate.command("vae")
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="Weight file (default: the shipped data/vae.pt).")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache holding the held-out faces.")
+@click.option("--limit", type=int, default=None, help="Use only the first N held-out faces.")
+@click.option("--out-dir", "out_dir", type=click.Path(file_okay=False), help="Where to write the side-by-side grid PNG.")
+@click.pass_obj
+def evaluate_vae(session: Session, weights, cache, limit, out_dir) -> None:
+    """PSNR and SSIM of reconstructions of the held-out CelebA-HQ faces, and timing."""
+    from pathlib import Path
+
+    from faceflex.evaluation_vae import evaluate_reconstruction
+    from faceflex.train.cache import open_cache
+    from faceflex.vae import load_vae
+
+    config = session.config({"train_vae.cache": cache, "output.out_dir": out_dir})
+    try:
+        faces = open_cache(config["train_vae"]["cache"])
+    except FileNotFoundError as error:
+        raise UsageProblem(str(error)) from None
+    vae = load_vae(weights, device=config["device"])
+    report = evaluate_reconstruction(vae, faces, limit=limit, grid_path=Path(config["output"]["out_dir"] or "out") / "vae_reconstructions.png")
+    click.echo(json.dumps(report, indent=1))
+
+
+class _LossBar:
+    """A progress bar that shows the running loss."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def __call__(self, n: int, values: dict) -> None:
+        self.bar.label = " ".join(f"{k} {v:.1f}" for k, v in values.items())
+        self.bar.update(n)
+
+
+def _progress(session: Session, length: int, label: str):
+    show = not session.quiet and sys.stdout.isatty() and sys.stderr.isatty()
+    return click.progressbar(length=length, label=label, file=sys.stderr, hidden=not show, show_pos=True)
+
+
 def _detect_settings(config: dict):
     from faceflex.face.detect import DetectSettings
 

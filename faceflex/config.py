@@ -60,6 +60,12 @@ def _path(key: str, value: Any) -> str | None:
     return str(value)
 
 
+def _int_list(key: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise ConfigError(f"{key}: {value!r} is not a list of positive integers")
+    return tuple(value)
+
+
 SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "device": _choice("auto", "cpu", "cuda"),
     "seed": _number(int, 0, 2**32 - 1),
@@ -75,13 +81,30 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "detect.threshold": _number(float, -10.0, 10.0),
     "detect.min_face": _number(float, 0),
     "paste.feather": _number(float, 0.0, 0.5),
+    "vae.latent": _number(int, 8, 4096),
+    "vae.channels": _int_list,
+    "train_vae.source": _path,
+    "train_vae.cache": _path,
+    "train_vae.out": _path,
+    "train_vae.epochs": _number(int, 1, 10000),
+    "train_vae.batch_size": _number(int, 1, 4096),
+    "train_vae.lr": _number(float, 1e-7, 1.0),
+    "train_vae.beta": _number(float, 0.0, 100.0),
+    "train_vae.kl_warmup_epochs": _number(float, 0.0, 1000.0),
+    "train_vae.flip": _boolean,
+    "train_vae.max_hours": _number(float, 0.0, 1000.0),
 }
+
+DEFAULT_FILES = ("default.yaml", "train_vae.yaml")
 
 
 @functools.cache
 def _defaults() -> dict:
-    text = resources.files("faceflex.configs").joinpath("default.yaml").read_text()
-    return validate(yaml.safe_load(text), "built-in defaults")
+    merged: dict = {}
+    for name in DEFAULT_FILES:
+        text = resources.files("faceflex.configs").joinpath(name).read_text()
+        _merge(merged, validate(yaml.safe_load(text), f"built-in {name}"))
+    return merged
 
 
 def validate(tree: Any, source: str) -> dict:

@@ -1,0 +1,31 @@
+"""Image quality metrics on (N, 3, H, W) tensors in [0, 1]: PSNR and SSIM."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def psnr(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image (peak 1.0)."""
+    mse = (images.float() - references.float()).pow(2).flatten(1).mean(dim=1).clamp_min(1e-10)
+    return 10.0 * torch.log10(1.0 / mse)
+
+
+def ssim(images: torch.Tensor, references: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Structural similarity per image (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5,
+    K1 = 0.01, K2 = 0.03), averaged over channels and valid window positions."""
+    x, y = images.float(), references.float()
+    channels = x.shape[1]
+    coords = torch.arange(window, dtype=torch.float32) - (window - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = (g / g.sum()).to(x.device)
+    kernel = (g[:, None] * g[None, :]).expand(channels, 1, window, window).contiguous()
+    blur = lambda t: F.conv2d(t, kernel, groups=channels)  # noqa: E731
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    score = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return score.flatten(1).mean(dim=1)

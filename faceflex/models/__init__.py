@@ -1,0 +1,1 @@
+"""Neural networks (definitions only) and their weight files."""

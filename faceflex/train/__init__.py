@@ -1,0 +1,1 @@
+"""Training: the aligned face cache and one trainer per model."""
