@@ -161,10 +161,12 @@ class Trainer:
         grid = (torch.cat(rows, dim=1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
         return save_image(grid, path)
 
-    def run(self, on_epoch: Callable[[dict], None] | None = None, progress_factory=None) -> None:
-        """Train until ``epochs`` (or ``max_hours``), checkpointing and exporting after each epoch."""
+    def run(self, on_epoch: Callable[[dict], None] | None = None, progress_factory=None, stop_after: int | None = None) -> None:
+        """Train until ``epochs`` (or ``max_hours``, or ``stop_after`` epochs in this call),
+        checkpointing and exporting after each epoch."""
         start = time.perf_counter()
-        while self.epoch < self.settings.epochs:
+        last = self.settings.epochs if stop_after is None else min(self.settings.epochs, self.epoch + stop_after)
+        while self.epoch < last:
             epoch_start = time.perf_counter()
             with progress_factory(self.epoch, self.steps_per_epoch) if progress_factory else _null() as bar:
                 means = self.train_epoch(bar)

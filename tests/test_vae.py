@@ -1,0 +1,134 @@
+"""The VAE: training steps, exact resume, the face cache, deterministic inference, shipped weights."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from faceflex.models.vae import FaceVAE, VAEConfig
+from faceflex.models.weights import shipped
+from faceflex.train.cache import CachedFaces, build_cache, open_cache
+from faceflex.train.vae import Trainer, TrainSettings, batch_tensor, vae_loss
+from faceflex.vae import load_vae
+
+TINY = VAEConfig(latent=16, channels=(8, 16, 16, 16, 16))
+
+
+def tiny_cache(n: int = 40) -> CachedFaces:
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:128, 0:128]
+    faces = []
+    for i in range(n):
+        base = 128 + 100 * np.sin((x * (1 + i % 5) + y * (i % 3)) / 17.0)
+        faces.append(np.stack([base, base[::-1], base.T], axis=2) + rng.normal(0, 4, (128, 128, 3)))
+    faces = np.clip(faces, 0, 255).astype(np.uint8)
+    ids = np.concatenate([np.arange(1, n - 7), np.arange(28001, 28009)])
+    return CachedFaces(faces, np.ones((n, 40), np.int8), np.zeros((n, 68, 2), np.float32), ids, [f"a{i}" for i in range(40)])
+
+
+def test_split_keeps_the_held_out_ids_apart():
+    cache = tiny_cache()
+    train, test = cache.split("train"), cache.split("test")
+    assert len(test) == 8 and np.all(cache.ids[test] >= 28001) and np.all(cache.ids[train] < 28001)
+    assert not set(train) & set(test)
+
+
+def test_shapes_and_ranges():
+    model = FaceVAE(TINY)
+    x = torch.rand(3, 3, 128, 128)
+    recon, mean, logvar = model(x)
+    assert recon.shape == x.shape and mean.shape == logvar.shape == (3, 16)
+    assert recon.min() >= 0 and recon.max() <= 1
+
+
+def test_loss_is_finite_and_falls_on_a_repeated_batch():
+    torch.manual_seed(0)
+    model = FaceVAE(TINY).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    cache = tiny_cache()
+    x = batch_tensor(cache.faces, np.arange(8), None, torch.device("cpu"))
+    losses = []
+    for _ in range(25):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            recon, mean, logvar = model(x)
+        loss, _, _ = vae_loss(recon, x, mean, logvar, beta=0.02)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_resume_continues_exactly(tmp_path):
+    settings = TrainSettings(epochs=2, batch_size=8, seed=3)
+    straight = Trainer(tiny_cache(), TINY, settings, tmp_path / "a", torch.device("cpu"))
+    straight.run()
+    first = Trainer(tiny_cache(), TINY, settings, tmp_path / "b", torch.device("cpu"))
+    first.run(stop_after=1)  # as if stopped after the first epoch
+    resumed = Trainer(tiny_cache(), TINY, settings, tmp_path / "c", torch.device("cpu"))
+    resumed.load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert resumed.epoch == 1
+    resumed.run()
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [h["loss"] for h in straight.history] == [h["loss"] for h in resumed.history]
+    assert (tmp_path / "a" / "epoch_002.png").is_file() and (tmp_path / "a" / "vae.pt").is_file()
+
+
+def test_exported_weights_load_and_encode_deterministically(tmp_path):
+    trainer = Trainer(tiny_cache(), TINY, TrainSettings(epochs=1, batch_size=8), tmp_path, torch.device("cpu"))
+    trainer.run()
+    vae = load_vae(tmp_path / "vae.pt", device="cpu")
+    faces = tiny_cache().faces[:5]
+    z1, z2 = vae.encode(faces), vae.encode(faces)
+    assert z1.shape == (5, 16) and z1.dtype == np.float32
+    np.testing.assert_array_equal(z1, z2)
+    np.testing.assert_allclose(vae.encode(faces[2]), z1[2:3], atol=1e-5)  # batch size changes only rounding
+    out = vae.decode(z1)
+    assert out.shape == (5, 128, 128, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, vae.decode(z1))
+    with pytest.raises(ValueError):
+        vae.encode(np.zeros((2, 64, 64, 3), np.uint8))
+
+
+def test_cache_builder_on_a_celeba_layout_folder(tmp_path, demo_rgb):
+    root = tmp_path / "celeba"
+    (root / "img_align_celeba").mkdir(parents=True)
+    photo = Image.fromarray(demo_rgb)
+    photo.resize((178, 218)).save(root / "img_align_celeba" / "000001.jpg")
+    photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((178, 218)).save(root / "img_align_celeba" / "000002.jpg")
+    Image.fromarray(np.full((218, 178, 3), 90, np.uint8)).save(root / "img_align_celeba" / "000003.jpg")
+    names = [f"Attr{i}" for i in range(40)]
+    rows = [f"00000{i}.jpg " + " ".join(["1", "-1"] * 20) for i in (1, 2, 3)]
+    (root / "list_attr_celeba.txt").write_text("3\n" + " ".join(names) + "\n" + "\n".join(rows) + "\n")
+    meta = build_cache(root, tmp_path / "cache")
+    assert meta["faces"] == 2 and meta["skipped_no_face"] == [3]
+    cache = open_cache(tmp_path / "cache")
+    assert cache.faces.shape == (2, 128, 128, 3) and list(cache.ids) == [1, 2]
+    assert cache.attribute_names == names and cache.attributes[0, 1] == -1
+    eyes = cache.landmarks[:, 36:42].mean(axis=1)
+    np.testing.assert_allclose(eyes, [[48.3, 61.5]] * 2, atol=3)  # aligned with faceflex's template
+
+
+def test_shipped_weights_reconstruct_the_demo_face(demo_rgb, demo_faces):
+    path = shipped("vae.pt")
+    if not path.is_file():
+        pytest.skip("no shipped VAE weights")
+    from faceflex.face.align import align_face
+    from faceflex.metrics import psnr
+
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks).image
+    vae = load_vae()
+    recon = vae.reconstruct(aligned)
+    value = psnr(torch.from_numpy(recon).float() / 255, torch.from_numpy(aligned[None]).float() / 255)
+    assert float(value) > PSNR_FLOOR_DEMO
+    np.testing.assert_array_equal(recon, vae.reconstruct(aligned))
+
+
+PSNR_FLOOR_DEMO = 18.0
