@@ -132,3 +132,23 @@ def test_shipped_weights_reconstruct_the_demo_face(demo_rgb, demo_faces):
 
 
 PSNR_FLOOR_DEMO = 18.0
+
+
+def test_train_prepare_and_bad_source_via_the_cli(tmp_path, demo_path):
+    from click.testing import CliRunner
+
+    from faceflex.cli import cli
+
+    root = tmp_path / "celeba"
+    (root / "img_align_celeba").mkdir(parents=True)
+    shutil.copy(demo_path, root / "img_align_celeba" / "000001.jpg")
+    (root / "list_attr_celeba.txt").write_text("1\n" + " ".join(f"A{i}" for i in range(40)) + "\n000001.jpg " + " ".join(["1"] * 40) + "\n")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "prepare", "--source", str(root), "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.stderr
+    assert "cached 1 aligned faces" in result.stderr
+    assert open_cache(tmp_path / "cache").faces.shape == (1, 128, 128, 3)
+    bad = runner.invoke(cli, ["train", "prepare", "--source", str(tmp_path), "--cache", str(tmp_path / "c2")])
+    assert bad.exit_code == 2 and "not a CelebA-HQ folder" in bad.stderr
+    missing = runner.invoke(cli, ["evaluate", "vae", "--cache", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "no face cache here" in missing.stderr
