@@ -37,6 +37,8 @@ _API = {
     "REGIONS": "faceflex.face.masks",
     "paste_back": "faceflex.face.blend",
     "draw_landmarks": "faceflex.viz",
+    "VAE": "faceflex.vae",
+    "load_vae": "faceflex.vae",
 }
 
 __all__ = sorted(_API) + ["__version__"]

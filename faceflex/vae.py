@@ -41,7 +41,7 @@ class VAE:
             raise ValueError(f"encode needs (N, 128, 128, 3) uint8 aligned faces, got {images.shape} {images.dtype}")
         out = []
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(self.device)
+            x = torch.from_numpy(np.array(images[start : start + batch_size])).to(self.device)
             x = x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
             out.append(self.model.encode(x)[0].float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.latent_size), np.float32)
