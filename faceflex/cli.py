@@ -201,8 +201,6 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours) -> None:
     """Train the face VAE on the CelebA-HQ training split (held-out ids 28001-30000 never seen)."""
     from pathlib import Path
 
-    import torch
-
     from faceflex.device import resolve_device
     from faceflex.models.vae import VAEConfig
     from faceflex.train.cache import build_cache, open_cache
@@ -215,8 +213,6 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours) -> None:
         session.say(f"no face cache in {cache_dir}: building it from {section['source']}")
         build_cache(Path(section["source"]), cache_dir)
     device = resolve_device(config["device"])
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, torch.get_num_threads()))
     settings = TrainSettings(
         epochs=section["epochs"], batch_size=section["batch_size"], lr=section["lr"], beta=section["beta"],
         kl_warmup_epochs=section["kl_warmup_epochs"], flip=section["flip"], max_hours=section["max_hours"], seed=config["seed"],

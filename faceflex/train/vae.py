@@ -7,6 +7,7 @@ CPU: channels_last + bf16 autocast; CUDA: fp16 autocast with a gradient scaler.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -168,7 +169,7 @@ class Trainer:
         last = self.settings.epochs if stop_after is None else min(self.settings.epochs, self.epoch + stop_after)
         while self.epoch < last:
             epoch_start = time.perf_counter()
-            with progress_factory(self.epoch, self.steps_per_epoch) if progress_factory else _null() as bar:
+            with progress_factory(self.epoch, self.steps_per_epoch) if progress_factory else contextlib.nullcontext() as bar:
                 means = self.train_epoch(bar)
             record = {
                 "epoch": self.epoch,
@@ -192,10 +193,3 @@ class Trainer:
         meta = {"epochs": self.epoch, "history": self.history, "settings": vars(self.settings)}
         return save_weights(path, self.model, self.model.config.to_dict(), meta)
 
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
