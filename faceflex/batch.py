@@ -114,11 +114,9 @@ def report_failure(error: InputError) -> None:
     click.echo(f"error: {error}", err=True)
 
 
-def report_summary(result: BatchResult, noun: str, quiet: bool = False) -> None:
-    """The closing lines: counts, and every failed input listed again."""
+def report_summary(result: BatchResult, noun: str) -> None:
+    """The closing lines when anything failed: the count, and every failed input listed again."""
     if result.failures:
         click.echo(f"{len(result.failures)} of {result.succeeded + len(result.failures)} {noun} failed:", err=True)
         for failure in result.failures:
             click.echo(f"  {failure.path}: {failure.cause}", err=True)
-    elif not quiet:
-        click.echo(f"{result.succeeded} {noun} processed", err=True)

@@ -160,7 +160,7 @@ def detect(session: Session, paths, recursive, out_dir, json_path, plot_landmark
         session.say(f"wrote {json_path}")
     faces_found = sum(len(r["faces"]) for r in records)
     session.say(f"{faces_found} face{'s' * (faces_found != 1)} in {len(records)} image{'s' * (len(records) != 1)}")
-    report_summary(result, "images", quiet=True)
+    report_summary(result, "images")
     sys.exit(result.exit_code)
 
 
