@@ -133,7 +133,7 @@ class Trainer:
             for key, value in (("loss", loss), ("sse", sse), ("kl", kl)):
                 totals[key] += float(value.detach())
             if progress:
-                progress(1, {"loss": float(loss.detach()), "sse": float(sse), "kl": float(kl)})
+                progress(1, {"loss": float(loss.detach()), "sse": float(sse.detach()), "kl": float(kl.detach())})
         self.epoch += 1
         return {key: value / max(1, self.steps_per_epoch) for key, value in totals.items()}
 
