@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from faceflex.io import InputError, InputItem, iter_inputs
+from faceflex.io import IMAGE_EXTENSIONS, InputError, InputItem, iter_inputs
 
 
 @dataclass
@@ -61,11 +61,13 @@ class OutputNames:
         return stem.with_name(f"{stem.name}.{tag}.{ext.lstrip('.')}")
 
 
-def collect_inputs(specs: Iterable[str], recursive: bool) -> tuple[list[InputItem], list[InputError]]:
-    """All inputs named by ``specs``, and the specs that named nothing."""
+def collect_inputs(
+    specs: Iterable[str], recursive: bool, extensions: frozenset[str] = IMAGE_EXTENSIONS
+) -> tuple[list[InputItem], list[InputError]]:
+    """All inputs named by ``specs`` (folders: files with ``extensions``), and the specs that named nothing."""
     items: list[InputItem] = []
     missing: list[InputError] = []
-    for entry in iter_inputs(specs, recursive=recursive):
+    for entry in iter_inputs(specs, recursive=recursive, extensions=extensions):
         (missing if isinstance(entry, InputError) else items).append(entry)
     return items, missing
 

@@ -164,6 +164,112 @@ def detect(session: Session, paths, recursive, out_dir, json_path, plot_landmark
     sys.exit(result.exit_code)
 
 
+@cli.command()
+@_input_options
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True, help="Output format.")
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True), default="-", show_default=True, help="Where to write the records ('-' for stdout).")
+@click.option("--annotate", "annotate_dir", type=click.Path(file_okay=False), help="Also write each photo (and video) with boxes and labels drawn, into this folder.")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Videos: classify every Nth frame.")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Videos: folder for the per-frame JSON lines (default ./out).")
+@click.option("--detector", type=click.Choice(["hog", "cnn"], case_sensitive=False), help="dlib detector.")
+@click.option("--min-face", type=float, help="Smallest face box side kept, in photo pixels.")
+@click.option("--threshold", type=float, help="Minimum detection score.")
+@click.pass_obj
+def classify(session: Session, paths, recursive, fmt, out_path, annotate_dir, every, out_dir, detector, min_face, threshold):
+    """Gender, age, expression, smiling, occlusion, makeup, pose and illumination of every face.
+
+    PATHS are images, videos (mp4, avi, mov, mkv, webm), folders or globs; with none, the demo
+    face. One record per face, with its file and index; a photo without faces adds none.
+    """
+    from pathlib import Path
+
+    from faceflex.batch import BatchResult, OutputNames, collect_inputs, report_summary, run_batch
+    from faceflex.classify import load_classifier
+    from faceflex.face.detect import detect_faces
+    from faceflex.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, demo_image_path, load_image, save_image, write_text
+    from faceflex.viz import draw_classifications
+
+    config = session.config(
+        {"input.recursive": recursive, "output.out_dir": out_dir, "detect.detector": detector, "detect.min_face": min_face, "detect.threshold": threshold}
+    )
+    settings = _detect_settings(config)
+    items, missing = collect_inputs(paths or [str(demo_image_path())], config["input"]["recursive"], IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
+    protected = [item.path for item in items]
+    annotations = OutputNames(Path(annotate_dir)) if annotate_dir else None
+    video_names = OutputNames(Path(config["output"]["out_dir"] or "out"))
+    try:
+        classifier = load_classifier(config["device"])
+    except FileNotFoundError as error:
+        raise UsageProblem(str(error)) from None
+    records: list[dict] = []
+    videos: list[dict] = []
+
+    def classify_image(item) -> None:
+        image = load_image(item.path, config["input"]["max_pixels"])
+        faces = classifier.classify(image.rgb, detect_faces(image.rgb, settings))
+        records.extend({"file": str(item.path), **face} for face in faces)
+        if annotations:
+            save_image(draw_classifications(image.rgb, faces), annotations.path(item, "classified", "jpg"), protected=protected)
+        if session.verbose:
+            session.say(f"{item.path}: {len(faces)} face{'s' * (len(faces) != 1)}")
+
+    def classify_video(item) -> None:
+        from faceflex.video import VideoWriter, iter_frames
+
+        writer = VideoWriter(annotations.path(item, "classified", "mp4"), 25.0 / every) if annotations else None
+        lines: list[str] = []
+        face_count = 0
+        try:
+            for frame in iter_frames(item.path, every):
+                faces = classifier.classify(frame.rgb, detect_faces(frame.rgb, settings))
+                face_count += len(faces)
+                lines.append(json.dumps({"file": str(item.path), "frame": frame.index, "time": round(frame.time, 3), "faces": faces}))
+                if writer:
+                    writer.write(draw_classifications(frame.rgb, faces))
+            target = video_names.path(item, "classified", "jsonl")
+            write_text("".join(line + "\n" for line in lines), target, protected=protected)
+            if writer:
+                writer.close()
+        except BaseException:
+            if writer:
+                writer.abort()
+            raise
+        videos.append({"file": str(item.path), "frames": len(lines), "faces": face_count, "records": str(target)})
+
+    def process(item) -> None:
+        (classify_video if item.path.suffix.lower() in VIDEO_EXTENSIONS else classify_image)(item)
+
+    result = run_batch(items, process, label="classifying", quiet=session.quiet, verbose=session.verbose, result=BatchResult(failures=missing))
+    failed = [{"file": f.path, "error": f.cause} for f in result.failures]
+    if fmt == "json":
+        text = json.dumps({"faceflex": __version__, "command": "classify", "faces": records, "videos": videos, "failed": failed}, indent=1) + "\n"
+    else:
+        text = _csv_text(records)
+    if out_path == "-":
+        click.echo(text, nl=False)
+    else:
+        write_text(text, out_path, protected=protected)
+        session.say(f"wrote {out_path}")
+    session.say(f"{len(records)} face{'s' * (len(records) != 1)} in {result.succeeded} input{'s' * (result.succeeded != 1)}")
+    report_summary(result, "inputs")
+    sys.exit(result.exit_code)
+
+
+def _csv_text(records: list[dict]) -> str:
+    import csv
+    import io
+
+    from faceflex.classify import flatten_record
+
+    rows = [flatten_record(record) for record in records]
+    columns = list(dict.fromkeys(key for row in rows for key in row)) or ["file", "index"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 @cli.group()
 def train() -> None:
     """Train faceflex's models from labelled faces (see configs/train_*.yaml)."""
@@ -233,6 +339,54 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours) -> None:
     session.say(f"weights: {Path(section['out']) / 'vae.pt'}")
 
 
+@train.command("classifier")
+@click.option("--task", type=click.Choice(["attributes", "expression", "age"]), required=True, help="Which model to train.")
+@click.option("--epochs", type=int, help="Train up to this many epochs in all.")
+@click.option("--resume", type=click.Path(dir_okay=False, exists=True), help="Checkpoint to continue from.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints and weights (default runs/classifier/TASK).")
+@click.option("--data", type=click.Path(file_okay=False), help="Folder with celeba_hq/, fer2013/, utkface/.")
+@click.option("--max-hours", type=float, help="Stop after the epoch that passes this many hours.")
+@click.pass_obj
+def train_classifier(session: Session, task, epochs, resume, out, data, max_hours) -> None:
+    """Train a mini-Xception classifier on its data's training part (test parts never seen)."""
+    from pathlib import Path
+
+    from faceflex.device import resolve_device
+    from faceflex.train.classifier import TASKS, ClassifierTrainer
+
+    config = session.config({f"train_classifier.{task}.epochs": epochs, "train_classifier.data": data, "train_classifier.max_hours": max_hours})
+    section = config["train_classifier"]
+    data_set = _task_data(session, task, section)
+    settings = _classifier_settings(config, task)
+    out_dir = Path(out or Path(section["out"]) / task)
+    trainer = ClassifierTrainer(TASKS[task], data_set, settings, out_dir, resolve_device(config["device"]))
+    if resume:
+        trainer.load_checkpoint(Path(resume))
+        session.say(f"resumed from {resume} after epoch {trainer.epoch}")
+
+    def progress_factory(epoch: int, steps: int):
+        return _LossBar(_progress(session, steps, f"epoch {epoch + 1}/{settings.epochs}"))
+
+    trainer.run(on_epoch=lambda record: click.echo(json.dumps(record), err=True), progress_factory=progress_factory, max_hours=section["max_hours"])
+    session.say(f"weights: {out_dir / (task + '.pt')}")
+
+
+def _task_data(session: Session, task: str, section: dict):
+    from faceflex.train.face_sets import task_set
+
+    session.say(f"reading the {task} data from {section['data']} (caches in {section['cache']})")
+    try:
+        return task_set(task, section["data"], section["cache"])
+    except FileNotFoundError as error:
+        raise UsageProblem(str(error)) from None
+
+
+def _classifier_settings(config: dict, task: str):
+    from faceflex.train.classifier import ClassifierSettings
+
+    return ClassifierSettings(**config["train_classifier"][task], seed=config["seed"])
+
+
 @cli.group()
 def evaluate() -> None:
     """Measure faceflex's models on held-out data."""
@@ -259,6 +413,32 @@ def evaluate_vae(session: Session, weights, cache, limit, out_dir) -> None:
         raise UsageProblem(str(error)) from None
     vae = load_vae(weights, device=config["device"])
     report = evaluate_reconstruction(vae, faces, limit=limit, grid_path=Path(config["output"]["out_dir"] or "out") / "vae_reconstructions.png")
+    click.echo(json.dumps(report, indent=1))
+
+
+@evaluate.command("classifier")
+@click.option("--task", type=click.Choice(["attributes", "expression", "age"]), required=True, help="Which model to measure.")
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="Weight file (default: the shipped one).")
+@click.option("--data", type=click.Path(file_okay=False), help="Folder with celeba_hq/, fer2013/, utkface/, ckplus/.")
+@click.pass_obj
+def evaluate_classifier(session: Session, task, weights, data) -> None:
+    """Accuracy of a classifier on its untouched test part (and CK+ for expression), as JSON."""
+    from pathlib import Path
+
+    from faceflex.classify import load_task_model
+    from faceflex.device import resolve_device
+    from faceflex.train.classifier import TASKS, evaluate_part
+    from faceflex.train.face_sets import ckplus_set
+
+    config = session.config({"train_classifier.data": data})
+    section = config["train_classifier"]
+    device = resolve_device(config["device"])
+    model = load_task_model(task, weights, device)
+    report = {"task": task, "weights": str(weights or "shipped"), "test": evaluate_part(TASKS[task], model, _task_data(session, task, section), "test", device)}
+    if task == "expression":
+        ck_dir = Path(section["data"]) / "ckplus"
+        if (ck_dir / "ckplus48.zip").is_file():
+            report["ckplus"] = evaluate_part(TASKS[task], model, ckplus_set(ck_dir), "test", device)
     click.echo(json.dumps(report, indent=1))
 
 

@@ -93,9 +93,30 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "train_vae.kl_warmup_epochs": _number(float, 0.0, 1000.0),
     "train_vae.flip": _boolean,
     "train_vae.max_hours": _number(float, 0.0, 1000.0),
+    "train_classifier.data": _path,
+    "train_classifier.cache": _path,
+    "train_classifier.out": _path,
+    "train_classifier.max_hours": _number(float, 0.0, 1000.0),
+    **{
+        f"train_classifier.{task}.{key}": check
+        for task in ("attributes", "expression", "age")
+        for key, check in {
+            "epochs": _number(int, 1, 10000),
+            "batch_size": _number(int, 1, 4096),
+            "lr": _number(float, 1e-7, 1.0),
+            "widths": _int_list,
+            "stem": _number(int, 1, 1024),
+            "dropout": _number(float, 0.0, 0.9),
+            "rotate": _number(float, 0.0, 180.0),
+            "scale": _number(float, 0.0, 0.9),
+            "shift": _number(float, 0.0, 0.5),
+            "photometric": _number(float, 0.0, 0.9),
+            "label_smoothing": _number(float, 0.0, 0.5),
+        }.items()
+    },
 }
 
-DEFAULT_FILES = ("default.yaml", "train_vae.yaml")
+DEFAULT_FILES = ("default.yaml", "train_vae.yaml", "train_classifier.yaml")
 
 
 @functools.cache

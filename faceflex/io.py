@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
@@ -48,10 +49,12 @@ class InputItem:
     relative: Path  # output names are built from this (sub-folders of a folder input are mirrored)
 
 
-def iter_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) -> Iterator[InputItem | InputError]:
+def iter_inputs(
+    specs: Iterable[str | os.PathLike], recursive: bool = False, extensions: frozenset[str] = IMAGE_EXTENSIONS
+) -> Iterator[InputItem | InputError]:
     """Expand files, folders and glob patterns into input items, in a stable sorted order.
 
-    Files named explicitly are always tried; inside folders only image extensions are taken.
+    Files named explicitly are always tried; inside folders only files with ``extensions`` are taken.
     A spec matching nothing yields an :class:`InputError` instead of stopping the batch.
     Duplicates (the same file reached twice) are yielded once.
     """
@@ -68,7 +71,7 @@ def iter_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) -> 
         path = Path(spec)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            files = sorted(p for p in path.glob(pattern) if _is_image_name(p) and p.is_file())
+            files = sorted(p for p in path.glob(pattern) if _has_extension(p, extensions) and p.is_file())
             if not files:
                 yield InputError(spec, "no image files in this folder" + ("" if recursive else " (try --recursive)"))
             for file in files:
@@ -86,8 +89,8 @@ def iter_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) -> 
             yield InputError(spec, "no such file or folder")
 
 
-def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+def _has_extension(path: Path, extensions: frozenset[str]) -> bool:
+    return path.suffix.lower() in extensions and not path.name.startswith(".")
 
 
 def demo_image_path() -> Path:

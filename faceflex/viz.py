@@ -41,3 +41,31 @@ def draw_landmarks(rgb: np.ndarray, faces: Sequence[Face], numbers: bool = True)
             if numbers and size >= 60:
                 draw.text((x + radius, y - radius), str(point_index), fill=TEXT_COLOUR, font=number_font)
     return np.asarray(image)
+
+
+def classification_lines(record: dict) -> list[str]:
+    """Short caption lines for one face's classification record."""
+    worn = [name for name, flag in {**record["occlusion"], **record["makeup"]}.items() if flag["value"]]
+    return [
+        f"#{record['index']} {record['gender']['label']} {record['age']['years']:.0f}y",
+        f"{record['expression']['label']}{' smiling' if record['smiling']['value'] else ''}",
+        f"{record['pose']['label']} yaw {record['pose']['yaw']:.0f} light {record['illumination']['label']}",
+        *([" ".join(worn)] if worn else []),
+    ]
+
+
+def draw_classifications(rgb: np.ndarray, records: Sequence[dict]) -> np.ndarray:
+    """A copy of the photo with each face's box and its classification written beside it."""
+    image = Image.fromarray(np.asarray(rgb, dtype=np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    for record in records:
+        left, top, right, bottom = record["box"]
+        size = max(8.0, float(np.sqrt(max(right - left, 1) * max(bottom - top, 1))))
+        draw.rectangle([round(left), round(top), round(right), round(bottom)], outline=BOX_COLOUR, width=max(1, round(size / 80)))
+        font = _font(round(max(10, size / 9)))
+        text = "\n".join(classification_lines(record))
+        x, y = left, bottom + 2
+        bbox = draw.multiline_textbbox((x, y), text, font=font)
+        draw.rectangle(bbox, fill=(0, 0, 0))
+        draw.multiline_text((x, y), text, fill=TEXT_COLOUR, font=font)
+    return np.asarray(image)

@@ -218,3 +218,12 @@ def test_feather_scales_with_face_size():
 def test_unknown_region_is_rejected():
     with pytest.raises(ValueError, match="choose one of"):
         region_mask(template_landmarks(), "nose")
+
+
+def test_shrinking_warp_does_not_alias():
+    from faceflex.face.align import warp_image
+
+    stripes = np.zeros((256, 256), np.uint8)
+    stripes[:, ::2] = 255  # finest possible detail: 1-px stripes
+    small = warp_image(stripes, np.array([[0.25, 0.0, 0.0], [0.0, 0.25, 0.0]]), (60, 60))
+    assert abs(float(small.mean()) - 127.5) < 3 and small.std() < 3  # grey, not stripes or moire

@@ -80,15 +80,9 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], res
     """Warp ``image`` so that output pixel ``q`` shows source point ``matrix^-1 q``.
 
     ``image`` is (H, W, 3 or 4) uint8, (H, W) uint8 or (H, W) float32 (the dtype is kept); ``size`` is the output (width, height).
-    Points falling outside the source read as 0. Pure: the input is not modified.
+    Points falling outside the source read as 0. When the warp shrinks by 2x or more, the source is
+    first box-averaged by that integer factor (no aliasing). Pure: the input is not modified.
     """
-    inverse = invert_affine(matrix)
-    # Pillow samples input point (a, b, c) . (x + 0.5, y + 0.5, 1) in a frame whose pixel centres
-    # sit at +0.5; convert from our integer-centred frame.
-    a, b, c = inverse[0]
-    d, e, f = inverse[1]
-    coefficients = (a, b, c + 0.5 - 0.5 * (a + b), d, e, f + 0.5 - 0.5 * (d + e))
-    filters = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST}
     if image.ndim == 2 and image.dtype == np.uint8:
         source = Image.fromarray(np.ascontiguousarray(image), "L")
     elif image.ndim == 2:
@@ -96,6 +90,18 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], res
     else:
         channels = {3: "RGB", 4: "RGBA"}[image.shape[2]]
         source = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), channels)
+    scale = transform_scale(matrix)
+    factor = int(1.0 / scale) if scale > 0 else 1
+    if factor >= 2:  # shrinking: box-average factor x factor blocks first, so the warp does not alias
+        source = source.reduce(factor)
+        matrix = compose_affine(matrix, np.array([[factor, 0.0, (factor - 1) / 2], [0.0, factor, (factor - 1) / 2]]))
+    inverse = invert_affine(matrix)
+    # Pillow samples input point (a, b, c) . (x + 0.5, y + 0.5, 1) in a frame whose pixel centres
+    # sit at +0.5; convert from our integer-centred frame.
+    a, b, c = inverse[0]
+    d, e, f = inverse[1]
+    coefficients = (a, b, c + 0.5 - 0.5 * (a + b), d, e, f + 0.5 - 0.5 * (d + e))
+    filters = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST}
     warped = source.transform(size, Image.Transform.AFFINE, coefficients, resample=filters[resample], fillcolor=0)
     return np.asarray(warped)
 

@@ -1,0 +1,171 @@
+"""Labelled face sets for the classifiers, prepared with faceflex's own crops, with fixed splits.
+
+- attributes: CelebA-HQ from the aligned cache (``faceflex train prepare``); test = ids 28001-30000
+  (the VAE's held-out set), validation = ids 27001-28000, train = the rest.
+- expression: FER2013 48x48 grey; a seeded 80/10/10 train/val/test split (seed 2013).
+- age: UTKFace, re-aligned with faceflex's alignment (dlib landmarks; the few faces dlib misses get
+  the median UTKFace framing); a seeded 80/10/10 split (seed 1).
+- CK+ (expression, cross-dataset): evaluation only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from faceflex.face.align import align_face, alignment_matrix, warp_image
+from faceflex.face.crops import attribute_input
+from faceflex.io import write_atomic
+from faceflex.models.labels import ATTRIBUTES, EXPRESSIONS
+from faceflex.train.cache import TEST_IDS_FROM, open_cache
+
+TRAIN, VAL, TEST = 0, 1, 2
+PARTS = {"train": TRAIN, "val": VAL, "test": TEST}
+VAL_IDS_FROM = 27001
+FER_SPLIT_SEED = 2013
+UTK_SPLIT_SEED = 1
+
+# CK+ folder names -> FER2013 classes ("contempt" has none and is left out).
+CKPLUS_TO_FER = {"anger": 0, "disgust": 1, "fear": 2, "happy": 3, "sadness": 4, "surprise": 5}
+
+
+@dataclass
+class LabelledSet:
+    """Images (N, H, W, C) uint8, targets per head, and a split code per row (0 train, 1 val, 2 test)."""
+
+    images: np.ndarray
+    targets: dict[str, np.ndarray]
+    split: np.ndarray
+    notes: dict = field(default_factory=dict)
+
+    def rows(self, part: str) -> np.ndarray:
+        return np.flatnonzero(self.split == PARTS[part])
+
+
+def seeded_split(count: int, seed: int, fractions: tuple[float, float] = (0.1, 0.1)) -> np.ndarray:
+    """Split codes for ``count`` items: a seeded permutation, the last fractions are val and test."""
+    order = np.random.default_rng(seed).permutation(count)
+    codes = np.full(count, TRAIN, dtype=np.int8)
+    n_val, n_test = (int(round(f * count)) for f in fractions)
+    codes[order[count - n_test :]] = TEST
+    codes[order[count - n_test - n_val : count - n_test]] = VAL
+    return codes
+
+
+def attribute_set(cache_dir: str | Path) -> LabelledSet:
+    """CelebA-HQ attributes on the aligned cache, downsampled to 64 px."""
+    cache = open_cache(cache_dir)
+    columns = [cache.attribute_names.index(name) for name in ATTRIBUTES]
+    images = np.concatenate([attribute_input(cache.faces[i : i + 2048]) for i in range(0, len(cache.faces), 2048)])
+    split = np.where(cache.ids >= TEST_IDS_FROM, TEST, np.where(cache.ids >= VAL_IDS_FROM, VAL, TRAIN)).astype(np.int8)
+    targets = {"attributes": (cache.attributes[:, columns] > 0).astype(np.float32)}
+    return LabelledSet(images, targets, split, {"source": str(cache_dir), "attributes": ATTRIBUTES})
+
+
+def read_fer_labels(fer_dir: Path) -> tuple[list[str], np.ndarray]:
+    """FER2013 member paths and labels from ``labels.csv``."""
+    with open(Path(fer_dir) / "labels.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [r["path"] for r in rows], np.array([int(r["label"]) for r in rows], dtype=np.int64)
+
+
+def _read_grey(archive: zipfile.ZipFile, member: str, size: int) -> np.ndarray:
+    image = Image.open(io.BytesIO(archive.read(member))).convert("L")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image)
+
+
+def expression_set(fer_dir: str | Path) -> LabelledSet:
+    """FER2013 (48x48 grey) with its seeded split."""
+    fer_dir = Path(fer_dir)
+    paths, labels = read_fer_labels(fer_dir)
+    with zipfile.ZipFile(fer_dir / "fer2013_48.zip") as archive:
+        images = np.stack([_read_grey(archive, p, 48) for p in paths])[..., None]
+    return LabelledSet(images, {"expression": labels}, seeded_split(len(paths), FER_SPLIT_SEED), {"source": str(fer_dir), "classes": EXPRESSIONS})
+
+
+def ckplus_set(ck_dir: str | Path) -> LabelledSet:
+    """CK+48 faces whose expression FER2013 also has (all rows are test rows)."""
+    ck_dir = Path(ck_dir)
+    images, labels = [], []
+    with zipfile.ZipFile(ck_dir / "ckplus48.zip") as archive:
+        for member in sorted(archive.namelist()):
+            parts = member.split("/")
+            if len(parts) >= 3 and parts[-2] in CKPLUS_TO_FER and member.lower().endswith((".png", ".jpg")):
+                images.append(_read_grey(archive, member, 48))
+                labels.append(CKPLUS_TO_FER[parts[-2]])
+    split = np.full(len(labels), TEST, dtype=np.int8)
+    return LabelledSet(np.stack(images)[..., None], {"expression": np.array(labels)}, split, {"source": str(ck_dir), "left_out": "contempt"})
+
+
+def _utk_faces(utk_dir: Path, progress: Callable[[int], None] | None) -> tuple[np.ndarray, int]:
+    """Every UTKFace crop aligned to 128 px with faceflex's alignment (and how many dlib missed)."""
+    from faceflex.face.detect import DetectSettings, detect_faces
+
+    with open(utk_dir / "labels.csv", newline="") as handle:
+        paths = [row[0] for row in list(csv.reader(handle))[1:]]
+    settings = DetectSettings()
+    aligned = np.zeros((len(paths), 128, 128, 3), dtype=np.uint8)
+    missed: list[tuple[int, np.ndarray]] = []
+    matrices = []
+    with zipfile.ZipFile(utk_dir / "utkface128.zip") as archive:
+        for index, member in enumerate(paths):
+            rgb = np.asarray(Image.open(io.BytesIO(archive.read(member))).convert("RGB"))
+            pad = 32  # a face filling the crop is found more often with a margin around it
+            faces = detect_faces(np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge"), settings)
+            if faces:
+                landmarks = faces[0].landmarks - pad
+                aligned[index] = align_face(rgb, landmarks).image
+                matrices.append(alignment_matrix(landmarks))
+            else:
+                missed.append((index, rgb))
+            if progress:
+                progress(1)
+    median = np.median(np.stack(matrices), axis=0)
+    for index, rgb in missed:
+        aligned[index] = warp_image(rgb, median, (128, 128))
+    return aligned, len(missed)
+
+
+def age_set(utk_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None) -> LabelledSet:
+    """UTKFace age and gender on re-aligned 64-px faces (alignment cached in ``cache_dir``)."""
+    utk_dir, cache_file = Path(utk_dir), Path(cache_dir) / "utkface_aligned.npz"
+    with open(utk_dir / "labels.csv", newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    if cache_file.is_file():
+        stored = np.load(cache_file)
+        aligned, missed = stored["aligned"], int(stored["missed"])
+    else:
+        aligned, missed = _utk_faces(utk_dir, progress)
+        write_atomic(cache_file, lambda handle: np.savez(handle, aligned=aligned, missed=missed))
+    targets = {
+        "age": np.array([float(r[1]) for r in rows], dtype=np.float32),
+        "gender": np.array([int(r[2]) for r in rows], dtype=np.int64),
+    }
+    notes = {"source": str(utk_dir), "dlib_missed": missed}
+    return LabelledSet(attribute_input(aligned), targets, seeded_split(len(rows), UTK_SPLIT_SEED), notes)
+
+
+def task_set(task: str, data_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None) -> LabelledSet:
+    """The labelled set of a classifier task from the shared data folder (caches built on first use)."""
+    data_dir, cache_dir = Path(data_dir), Path(cache_dir)
+    if task == "attributes":
+        celeba_cache = cache_dir / "celeba_hq"
+        if not (celeba_cache / "meta.json").is_file():
+            from faceflex.train.cache import build_cache
+
+            build_cache(data_dir / "celeba_hq", celeba_cache, progress=progress)
+        return attribute_set(celeba_cache)
+    if task == "expression":
+        return expression_set(data_dir / "fer2013")
+    if task == "age":
+        return age_set(data_dir / "utkface", cache_dir, progress)
+    raise ValueError(f"unknown task {task!r}; choose attributes, expression or age")
