@@ -39,6 +39,12 @@ _API = {
     "draw_landmarks": "faceflex.viz",
     "VAE": "faceflex.vae",
     "load_vae": "faceflex.vae",
+    "Classifier": "faceflex.classify",
+    "load_classifier": "faceflex.classify",
+    "Pose": "faceflex.face.pose",
+    "estimate_pose": "faceflex.face.pose",
+    "Illumination": "faceflex.face.illumination",
+    "measure_illumination": "faceflex.face.illumination",
 }
 
 __all__ = sorted(_API) + ["__version__"]

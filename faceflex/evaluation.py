@@ -112,12 +112,8 @@ def evaluate_photos(photos: Path, xml_files: list[Path], settings: DetectSetting
     return report
 
 
-def evaluate_300w(zip_path: Path, settings: DetectSettings | None = None, limit: int | None = None) -> DetectionReport:
-    """Landmark error on the 300-W (AFW + HELEN) 128-px crops with hand-annotated landmarks.
-
-    Each crop holds one labelled face; the detected face overlapping its landmark box is scored.
-    """
-    report = DetectionReport()
+def iter_300w(zip_path: Path, settings: DetectSettings | None = None, limit: int | None = None):
+    """(hand landmarks, detected faces, matched (face, label) pairs) per 300-W (AFW + HELEN) 128-px crop."""
     with zipfile.ZipFile(zip_path) as archive:
         labels = np.load(io.BytesIO(archive.read("landmarks.npz")))
         names, points = labels["names"], labels["landmarks"].astype(np.float64)
@@ -125,10 +121,41 @@ def evaluate_300w(zip_path: Path, settings: DetectSettings | None = None, limit:
             rgb = np.asarray(Image.open(io.BytesIO(archive.read(f"images/{name}"))).convert("RGB"))
             faces = detect_faces(rgb, settings)
             box = (*truth.min(axis=0), *truth.max(axis=0))
-            pairs = match(faces, [LabelledFace(box, truth)], min_iou=0.2)
-            report.labelled += 1
-            report.found += len(pairs)
-            report.false_positives += len(faces) - len(pairs)
-            for i, _ in pairs:
-                report.errors.append(landmark_error(faces[i].landmarks, truth))
+            yield truth, faces, match(faces, [LabelledFace(box, truth)], min_iou=0.2)
+
+
+def evaluate_300w(zip_path: Path, settings: DetectSettings | None = None, limit: int | None = None) -> DetectionReport:
+    """Landmark error on the 300-W crops with hand-annotated landmarks.
+
+    Each crop holds one labelled face; the detected face overlapping its landmark box is scored.
+    """
+    report = DetectionReport()
+    for truth, faces, pairs in iter_300w(zip_path, settings, limit):
+        report.labelled += 1
+        report.found += len(pairs)
+        report.false_positives += len(faces) - len(pairs)
+        for i, _ in pairs:
+            report.errors.append(landmark_error(faces[i].landmarks, truth))
     return report
+
+
+def evaluate_300w_pose(zip_path: Path, settings: DetectSettings | None = None, limit: int | None = None) -> dict:
+    """Agreement of head pose from dlib's landmarks with head pose from the hand-annotated ones."""
+    from faceflex.face.pose import estimate_pose
+
+    truth_poses, found_poses = [], []
+    for truth, faces, pairs in iter_300w(zip_path, settings, limit):
+        for i, _ in pairs:
+            truth_poses.append(estimate_pose(truth))
+            found_poses.append(estimate_pose(faces[i].landmarks))
+    a = np.array([(p.yaw, p.pitch, p.roll) for p in truth_poses])
+    b = np.array([(p.yaw, p.pitch, p.roll) for p in found_poses])
+    difference = np.abs(a - b)
+    return {
+        "faces": len(a),
+        "mean_abs_difference_degrees": dict(zip(("yaw", "pitch", "roll"), difference.mean(axis=0).round(2).tolist())),
+        "median_abs_difference_degrees": dict(zip(("yaw", "pitch", "roll"), np.median(difference, axis=0).round(2).tolist())),
+        "label_agreement": round(float(np.mean([p.label == q.label for p, q in zip(truth_poses, found_poses)])), 4),
+        "hand_label_counts": {label: sum(p.label == label for p in truth_poses) for label in ("frontal", "left", "right", "up", "down")},
+        "hand_yaw_range": [round(float(a[:, 0].min()), 1), round(float(a[:, 0].max()), 1)],
+    }

@@ -16,3 +16,10 @@ def test_every_subpackage_is_listed_in_pyproject():
         for init in (ROOT / "faceflex").rglob("__init__.py")
     }
     assert found <= listed, f"missing from [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+def test_every_public_name_resolves():
+    import faceflex
+
+    for name in faceflex.__all__:
+        assert getattr(faceflex, name) is not None, name
