@@ -18,8 +18,8 @@ from faceflex.face.crops import attribute_input, expression_input
 from faceflex.face.detect import Face
 from faceflex.face.illumination import measure_illumination
 from faceflex.face.pose import estimate_pose
-from faceflex.models.weights import load_weights, shipped
 from faceflex.models.labels import AGE_UNIT, ATTRIBUTES, EXPRESSIONS
+from faceflex.models.weights import load_weights, shipped
 from faceflex.models.xception import MiniXception, XceptionConfig, predict
 
 SHIPPED = {task: f"classifier_{task}.pt" for task in ("attributes", "expression", "age")}

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from faceflex.cli import cli
 from faceflex.classify import SHIPPED
+from faceflex.cli import cli
 from faceflex.models.weights import shipped
 
 pytestmark = pytest.mark.skipif(

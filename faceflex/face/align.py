@@ -6,24 +6,19 @@ A transform is a 2x3 matrix ``M`` mapping a source point ``p`` to ``M[:, :2] @ p
 
 from __future__ import annotations
 
-import functools
-import json
 from dataclasses import dataclass
-from importlib import resources
 
 import numpy as np
 from PIL import Image
 
+from faceflex.shipped import shipped_array
+
 ALIGNED_SIZE = 128
 
 
-@functools.cache
 def template_landmarks() -> np.ndarray:
     """The 68-point template at 128x128: mean dlib landmarks of CelebA-HQ (read-only (68, 2) array)."""
-    record = json.loads(resources.files("faceflex.data").joinpath("template68.json").read_text())
-    points = np.asarray(record["points"], dtype=np.float64)
-    points.setflags(write=False)
-    return points
+    return shipped_array("template68.json", "points")
 
 
 def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

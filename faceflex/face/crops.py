@@ -7,13 +7,10 @@
 
 from __future__ import annotations
 
-import functools
-import json
-from importlib import resources
-
 import numpy as np
 
 from faceflex.face.align import alignment_matrix, compose_affine, warp_image
+from faceflex.shipped import shipped_array
 
 ATTRIBUTE_SIZE = 64
 EXPRESSION_SIZE = 48
@@ -34,13 +31,9 @@ def attribute_input(aligned: np.ndarray) -> np.ndarray:
     return box_downsample(aligned, aligned.shape[-2] // ATTRIBUTE_SIZE)
 
 
-@functools.cache
 def fer_frame() -> np.ndarray:
     """2x3 map from the aligned 128-px frame to the FER2013-like 48-px frame."""
-    record = json.loads(resources.files("faceflex.data").joinpath("fer_frame.json").read_text())
-    matrix = np.asarray(record["matrix"], dtype=np.float64)
-    matrix.setflags(write=False)
-    return matrix
+    return shipped_array("fer_frame.json", "matrix")
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:

@@ -9,23 +9,18 @@ roll > 0 the face leans clockwise.
 
 from __future__ import annotations
 
-import functools
-import json
 from dataclasses import dataclass
-from importlib import resources
 
 import numpy as np
+
+from faceflex.shipped import shipped_array
 
 FRONTAL_DEGREES = 15.0
 
 
-@functools.cache
 def face_model() -> np.ndarray:
     """The generic 3D face, (68, 3), units of the outer-eye-corner distance (read-only)."""
-    record = json.loads(resources.files("faceflex.data").joinpath("face3d68.json").read_text())
-    points = np.asarray(record["points"], dtype=np.float64)
-    points.setflags(write=False)
-    return points
+    return shipped_array("face3d68.json", "points")
 
 
 def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import torch
 
 from faceflex.io import write_atomic
-
-
-def shipped(name: str) -> Path:
-    """Path of a weight file shipped in ``data/`` (installed as ``faceflex.data``)."""
-    return Path(str(resources.files("faceflex.data").joinpath(name)))
+from faceflex.shipped import shipped  # noqa: F401  (weight files are found through it)
 
 
 def save_weights(path: str | Path, model: torch.nn.Module, config: dict, extra: dict | None = None) -> Path:

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from faceflex.io import write_atomic
-from faceflex.models.weights import save_weights
 from faceflex.models.labels import AGE_UNIT, ATTRIBUTES, EXPRESSIONS, GENDERS
+from faceflex.models.weights import save_weights
 from faceflex.models.xception import MiniXception, XceptionConfig, predict, to_tensor
 from faceflex.train.face_sets import LabelledSet
 
