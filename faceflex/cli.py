@@ -325,8 +325,7 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours) -> None:
     )
     trainer = Trainer(open_cache(cache_dir), VAEConfig(latent=config["vae"]["latent"], channels=config["vae"]["channels"]), settings, Path(section["out"]), device)
     if resume:
-        trainer.load_checkpoint(Path(resume))
-        session.say(f"resumed from {resume} after epoch {trainer.epoch}")
+        _resume(session, trainer, Path(resume), settings.epochs)
 
     def progress_factory(epoch: int, steps: int):
         bar = _progress(session, steps, f"epoch {epoch + 1}/{settings.epochs}")
@@ -361,14 +360,24 @@ def train_classifier(session: Session, task, epochs, resume, out, data, max_hour
     out_dir = Path(out or Path(section["out"]) / task)
     trainer = ClassifierTrainer(TASKS[task], data_set, settings, out_dir, resolve_device(config["device"]))
     if resume:
-        trainer.load_checkpoint(Path(resume))
-        session.say(f"resumed from {resume} after epoch {trainer.epoch}")
+        _resume(session, trainer, Path(resume), settings.epochs)
 
     def progress_factory(epoch: int, steps: int):
         return _LossBar(_progress(session, steps, f"epoch {epoch + 1}/{settings.epochs}"))
 
     trainer.run(on_epoch=lambda record: click.echo(json.dumps(record), err=True), progress_factory=progress_factory, max_hours=section["max_hours"])
     session.say(f"weights: {out_dir / (task + '.pt')}")
+
+
+def _resume(session: Session, trainer, path, epochs: int) -> None:
+    """Load a checkpoint into a trainer; say so, and say when the schedule's length changed."""
+    try:
+        saved = trainer.load_checkpoint(path)
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise UsageProblem(f"cannot resume from {path}: {error}") from None
+    session.say(f"resumed from {path} after epoch {trainer.epoch}")
+    if saved.get("epochs") != epochs:
+        session.say(f"note: the learning-rate schedule now spans {epochs} epochs (the checkpoint's spanned {saved.get('epochs')})")
 
 
 def _task_data(session: Session, task: str, section: dict):

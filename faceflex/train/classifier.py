@@ -153,7 +153,8 @@ class ClassifierTrainer:
             "settings": {**vars(self.settings), "widths": list(self.settings.widths)}, "config": self.model.config.to_dict(),
         }
 
-    def load_checkpoint(self, path: Path) -> None:
+    def load_checkpoint(self, path: Path) -> dict:
+        """Restore everything saved each epoch; returns the checkpoint's settings."""
         state = torch.load(path, map_location=self.device, weights_only=True)
         if state["config"] != self.model.config.to_dict():
             raise ValueError(f"{path}: checkpoint architecture {state['config']} differs from the config's")
@@ -162,6 +163,7 @@ class ClassifierTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        return dict(state["settings"])
 
     def train_epoch(self, progress: Callable[[int, dict], None] | None = None) -> float:
         """One epoch; data order and augmentation depend only on (seed, epoch). Returns the mean loss."""

@@ -92,7 +92,8 @@ class Trainer:
         path = self.out / "checkpoint.pt"
         return write_atomic(path, lambda handle: torch.save(self.state(), handle))
 
-    def load_checkpoint(self, path: Path) -> None:
+    def load_checkpoint(self, path: Path) -> dict:
+        """Restore everything saved by :meth:`save_checkpoint`; returns the checkpoint's settings."""
         state = torch.load(path, map_location=self.device, weights_only=True)
         if state["vae_config"] != self.model.config.to_dict():
             raise ValueError(f"{path}: checkpoint architecture {state['vae_config']} differs from the config's")
@@ -102,6 +103,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
+        return dict(state["settings"])
 
     # -- training ----------------------------------------------------------------------------
     def beta_at(self, step: int) -> float:
