@@ -51,6 +51,23 @@ def main() -> None:
     save_image(strip(panels), OUT / "geometry_pipeline.png")
     save_image(draw_landmarks(image.rgb, [face]), OUT / "grace_hopper.landmarks.png")
     print(f"wrote {OUT / 'geometry_pipeline.png'} and {OUT / 'grace_hopper.landmarks.png'}")
+    classified_examples()
+
+
+def classified_examples() -> None:
+    """`faceflex classify --annotate` on the public-domain photos (the astronaut needs ../shared/data)."""
+    from faceflex.classify import load_classifier
+    from faceflex.viz import draw_classifications
+
+    astronaut = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "sk_astronaut.png"
+    for path in [demo_image_path(), astronaut]:
+        if not Path(path).is_file():
+            continue
+        rgb = load_image(path).rgb
+        records = load_classifier("cpu").classify(rgb, detect_faces(rgb))
+        target = OUT / f"{Path(path).stem}.classified.jpg"
+        save_image(draw_classifications(rgb, records), target)
+        print(f"wrote {target}")
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ def test_shipped_weights_reconstruct_the_demo_face(demo_rgb, demo_faces):
     aligned = align_face(demo_rgb, demo_faces[0].landmarks).image
     vae = load_vae()
     recon = vae.reconstruct(aligned)
-    value = psnr(torch.from_numpy(recon).float() / 255, torch.from_numpy(aligned[None]).float() / 255)
+    value = psnr(torch.from_numpy(recon).float() / 255, torch.from_numpy(np.array(aligned[None])).float() / 255)
     assert float(value) > PSNR_FLOOR_DEMO
     np.testing.assert_array_equal(recon, vae.reconstruct(aligned))
 
