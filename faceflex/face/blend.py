@@ -51,3 +51,23 @@ def paste_back(photo: np.ndarray, aligned: np.ndarray, matrix: np.ndarray, mask:
     roi.paste(face, (0, 0), face)  # alpha blend at C speed; where alpha is 0 the photo is kept
     result[y0:y1, x0:x1] = np.asarray(roi)
     return result
+
+
+def paste_delta(photo: np.ndarray, delta: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Add an aligned-frame change ``delta`` (S x S x 3 float, in 0-255 units), weighted by ``mask``, to a copy of ``photo``.
+
+    The photo's own pixels carry everything the change leaves alone (texture, lighting, identity);
+    where the weighted change is 0 the photo is returned unchanged, bit for bit.
+    """
+    result = photo.copy()
+    region = paste_region(matrix, mask, (photo.shape[1], photo.shape[0]))
+    if region is None or not np.any(delta):
+        return result
+    x0, y0, x1, y1 = region
+    to_roi = compose_affine(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]), invert_affine(matrix))
+    size = (x1 - x0, y1 - y0)
+    weighted = (np.asarray(delta, dtype=np.float32) * mask[..., None]).astype(np.float32)
+    change = np.dstack([warp_image(np.ascontiguousarray(weighted[..., c]), to_roi, size) for c in range(3)])
+    roi = result[y0:y1, x0:x1].astype(np.float32) + change
+    result[y0:y1, x0:x1] = np.clip(np.rint(roi), 0, 255).astype(np.uint8)
+    return result

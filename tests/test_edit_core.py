@@ -1,0 +1,93 @@
+"""Attribute vectors and the edit core on a small untrained VAE: exactness, determinism, all faces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from faceflex.edit import auto_region, edit_photo, parse_range, strength_name
+from faceflex.models.vae import FaceVAE, VAEConfig
+from faceflex.train.vectors import compute_vectors
+from faceflex.vae import VAE
+from faceflex.vectors import UnknownAttribute, orthogonalize, vectors_from_file
+
+
+@pytest.fixture(scope="module")
+def small_vae() -> VAE:
+    torch.manual_seed(0)
+    return VAE(FaceVAE(VAEConfig(latent=16, channels=(8, 8, 16, 16, 16))), torch.device("cpu"))
+
+
+def test_parse_range_includes_end_and_avoids_float_drift():
+    assert parse_range(0, 5, 1) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert parse_range(0, 1, 0.1)[3] == 0.3 and parse_range(0, 1, 0.1)[-1] == 1.0
+    assert parse_range(0, -3, -1.5) == [0.0, -1.5, -3.0]
+    assert parse_range(0, 5, 2) == [0.0, 2.0, 4.0]  # 5 is not reached
+    assert [strength_name(v) for v in parse_range(-0.2, 0.2, 0.1)] == ["-0.2", "-0.1", "0.0", "0.1", "0.2"]
+    for bad in [(0, 5, 0), (0, 5, -1), (0, float("nan"), 1), (0, 1e6, 1)]:
+        with pytest.raises(ValueError):
+            parse_range(*bad)
+
+
+def test_auto_regions():
+    assert auto_region("Smiling") == "mouth" and auto_region("mustache") == "upper-lip"
+    assert auto_region("Eyeglasses") == "eyes" and auto_region("Young") == "face"
+
+
+def test_vectors_are_disjoint_means_and_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    latents = rng.normal(size=(400, 8))
+    labels = np.where(rng.random((400, 2)) < 0.5, 1, -1)
+    latents[labels[:, 0] > 0, 0] += 3.0  # attribute A moves dimension 0
+    vectors = compute_vectors(latents, labels, ["A", "B"], versions=4, samples_per_version=30, seed=1)
+    assert vectors.vectors.shape == (2, 4, 8) and list(vectors.samples) == [30, 30]
+    assert np.all(vectors.vectors[0, :, 0] > 2.0)  # every version finds the shift
+    again = compute_vectors(latents, labels, ["A", "B"], versions=4, samples_per_version=30, seed=1)
+    assert np.array_equal(vectors.vectors, again.vectors)
+    loaded = vectors_from_file(vectors.save(tmp_path / "v.npz"))
+    assert loaded.names == ["A", "B"] and np.allclose(loaded.vectors, vectors.vectors, atol=1e-2)
+    assert loaded.resolve("a") == "A"
+    with pytest.raises(UnknownAttribute, match="valid attributes: A, B"):
+        loaded.direction("Smiling")
+    free = loaded.direction("A", orthogonal_to=["B"])
+    assert abs(float(free @ loaded.direction("B"))) < 1e-3 * np.linalg.norm(free) * np.linalg.norm(loaded.direction("B"))
+    with pytest.raises(ValueError):
+        loaded.direction("A", versions=[7])
+
+
+def test_rare_attributes_get_smaller_disjoint_samples():
+    labels = -np.ones((100, 1), int)
+    labels[:8, 0] = 1
+    vectors = compute_vectors(np.zeros((100, 4)), labels, ["Rare"], versions=4, samples_per_version=50)
+    assert vectors.samples[0] == 2
+
+
+def test_orthogonalize_removes_the_span():
+    others = np.array([[1.0, 0, 0], [1.0, 1.0, 0]])
+    assert np.allclose(orthogonalize(np.array([3.0, 4.0, 5.0]), others), [0, 0, 5.0])
+
+
+def test_residual_strength_zero_returns_the_photo_exactly(demo_rgb, demo_faces, small_vae):
+    direction = np.ones(16, np.float32)
+    outputs, edits = edit_photo(demo_rgb, demo_faces, small_vae, direction, [0.0, 2.0])
+    assert np.array_equal(outputs[0], demo_rgb)
+    assert not np.array_equal(outputs[1], demo_rgb)
+    changed = np.argwhere(np.any(outputs[1] != demo_rgb, axis=2))
+    left, top, right, bottom = demo_faces[0].box
+    assert changed[:, 1].min() > left - 0.5 * (right - left) and changed[:, 1].max() < right + 0.5 * (right - left)
+    assert edits[0].decoded.shape == (2, 128, 128, 3)
+
+
+def test_edits_are_deterministic_and_every_face_is_edited(demo_rgb, demo_faces, small_vae):
+    side = np.concatenate([demo_rgb, demo_rgb], axis=1)  # two faces side by side
+    from faceflex.face.detect import detect_faces
+
+    faces = detect_faces(side)
+    assert len(faces) == 2
+    direction = np.linspace(-1, 1, 16).astype(np.float32)
+    first, _ = edit_photo(side, faces, small_vae, direction, [3.0], mode="replace")
+    second, _ = edit_photo(side, faces, small_vae, direction, [3.0], mode="replace")
+    assert np.array_equal(first[0], second[0])
+    width = demo_rgb.shape[1]
+    assert np.any(first[0][:, :width] != demo_rgb) and np.any(first[0][:, width:] != demo_rgb)
