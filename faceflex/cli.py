@@ -338,6 +338,55 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours) -> None:
     session.say(f"weights: {Path(section['out']) / 'vae.pt'}")
 
 
+@train.command("vectors")
+@click.option("--attributes", default="all", show_default=True, help="'all' or comma-separated CelebA attribute names.")
+@click.option("--samples-per-version", type=click.IntRange(min=1), default=200, show_default=True, help="Faces per side in each version.")
+@click.option("--versions", type=click.IntRange(min=1), default=25, show_default=True, help="Disjoint versions per attribute.")
+@click.option("--orthogonal-to", default="", help="Comma-separated attributes whose directions are projected out of every vector.")
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="VAE weights (default: the shipped data/vae.pt).")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (default from configs/train_vae.yaml).")
+@click.option("--out", type=click.Path(dir_okay=False), default="data/attribute_vectors.npz", show_default=True, help="Where to write the vectors.")
+@click.pass_obj
+def train_vectors(session: Session, attributes, samples_per_version, versions, orthogonal_to, weights, cache, out) -> None:
+    """Attribute vectors from the CelebA-HQ training split's mean latents (held-out ids never used)."""
+    import numpy as np
+
+    from faceflex.train.cache import open_cache
+    from faceflex.train.vectors import compute_vectors, encode_rows
+    from faceflex.vae import load_vae
+    from faceflex.vectors import AttributeVectors, UnknownAttribute, orthogonalize, resolve_attribute
+
+    config = session.config({"train_vae.cache": cache})
+    try:
+        faces = open_cache(config["train_vae"]["cache"])
+    except FileNotFoundError as error:
+        raise UsageProblem(str(error)) from None
+    known = faces.attribute_names
+    try:
+        names = known if attributes.strip().lower() == "all" else [resolve_attribute(n, known) for n in attributes.split(",") if n.strip()]
+        against = [resolve_attribute(n, known) for n in orthogonal_to.split(",") if n.strip()]
+    except UnknownAttribute as error:
+        raise UsageProblem(str(error)) from None
+    rows = faces.split("train")
+    vae = load_vae(weights, device=config["device"])
+    with _progress(session, len(rows), "encoding") as bar:
+        latents = encode_rows(vae, faces, rows, progress=bar.update)
+    columns = [faces.attribute_names.index(n) for n in dict.fromkeys(names + against)]
+    full = compute_vectors(latents, faces.attributes[rows][:, columns], [faces.attribute_names[c] for c in columns], versions, samples_per_version, config["seed"])
+    keep = [full.names.index(n) for n in names]
+    vectors = full.vectors[keep]
+    if against:
+        means = {n: full.vectors[full.names.index(n)].mean(axis=0) for n in against}
+        for i, name in enumerate(names):
+            others = np.array([v for n, v in means.items() if n != name])
+            if len(others):
+                vectors[i] = np.stack([orthogonalize(v, others) for v in vectors[i]])
+    meta = {**full.meta, "orthogonal_to": against, "vae": str(weights or "shipped data/vae.pt"), "vae_epochs": vae.meta.get("epochs"),
+            "command": "faceflex " + " ".join(sys.argv[1:])}
+    result = AttributeVectors(names, vectors, full.samples[keep], meta).save(out)
+    session.say(f"wrote {len(names)} attributes x {versions} versions to {result}")
+
+
 @train.command("classifier")
 @click.option("--task", type=click.Choice(["attributes", "expression", "age"]), required=True, help="Which model to train.")
 @click.option("--epochs", type=int, help="Train up to this many epochs in all.")

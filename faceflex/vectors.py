@@ -25,6 +25,14 @@ class UnknownAttribute(ValueError):
     """An attribute name that is not among the vectors' names."""
 
 
+def resolve_attribute(name: str, names: Sequence[str]) -> str:
+    """The canonical spelling in ``names`` of ``name`` (case-insensitive), or :class:`UnknownAttribute`."""
+    for known in names:
+        if known.lower() == name.strip().lower():
+            return known
+    raise UnknownAttribute(f"unknown attribute {name!r}; valid attributes: {', '.join(names)}")
+
+
 def orthogonalize(vector: np.ndarray, others: np.ndarray) -> np.ndarray:
     """``vector`` minus its components in the span of the rows of ``others`` (M, D)."""
     others = np.atleast_2d(np.asarray(others, dtype=np.float64))
@@ -50,10 +58,7 @@ class AttributeVectors:
 
     def resolve(self, name: str) -> str:
         """The attribute's canonical name (case-insensitive match), or :class:`UnknownAttribute`."""
-        for known in self.names:
-            if known.lower() == name.strip().lower():
-                return known
-        raise UnknownAttribute(f"unknown attribute {name!r}; valid attributes: {', '.join(self.names)}")
+        return resolve_attribute(name, self.names)
 
     def direction(self, name: str, versions: Sequence[int] | None = None, orthogonal_to: Sequence[str] = ()) -> np.ndarray:
         """Mean of the chosen versions (all by default), optionally with the mean directions of

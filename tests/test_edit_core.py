@@ -91,3 +91,35 @@ def test_edits_are_deterministic_and_every_face_is_edited(demo_rgb, demo_faces, 
     assert np.array_equal(first[0], second[0])
     width = demo_rgb.shape[1]
     assert np.any(first[0][:, :width] != demo_rgb) and np.any(first[0][:, width:] != demo_rgb)
+
+
+def test_train_vectors_cli_on_a_tiny_cache(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from faceflex.cli import cli
+    from faceflex.models.weights import save_weights
+
+    rng = np.random.default_rng(0)
+    n, names = 60, ["Smiling", "Male", "Young"]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    np.save(cache / "faces.npy", rng.integers(0, 255, (n, 128, 128, 3), dtype=np.uint8))
+    np.save(cache / "attributes.npy", np.where(rng.random((n, 3)) < 0.5, 1, -1).astype(np.int8))
+    np.save(cache / "landmarks.npy", np.zeros((n, 68, 2), np.float32))
+    np.save(cache / "ids.npy", np.concatenate([np.arange(1, n - 9), np.arange(28001, 28011)]))
+    (cache / "meta.json").write_text(json.dumps({"attribute_names": names}))
+    torch.manual_seed(0)
+    model = FaceVAE(VAEConfig(latent=16, channels=(8, 8, 16, 16, 16)))
+    save_weights(tmp_path / "vae.pt", model, model.config.to_dict(), {"epochs": 0})
+    out = tmp_path / "vectors.npz"
+    runner = CliRunner()
+    args = ["train", "vectors", "--cache", str(cache), "--weights", str(tmp_path / "vae.pt"), "--versions", "3", "--samples-per-version", "5"]
+    result = runner.invoke(cli, [*args, "--attributes", "smiling,YOUNG", "--orthogonal-to", "Male", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    vectors = vectors_from_file(out)
+    assert vectors.names == ["Smiling", "Young"] and vectors.vectors.shape == (2, 3, 16)
+    assert vectors.meta["orthogonal_to"] == ["Male"] and vectors.meta["faces"] == n - 10  # held-out ids unused
+    bad = runner.invoke(cli, [*args, "--attributes", "Smilling", "--out", str(tmp_path / "x.npz")])
+    assert bad.exit_code == 2 and "valid attributes: Smiling, Male, Young" in bad.stderr
