@@ -270,6 +270,146 @@ def _csv_text(records: list[dict]) -> str:
     return buffer.getvalue()
 
 
+@cli.command()
+@_input_options
+@click.option("-a", "--attribute", help="CelebA attribute to change (case-insensitive), e.g. Smiling, Young, Male, Mustache.")
+@click.option("--range", "strength_range", nargs=3, type=float, metavar="START END STEP", help="Strengths; END included when reached.")
+@click.option("--sample-size", type=int, help="How many vector versions to render (rows), chosen with the seed.")
+@click.option("--versions", help="Explicit comma-separated version numbers, e.g. 0,3 (instead of --sample-size).")
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False), help="Folder for the outputs (default ./out).")
+@click.option("--plot/--no-plot", default=None, help="Show the contact sheet on screen (only with a display).")
+@click.option("--plot-landmarks", is_flag=True, default=None, help="Also save each aligned face with its landmarks, mask and masked face.")
+@click.option("--faces", "which_faces", type=click.Choice(["all", "largest"]), help="Edit every face, or only the largest.")
+@click.option("--mode", type=click.Choice(["residual", "replace"]), help="residual keeps the photo's detail; replace pastes the decoded face.")
+@click.option("--region", type=click.Choice(["auto", "face", "mouth", "eyes", "upper-lip"]), help="Mask region (auto: per attribute).")
+@click.option("--orthogonal-to", help="Comma-separated attributes whose directions are projected out, e.g. Male,Eyeglasses.")
+@click.option("--vectors", "vectors_path", type=click.Path(dir_okay=False), help="Attribute-vector file (default: the shipped one).")
+@click.pass_obj
+def edit(session: Session, paths, recursive, attribute, strength_range, sample_size, versions, out_dir, plot, plot_landmarks,
+         which_faces, mode, region, orthogonal_to, vectors_path):
+    """Change an attribute of every face: encode, move along the attribute vector, decode, blend back.
+
+    PATHS are images, folders or globs; with none, the config's edit.image_filename (by default the
+    embedded demo face). Writes one image per input x version x strength, a contact sheet per
+    input and OUT_DIR/edits.json listing everything written.
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    from faceflex.batch import BatchResult, OutputNames, collect_inputs, report_summary, run_batch
+    from faceflex.edit import auto_region, edit_photo, parse_range, strength_name
+    from faceflex.face.detect import detect_faces
+    from faceflex.io import demo_image_path, load_image, save_image, write_text
+    from faceflex.vae import load_vae
+    from faceflex.vectors import UnknownAttribute, load_vectors
+    from faceflex.viz import contact_sheet, faces_crop, mask_panels
+
+    config = session.config(
+        {
+            "input.recursive": recursive, "output.out_dir": out_dir, "edit.attribute": attribute,
+            "edit.parameter_range": list(strength_range) if strength_range else None, "edit.sample_size": sample_size,
+            "edit.versions": _int_csv(versions, "--versions"),
+            "edit.plot": plot, "edit.plot_landmarks": plot_landmarks, "edit.faces": which_faces, "edit.mode": mode,
+            "edit.region": region, "edit.orthogonal_to": orthogonal_to, "edit.vectors": vectors_path,
+        }
+    )
+    settings, detect_settings = config["edit"], _detect_settings(config)
+    try:
+        vectors = load_vectors(settings["vectors"])
+        name = vectors.resolve(settings["attribute"])
+        against = [vectors.resolve(n) for n in settings["orthogonal_to"]]
+        strengths = parse_range(*settings["parameter_range"])
+        if settings["versions"] is not None:
+            chosen = list(settings["versions"])
+        elif settings["sample_size"] > vectors.versions:
+            raise ValueError(f"sample_size {settings['sample_size']} is more than the {vectors.versions} versions there are")
+        else:
+            chosen = sorted(np.random.default_rng(config["seed"]).choice(vectors.versions, settings["sample_size"], replace=False).tolist())
+        directions = {k: vectors.direction(name, [k], against) for k in chosen}
+    except (UnknownAttribute, ValueError, FileNotFoundError) as error:
+        raise UsageProblem(str(error)) from None
+    mask_region = auto_region(name) if settings["region"] == "auto" else settings["region"]
+    vae = load_vae(device=config["device"])
+    default_input = settings["image_filename"] or str(demo_image_path())
+    items, missing = collect_inputs(paths or [default_input], config["input"]["recursive"])
+    out_folder = Path(config["output"]["out_dir"] or "out")
+    names = OutputNames(out_folder)
+    protected = [item.path for item in items]
+    manifest: list[dict] = []
+    sheets: list[np.ndarray] = []
+
+    def process(item) -> None:
+        image = load_image(item.path, config["input"]["max_pixels"])
+        faces = detect_faces(image.rgb, detect_settings)
+        faces = faces[:1] if settings["faces"] == "largest" else faces
+        record = {"file": str(item.path), "faces": len(faces), "outputs": [], "sheet": None, "plots": []}
+        if not faces:
+            session.say(f"{item.path}: no face found; nothing written")
+            manifest.append(record)
+            return
+        ext = item.path.suffix.lower().lstrip(".") if item.path.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp") else "png"
+        x0, y0, x1, y1 = faces_crop(image.rgb.shape, faces)
+        cells, titles = [], []
+        for k in chosen:
+            outputs, edits = edit_photo(image.rgb, faces, vae, directions[k], strengths, settings["mode"], mask_region, config["paste"]["feather"])
+            for strength, output in zip(strengths, outputs):
+                target = save_image(output, names.path(item, f"{name}.v{k}.{strength_name(strength)}", ext), protected=protected)
+                record["outputs"].append({"version": k, "strength": strength, "path": str(target)})
+            cells.append([o[y0:y1, x0:x1] for o in outputs])
+            titles.append([f"{name}, {strength_name(s)}" + (f" (v{k})" if len(chosen) > 1 else "") for s in strengths])
+            if settings["plot_landmarks"] and k == chosen[0]:
+                for i, face_edit in enumerate(edits):
+                    target = names.path(item, f"face{i}.mask", "png")
+                    save_image(mask_panels(face_edit.aligned, face_edit.landmarks, face_edit.mask), target, protected=protected)
+                    record["plots"].append(str(target))
+        sheet = contact_sheet(cells, titles)
+        record["sheet"] = str(save_image(sheet, names.path(item, f"{name}.sheet", "png"), protected=protected))
+        manifest.append(record)
+        if settings["plot"]:
+            sheets.append(sheet)
+
+    result = run_batch(items, process, label="editing", quiet=session.quiet, verbose=session.verbose, result=BatchResult(failures=missing))
+    document = {
+        "faceflex": __version__, "command": "edit", "attribute": name, "strengths": strengths, "versions": chosen,
+        "mode": settings["mode"], "region": mask_region, "orthogonal_to": against, "images": manifest,
+        "failed": [{"file": f.path, "error": f.cause} for f in result.failures],
+    }
+    target = write_text(json.dumps(document, indent=1) + "\n", out_folder / "edits.json", protected=protected)
+    written = sum(len(r["outputs"]) for r in manifest)
+    session.say(f"wrote {written} edited image{'s' * (written != 1)} and {target}")
+    report_summary(result, "images")
+    if sheets:
+        _show(sheets, session)
+    sys.exit(result.exit_code)
+
+
+def _int_csv(text: str | None, option: str) -> list[int] | None:
+    """'0,3' -> [0, 3]; None stays None; anything else is a usage error."""
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageProblem(f"{option}: {text!r} is not a comma-separated list of whole numbers") from None
+
+
+def _show(sheets, session: Session) -> None:
+    """Show contact sheets on screen when a display and an interactive terminal exist; otherwise say why not."""
+    import os
+
+    if not (sys.stdout.isatty() and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32"))):
+        session.say("--plot: no display or not interactive; the contact sheets are in the output folder")
+        return
+    import matplotlib.pyplot as plt
+
+    for sheet in sheets:
+        plt.figure(figsize=(sheet.shape[1] / 100, sheet.shape[0] / 100))
+        plt.imshow(sheet)
+        plt.axis("off")
+    plt.show()
+
+
 @cli.group()
 def train() -> None:
     """Train faceflex's models from labelled faces (see configs/train_*.yaml)."""

@@ -66,6 +66,40 @@ def _int_list(key: str, value: Any) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _range(key: str, value: Any) -> tuple[float, float, float]:
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 3
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        raise ConfigError(f"{key}: {value!r} is not [start, end, step]")
+    return tuple(float(v) for v in value)
+
+
+def _index_list(key: str, value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise ConfigError(f"{key}: {value!r} is not a list of version numbers (0, 1, ...)")
+    return tuple(value)
+
+
+def _name_list(key: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{key}: {value!r} is not a list of names")
+    return tuple(v.strip() for v in value)
+
+
+def _name(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key}: {value!r} is not a name")
+    return value.strip()
+
+
 SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "device": _choice("auto", "cpu", "cuda"),
     "seed": _number(int, 0, 2**32 - 1),
@@ -81,6 +115,18 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "detect.threshold": _number(float, -10.0, 10.0),
     "detect.min_face": _number(float, 0),
     "paste.feather": _number(float, 0.0, 0.5),
+    "edit.image_filename": _path,
+    "edit.attribute": _name,
+    "edit.parameter_range": _range,
+    "edit.sample_size": _number(int, 1, 1000),
+    "edit.versions": _index_list,
+    "edit.mode": _choice("residual", "replace"),
+    "edit.region": _choice("auto", "face", "mouth", "eyes", "upper-lip"),
+    "edit.faces": _choice("all", "largest"),
+    "edit.orthogonal_to": _name_list,
+    "edit.vectors": _path,
+    "edit.plot": _boolean,
+    "edit.plot_landmarks": _boolean,
     "vae.latent": _number(int, 8, 4096),
     "vae.channels": _int_list,
     "train_vae.source": _path,

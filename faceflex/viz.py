@@ -69,3 +69,46 @@ def draw_classifications(rgb: np.ndarray, records: Sequence[dict]) -> np.ndarray
         draw.rectangle(bbox, fill=(0, 0, 0))
         draw.multiline_text((x, y), text, fill=TEXT_COLOUR, font=font)
     return np.asarray(image)
+
+
+def faces_crop(shape: tuple[int, ...], faces: Sequence[Face], margin: float = 0.6) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) around all faces, grown by ``margin`` x the largest face size; the whole photo without faces."""
+    height, width = shape[:2]
+    if not faces:
+        return 0, 0, width, height
+    boxes = np.array([f.box for f in faces])
+    grow = margin * max(f.size for f in faces)
+    x0, y0 = np.maximum(boxes[:, :2].min(axis=0) - grow, 0).astype(int)
+    x1, y1 = np.minimum(boxes[:, 2:].max(axis=0) + grow, [width, height]).astype(int)
+    return int(x0), int(y0), int(max(x1, x0 + 1)), int(max(y1, y0 + 1))
+
+
+def contact_sheet(cells: Sequence[Sequence[np.ndarray]], titles: Sequence[Sequence[str]], cell_inches: float = 2.2) -> np.ndarray:
+    """A matplotlib grid of images (rows x columns) with a title over each; returned as RGB uint8."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows, columns = len(cells), max(len(r) for r in cells)
+    figure = Figure(figsize=(cell_inches * columns, cell_inches * rows * 1.08), dpi=100)
+    FigureCanvasAgg(figure)
+    for r, row in enumerate(cells):
+        for c, image in enumerate(row):
+            axes = figure.add_subplot(rows, columns, r * columns + c + 1)
+            axes.imshow(image)
+            axes.set_title(titles[r][c], fontsize=9)
+            axes.axis("off")
+    figure.tight_layout(pad=0.4)
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+
+
+def mask_panels(aligned: np.ndarray, landmarks: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Side by side: the aligned face with its landmarks, the mask, and the masked face (uint8 RGB)."""
+    marked = Image.fromarray(np.asarray(aligned, dtype=np.uint8), "RGB")
+    draw = ImageDraw.Draw(marked)
+    for x, y in landmarks:
+        draw.ellipse([x - 1, y - 1, x + 1, y + 1], fill=POINT_COLOUR)
+    grey_mask = np.repeat((np.clip(mask, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    masked = (aligned.astype(np.float32) * mask[..., None]).astype(np.uint8)
+    gap = np.full((aligned.shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([np.asarray(marked), gap, grey_mask, gap, masked], axis=1)

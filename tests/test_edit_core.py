@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -123,3 +125,47 @@ def test_train_vectors_cli_on_a_tiny_cache(tmp_path):
     assert vectors.meta["orthogonal_to"] == ["Male"] and vectors.meta["faces"] == n - 10  # held-out ids unused
     bad = runner.invoke(cli, [*args, "--attributes", "Smilling", "--out", str(tmp_path / "x.npz")])
     assert bad.exit_code == 2 and "valid attributes: Smiling, Male, Young" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def random_vectors(tmp_path_factory):
+    from faceflex.vectors import AttributeVectors
+
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("vectors") / "vectors.npz"
+    return AttributeVectors(["Smiling", "Male", "Young"], rng.normal(0, 1, (3, 4, 500)).astype(np.float32), np.array([50] * 3), {}).save(path)
+
+
+def test_edit_cli_writes_images_sheet_and_manifest(tmp_path, random_vectors, demo_rgb):
+    import json
+
+    from click.testing import CliRunner
+
+    from faceflex.cli import cli
+    from faceflex.models.weights import shipped
+
+    if not shipped("vae.pt").is_file():
+        pytest.skip("no shipped VAE weights")
+    from PIL import Image
+
+    photo = tmp_path / "hopper.png"
+    Image.fromarray(demo_rgb).save(photo)
+    out = tmp_path / "out"
+    args = ["--seed", "3", "edit", "-q", "--vectors", str(random_vectors), "--attribute", "young", "--range", "-2", "2", "2", "--sample-size", "2", "-o", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--plot-landmarks", str(photo)])
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads((out / "edits.json").read_text())
+    assert manifest["attribute"] == "Young" and manifest["strengths"] == [-2.0, 0.0, 2.0] and len(manifest["versions"]) == 2
+    written = [o["path"] for o in manifest["images"][0]["outputs"]]
+    assert len(written) == 6 and all(Path(p).is_file() for p in written)
+    v = manifest["versions"][0]
+    assert np.array_equal(np.asarray(Image.open(out / f"hopper.Young.v{v}.0.0.png")), demo_rgb)  # strength 0: the photo itself
+    assert not np.array_equal(np.asarray(Image.open(out / f"hopper.Young.v{v}.2.0.png")), demo_rgb)
+    assert (out / "hopper.Young.sheet.png").is_file() and (out / "hopper.face0.mask.png").is_file()
+    CliRunner().invoke(cli, [*args[:-2], "-o", str(tmp_path / "again"), str(photo)])
+    assert json.loads((tmp_path / "again" / "edits.json").read_text())["versions"] == manifest["versions"]  # seeded choice
+    unknown = CliRunner().invoke(cli, ["edit", "--vectors", str(random_vectors), "--attribute", "Smilling"])
+    assert unknown.exit_code == 2 and "valid attributes: Smiling, Male, Young" in unknown.stderr
+    bad_range = CliRunner().invoke(cli, ["edit", "--vectors", str(random_vectors), "--range", "0", "5", "-1"])
+    assert bad_range.exit_code == 2 and "never gets from" in bad_range.stderr
+
