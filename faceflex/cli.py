@@ -640,6 +640,49 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
     click.echo(json.dumps(report, indent=1))
 
 
+@evaluate.command("edit")
+@click.option("--attributes", default="Smiling,Male,Young,Mustache,Eyeglasses", show_default=True, help="Comma-separated attributes.")
+@click.option("--strengths", default="1,2,3,4", show_default=True, help="Comma-separated strengths (applied with the sign that adds or removes).")
+@click.option("--faces", "faces_per_side", type=click.IntRange(min=1), default=40, show_default=True, help="Held-out faces lacking / having each attribute.")
+@click.option("--modes", default="residual,replace", show_default=True, help="Comma-separated modes.")
+@click.option("--version", type=int, default=None, help="One vector version (default: the mean of all versions).")
+@click.option("--vectors", "vectors_path", type=click.Path(dir_okay=False, exists=True), help="Attribute-vector file (default: shipped).")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache holding the held-out faces.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
+@click.pass_obj
+def evaluate_edit(session: Session, attributes, strengths, faces_per_side, modes, version, vectors_path, cache, out_path) -> None:
+    """Edit success (classifier crosses 0.5) and identity kept (dlib descriptor < 0.6) on held-out faces."""
+    from faceflex.classify import load_task_model
+    from faceflex.device import resolve_device
+    from faceflex.evaluation_edit import evaluate_edits
+    from faceflex.io import write_text
+    from faceflex.train.cache import open_cache
+    from faceflex.vae import load_vae
+    from faceflex.vectors import UnknownAttribute, load_vectors
+
+    config = session.config({"train_vae.cache": cache})
+    try:
+        faces = open_cache(config["train_vae"]["cache"])
+        vectors = load_vectors(vectors_path)
+        names = [vectors.resolve(n) for n in attributes.split(",") if n.strip()]
+        values = [float(v) for v in strengths.split(",") if v.strip()]
+        mode_list = [m.strip() for m in modes.split(",") if m.strip()]
+        if any(m not in ("residual", "replace") for m in mode_list):
+            raise ValueError(f"modes must be residual and/or replace, not {modes!r}")
+    except (FileNotFoundError, UnknownAttribute, ValueError) as error:
+        raise UsageProblem(str(error)) from None
+    device = resolve_device(config["device"])
+    with _progress(session, len(names) * len(mode_list) * 2 * faces_per_side, "editing held-out faces") as bar:
+        report = evaluate_edits(
+            load_vae(device=config["device"]), vectors, load_task_model("attributes", None, device), faces, names, values,
+            faces_per_side, mode_list, version, progress=bar.update,
+        )
+    text = json.dumps(report, indent=1)
+    if out_path:
+        write_text(text + "\n", out_path)
+    click.echo(text)
+
+
 class _LossBar:
     """A progress bar that shows the running loss."""
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 CNN_DETECTOR = "mmod_human_face_detector.dat"
+FACE_DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
 
 
 def model_path(filename: str) -> Path:
@@ -50,3 +51,11 @@ def landmark_predictor():
     import dlib
 
     return dlib.shape_predictor(str(model_path(LANDMARKS_68)))
+
+
+@functools.cache
+def face_descriptor_model():
+    """dlib's ResNet face descriptor (128-d; two photos of one person are usually within 0.6)."""
+    import dlib
+
+    return dlib.face_recognition_model_v1(str(model_path(FACE_DESCRIPTOR)))
