@@ -169,3 +169,30 @@ def test_edit_cli_writes_images_sheet_and_manifest(tmp_path, random_vectors, dem
     bad_range = CliRunner().invoke(cli, ["edit", "--vectors", str(random_vectors), "--range", "0", "5", "-1"])
     assert bad_range.exit_code == 2 and "never gets from" in bad_range.stderr
 
+
+
+def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_vae):
+    from faceflex.evaluation_edit import evaluate_edits
+    from faceflex.face.align import align_face
+    from faceflex.models.labels import ATTRIBUTES
+    from faceflex.models.xception import MiniXception, XceptionConfig
+    from faceflex.train.cache import CachedFaces
+    from faceflex.vectors import AttributeVectors
+
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    n = 6
+    names = ["Smiling", "Male"]
+    attributes = np.array([[-1, 1]] * 3 + [[1, -1]] * 3, np.int8)
+    cache = CachedFaces(np.repeat(aligned.image[None], n, 0), attributes, np.repeat(aligned.landmarks[None].astype(np.float32), n, 0),
+                        np.arange(28001, 28001 + n), names)
+    torch.manual_seed(0)
+    model = MiniXception(XceptionConfig(3, 64, 4, (8, 16), {"attributes": len(ATTRIBUTES)})).eval()
+    with torch.no_grad():
+        model.heads["attributes"].bias.fill_(-3.0)  # every face reads as lacking every attribute
+    vectors = AttributeVectors(names, np.ones((2, 2, 16), np.float32), np.array([10, 10]), {})
+    report = evaluate_edits(small_vae, vectors, model, cache, ["smiling"], strengths=(1.0, 5.0), faces_per_side=2, modes=("residual", "replace"))
+    smiling = report["attributes"]["Smiling"]
+    for mode in ("residual", "replace"):
+        assert smiling[mode]["faces_lacking"] == 2 and smiling[mode]["faces_having"] == 0
+        assert set(smiling[mode]["success"]) == {"1.0", "5.0"}
+        assert all(0 <= v <= 1 for v in smiling[mode]["identity_kept"].values())
