@@ -52,6 +52,7 @@ def main() -> None:
     save_image(draw_landmarks(image.rgb, [face]), OUT / "grace_hopper.landmarks.png")
     print(f"wrote {OUT / 'geometry_pipeline.png'} and {OUT / 'grace_hopper.landmarks.png'}")
     classified_examples()
+    edit_examples()
 
 
 def classified_examples() -> None:
@@ -72,3 +73,32 @@ def classified_examples() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# Showcase rows: attribute, strengths (negative removes it), as `faceflex edit` would run them.
+SHOWCASE = [("Smiling", [0, 1, 2, 3]), ("Young", [0, -1, -2, -3]), ("Male", [0, 1, 2, 3]), ("Mustache", [0, 1, 2, 3]), ("Eyeglasses", [0, -1, -2, -3])]
+
+
+def edit_examples() -> None:
+    """Before/after strips (`faceflex edit`, residual mode, vector version 0) on the public-domain photos."""
+    from faceflex.edit import auto_region, edit_photo, strength_name
+    from faceflex.vae import load_vae
+    from faceflex.vectors import load_vectors
+    from faceflex.viz import contact_sheet, faces_crop
+
+    astronaut = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "sk_astronaut.png"
+    vae, vectors = load_vae(device="cpu"), load_vectors()
+    for path in [demo_image_path(), astronaut]:
+        if not Path(path).is_file():
+            continue
+        rgb = load_image(path).rgb
+        faces = detect_faces(rgb)
+        x0, y0, x1, y1 = faces_crop(rgb.shape, faces, margin=0.3)
+        cells, titles = [], []
+        for name, strengths in SHOWCASE:
+            outputs, _ = edit_photo(rgb, faces, vae, vectors.direction(name, [0]), strengths, "residual", auto_region(name))
+            cells.append([o[y0:y1, x0:x1] for o in outputs])
+            titles.append([f"{name}, {strength_name(s)}" for s in strengths])
+        target = OUT / f"{Path(path).stem}.edits.png"
+        save_image(contact_sheet(cells, titles), target)
+        print(f"wrote {target}")
