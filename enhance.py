@@ -1,8 +1,8 @@
 """The classic Face Flex entry point: ``python enhance.py [--out_dir DIR] [--plot_landmarks]``.
 
-A thin wrapper over the ``faceflex`` command line, reading the same configs/ defaults (and
-``--config FILE``). Until the edit command lands it runs faceflex's current main job,
-``faceflex detect``, on the demo face.
+A thin wrapper over ``faceflex edit``: it edits the config's ``edit.image_filename`` (by default
+the embedded demo face) with the config's ``edit.attribute``, ``edit.parameter_range`` and
+``edit.sample_size``, reading configs/default.yaml and ``--config FILE`` as every command does.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from faceflex.cli import cli
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out_dir", default="out", help="folder for the outputs (default: out)")
-    parser.add_argument("--plot_landmarks", action="store_true", help="also save the photo with its landmarks")
+    parser.add_argument("--plot_landmarks", action="store_true", help="also save each aligned face with its landmarks and mask")
     parser.add_argument("--config", help="YAML config file overriding configs/default.yaml")
     args = parser.parse_args(argv)
     command = ["--config", args.config] if args.config else []
-    command += ["detect", "--out-dir", args.out_dir]
+    command += ["edit", "--out-dir", args.out_dir]
     if args.plot_landmarks:
         command.append("--plot-landmarks")
     cli.main(command, prog_name="enhance.py")

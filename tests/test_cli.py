@@ -182,9 +182,12 @@ def test_console_script_runs(tmp_path):
 
 def test_enhance_py_runs_the_main_job(tmp_path):
     script = Path(__file__).resolve().parents[1] / "enhance.py"
+    config = tmp_path / "short.yaml"
+    config.write_text("edit:\n  parameter_range: [0, 2, 1]\n")
     done = subprocess.run(
-        [sys.executable, str(script), "--out_dir", str(tmp_path), "--plot_landmarks"], capture_output=True, text=True
+        [sys.executable, str(script), "--out_dir", str(tmp_path), "--plot_landmarks", "--config", str(config)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "grace_hopper.landmarks.png").is_file()
-    assert len(json.loads((tmp_path / "detections.json").read_text())["images"][0]["faces"]) == 1
+    manifest = json.loads((tmp_path / "edits.json").read_text())
+    assert manifest["attribute"] == "Smiling" and manifest["strengths"] == [0.0, 1.0, 2.0]
+    assert len(manifest["images"][0]["outputs"]) == 3 and (tmp_path / "grace_hopper.face0.mask.png").is_file()
