@@ -76,7 +76,7 @@ if __name__ == "__main__":
 
 
 # Showcase rows: attribute, strengths (negative removes it), as `faceflex edit` would run them.
-SHOWCASE = [("Smiling", [0, 1, 2, 3]), ("Young", [0, -1, -2, -3]), ("Male", [0, 1, 2, 3]), ("Mustache", [0, 1, 2, 3]), ("Eyeglasses", [0, -1, -2, -3])]
+SHOWCASE = [("Smiling", [0, 1, 2, 3]), ("Young", [0, -1, -2, -3]), ("Male", [0, 1, 2, 3]), ("Mustache", [0, 1, 2, 3]), ("Eyeglasses", [0, 1, 2, 3])]
 
 
 def edit_examples() -> None:
