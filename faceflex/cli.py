@@ -636,7 +636,9 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
     if task == "expression":
         ck_dir = Path(section["data"]) / "ckplus"
         if (ck_dir / "ckplus48.zip").is_file():
-            report["ckplus"] = evaluate_part(TASKS[task], model, ckplus_set(ck_dir), "test", device)
+            for reframe, key in ((False, "ckplus_as_given"), (True, "ckplus_reframed")):
+                ck = ckplus_set(ck_dir, reframe)
+                report[key] = {**evaluate_part(TASKS[task], model, ck, "test", device), "dlib_missed": ck.notes["dlib_missed"]}
     click.echo(json.dumps(report, indent=1))
 
 
