@@ -75,12 +75,16 @@ class Classifier:
         expression = np.stack([expression_input(rgb, f.landmarks) for f in faces])[..., None]
         attributes = _sigmoid(predict(self.models["attributes"], aligned, self.device)["attributes"])
         expressions = _softmax(predict(self.models["expression"], expression, self.device)["expression"])
-        ages = predict(self.models["age"], aligned, self.device)["age"][:, 0] * AGE_UNIT
+        age_outputs = predict(self.models["age"], aligned, self.device)
+        ages = age_outputs["age"][:, 0] * AGE_UNIT
+        # Gender: the mean of the attribute model's Male (CelebA-HQ) and the age model's gender
+        # head (UTKFace) -- measured better across both test sets than either alone (docs/CLASSIFY.md).
+        male_from_age = _softmax(age_outputs["gender"])[:, 0]
         records = []
         for i, face in enumerate(faces):
             p = dict(zip(ATTRIBUTES, attributes[i].tolist()))
             p["No_Beard"] = 1.0 - p["No_Beard"]  # reported as "beard"
-            male = p["Male"]
+            male = 0.5 * (p["Male"] + float(male_from_age[i]))
             years = float(np.clip(ages[i], 0.0, 110.0))
             records.append(
                 {
