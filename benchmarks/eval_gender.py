@@ -1,0 +1,54 @@
+"""Gender accuracy of faceflex's two gender sources, and of their mean, on both test parts.
+
+    python benchmarks/eval_gender.py [--data ../shared/data] [--cache cache]
+
+Sources: the attribute model's Male output (trained on CelebA-HQ) and the age model's gender
+head (trained on UTKFace). Record in docs/CLASSIFY.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faceflex.classify import load_task_model
+from faceflex.models.labels import ATTRIBUTES
+from faceflex.models.xception import predict
+from faceflex.train.face_sets import task_set
+
+
+def male_probabilities(images: np.ndarray) -> dict[str, np.ndarray]:
+    device = torch.device("cpu")
+    logits = predict(load_task_model("attributes"), images, device)["attributes"][:, ATTRIBUTES.index("Male")]
+    attributes = 1 / (1 + np.exp(-logits))
+    gender = predict(load_task_model("age"), images, device)["gender"]
+    head = np.exp(gender - gender.max(axis=1, keepdims=True))
+    head = head[:, 0] / head.sum(axis=1)
+    return {"attribute model (Male)": attributes, "age model's gender head": head, "mean of both (shipped)": (attributes + head) / 2}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    parser.add_argument("--cache", type=Path, default=Path("cache"))
+    args = parser.parse_args()
+    celeba = task_set("attributes", args.data, args.cache)
+    rows = celeba.rows("test")
+    celeba_male = celeba.targets["attributes"][rows, ATTRIBUTES.index("Male")] > 0.5
+    utk = task_set("age", args.data, args.cache)
+    utk_rows = utk.rows("test")
+    utk_male, old = utk.targets["gender"][utk_rows] == 0, utk.targets["age"][utk_rows] >= 50
+    on_celeba, on_utk = male_probabilities(celeba.images[rows]), male_probabilities(utk.images[utk_rows])
+    for name in on_celeba:
+        right_utk = (on_utk[name] > 0.5) == utk_male
+        print(
+            f"{name}: CelebA-HQ test {((on_celeba[name] > 0.5) == celeba_male).mean():.1%}, "
+            f"UTKFace test {right_utk.mean():.1%}, UTKFace age >= 50 {right_utk[old].mean():.1%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
