@@ -89,7 +89,8 @@ def contact_sheet(cells: Sequence[Sequence[np.ndarray]], titles: Sequence[Sequen
     from matplotlib.figure import Figure
 
     rows, columns = len(cells), max(len(r) for r in cells)
-    figure = Figure(figsize=(cell_inches * columns, cell_inches * rows * 1.08), dpi=100)
+    aspect = cells[0][0].shape[0] / max(cells[0][0].shape[1], 1)  # cells keep their shape: no blank bands
+    figure = Figure(figsize=(cell_inches * columns, rows * (cell_inches * aspect + 0.4)), dpi=100)
     FigureCanvasAgg(figure)
     for r, row in enumerate(cells):
         for c, image in enumerate(row):
@@ -97,7 +98,7 @@ def contact_sheet(cells: Sequence[Sequence[np.ndarray]], titles: Sequence[Sequen
             axes.imshow(image)
             axes.set_title(titles[r][c], fontsize=9)
             axes.axis("off")
-    figure.tight_layout(pad=0.4)
+    figure.tight_layout(pad=0.8)
     figure.canvas.draw()
     return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
