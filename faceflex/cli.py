@@ -436,12 +436,17 @@ def train_prepare(session: Session, source, cache) -> None:
     session.say(f"cached {meta['faces']} aligned faces in {cache_dir} ({len(meta['skipped_no_face'])} without a face skipped)")
 
 
+def _training_options(command):
+    """--epochs, --resume and --max-hours, shared by every training command."""
+    command = click.option("--max-hours", type=float, help="Stop after the epoch that passes this many hours.")(command)
+    command = click.option("--resume", type=click.Path(dir_okay=False, exists=True), help="Checkpoint to continue from.")(command)
+    return click.option("--epochs", type=int, help="Train up to this many epochs in all.")(command)
+
+
 @train.command("vae")
-@click.option("--epochs", type=int, help="Train up to this many epochs in all.")
-@click.option("--resume", type=click.Path(dir_okay=False, exists=True), help="Checkpoint to continue from.")
+@_training_options
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, grids and weights.")
 @click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (built first if missing).")
-@click.option("--max-hours", type=float, help="Stop after the epoch that passes this many hours.")
 @click.pass_obj
 def train_vae(session: Session, epochs, resume, out, cache, max_hours) -> None:
     """Train the face VAE on the CelebA-HQ training split (held-out ids 28001-30000 never seen)."""
@@ -529,11 +534,9 @@ def train_vectors(session: Session, attributes, samples_per_version, versions, o
 
 @train.command("classifier")
 @click.option("--task", type=click.Choice(["attributes", "expression", "age"]), required=True, help="Which model to train.")
-@click.option("--epochs", type=int, help="Train up to this many epochs in all.")
-@click.option("--resume", type=click.Path(dir_okay=False, exists=True), help="Checkpoint to continue from.")
+@_training_options
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints and weights (default runs/classifier/TASK).")
 @click.option("--data", type=click.Path(file_okay=False), help="Folder with celeba_hq/, fer2013/, utkface/.")
-@click.option("--max-hours", type=float, help="Stop after the epoch that passes this many hours.")
 @click.pass_obj
 def train_classifier(session: Session, task, epochs, resume, out, data, max_hours) -> None:
     """Train a mini-Xception classifier on its data's training part (test parts never seen)."""
