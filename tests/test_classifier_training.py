@@ -83,3 +83,24 @@ def test_augment_is_seeded_and_keeps_range():
     a = augment(x, ClassifierSettings(), torch.Generator().manual_seed(3))
     b = augment(x, ClassifierSettings(), torch.Generator().manual_seed(3))
     assert torch.equal(a, b) and a.shape == x.shape and 0 <= a.min() and a.max() <= 1
+
+
+def test_fer_labels_come_from_the_emotion_names(tmp_path):
+    from faceflex.models.labels import EXPRESSIONS
+    from faceflex.train.face_sets import CKPLUS_TO_FER, read_fer_labels
+
+    (tmp_path / "labels.csv").write_text("path,emotion,label\na.jpg,surprise,6\nb.jpg,Neutral,4\nc.jpg,sad,5\n")
+    _, labels = read_fer_labels(tmp_path)
+    assert [EXPRESSIONS[i] for i in labels] == ["surprise", "neutral", "sad"]
+    assert EXPRESSIONS[CKPLUS_TO_FER["sadness"]] == "sad" and EXPRESSIONS[CKPLUS_TO_FER["surprise"]] == "surprise"
+
+
+def test_shared_fer_numbers_match_the_shipped_output_order(shared_data):
+    import csv
+
+    from faceflex.train.face_sets import read_fer_labels
+
+    _, labels = read_fer_labels(shared_data / "fer2013")
+    with open(shared_data / "fer2013" / "labels.csv", newline="") as handle:
+        numbers = [int(row["label"]) for row in csv.DictReader(handle)]
+    assert labels.tolist() == numbers  # the shipped expression model was trained on these numbers

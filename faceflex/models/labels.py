@@ -2,6 +2,8 @@
 
 # The CelebA attributes the attribute model predicts (No_Beard is reported inverted, as "beard").
 ATTRIBUTES = ["Male", "Smiling", "Eyeglasses", "Wearing_Hat", "No_Beard", "Mustache", "Bangs", "Heavy_Makeup", "Wearing_Lipstick", "Young"]
-EXPRESSIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+# In the order of the shared FER2013 labels.csv (0 angry ... 4 neutral, 5 sad, 6 surprise); the
+# expression set maps the csv's emotion *names* onto this list, so the order cannot drift.
+EXPRESSIONS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 GENDERS = ["male", "female"]
 AGE_UNIT = 10.0  # the age head predicts years / 10

@@ -32,8 +32,9 @@ VAL_IDS_FROM = 27001
 FER_SPLIT_SEED = 2013
 UTK_SPLIT_SEED = 1
 
-# CK+ folder names -> FER2013 classes ("contempt" has none and is left out).
-CKPLUS_TO_FER = {"anger": 0, "disgust": 1, "fear": 2, "happy": 3, "sadness": 4, "surprise": 5}
+# CK+ folder names -> expression classes ("contempt" has none and is left out).
+CKPLUS_TO_FER = {folder: EXPRESSIONS.index(name) for folder, name in
+                 {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "sadness": "sad", "surprise": "surprise"}.items()}
 
 
 @dataclass
@@ -70,10 +71,10 @@ def attribute_set(cache_dir: str | Path) -> LabelledSet:
 
 
 def read_fer_labels(fer_dir: Path) -> tuple[list[str], np.ndarray]:
-    """FER2013 member paths and labels from ``labels.csv``."""
+    """FER2013 member paths and class indices into ``EXPRESSIONS``, from the emotion names in ``labels.csv``."""
     with open(Path(fer_dir) / "labels.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return [r["path"] for r in rows], np.array([int(r["label"]) for r in rows], dtype=np.int64)
+    return [r["path"] for r in rows], np.array([EXPRESSIONS.index(r["emotion"].strip().lower()) for r in rows], dtype=np.int64)
 
 
 def _read_grey(archive: zipfile.ZipFile, member: str, size: int) -> np.ndarray:
