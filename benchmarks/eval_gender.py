@@ -14,20 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceflex.classify import load_task_model
+from faceflex.classify import load_task_model, male_probabilities
 from faceflex.models.labels import ATTRIBUTES
 from faceflex.models.xception import predict
 from faceflex.train.face_sets import task_set
 
 
-def male_probabilities(images: np.ndarray) -> dict[str, np.ndarray]:
+def sources(images: np.ndarray) -> dict[str, np.ndarray]:
     device = torch.device("cpu")
-    logits = predict(load_task_model("attributes"), images, device)["attributes"][:, ATTRIBUTES.index("Male")]
-    attributes = 1 / (1 + np.exp(-logits))
-    gender = predict(load_task_model("age"), images, device)["gender"]
-    head = np.exp(gender - gender.max(axis=1, keepdims=True))
-    head = head[:, 0] / head.sum(axis=1)
-    return {"attribute model (Male)": attributes, "age model's gender head": head, "mean of both (shipped)": (attributes + head) / 2}
+    attribute_logits = predict(load_task_model("attributes"), images, device)["attributes"]
+    return male_probabilities(attribute_logits, predict(load_task_model("age"), images, device)["gender"])
 
 
 def main() -> None:
@@ -41,7 +37,7 @@ def main() -> None:
     utk = task_set("age", args.data, args.cache)
     utk_rows = utk.rows("test")
     utk_male, old = utk.targets["gender"][utk_rows] == 0, utk.targets["age"][utk_rows] >= 50
-    on_celeba, on_utk = male_probabilities(celeba.images[rows]), male_probabilities(utk.images[utk_rows])
+    on_celeba, on_utk = sources(celeba.images[rows]), sources(utk.images[utk_rows])
     for name in on_celeba:
         right_utk = (on_utk[name] > 0.5) == utk_male
         print(

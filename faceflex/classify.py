@@ -55,6 +55,15 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def male_probabilities(attribute_logits: np.ndarray, gender_logits: np.ndarray) -> dict[str, np.ndarray]:
+    """P(male) from the attribute model's Male output (CelebA-HQ), from the age model's gender head
+    (UTKFace), and their mean -- the one reported, measured better across both test sets than
+    either alone (docs/CLASSIFY.md)."""
+    attributes = _sigmoid(attribute_logits[:, ATTRIBUTES.index("Male")])
+    head = _softmax(gender_logits)[:, 0]
+    return {"attribute model (Male)": attributes, "age model's gender head": head, "mean of both (shipped)": (attributes + head) / 2}
+
+
 def _flag(probability: float) -> dict:
     return {"value": bool(probability >= 0.5), "probability": round(float(probability), 4)}
 
@@ -73,18 +82,17 @@ class Classifier:
             return []
         aligned = np.stack([attribute_input(align_face(rgb, f.landmarks).image) for f in faces])
         expression = np.stack([expression_input(rgb, f.landmarks) for f in faces])[..., None]
-        attributes = _sigmoid(predict(self.models["attributes"], aligned, self.device)["attributes"])
+        attribute_logits = predict(self.models["attributes"], aligned, self.device)["attributes"]
+        attributes = _sigmoid(attribute_logits)
         expressions = _softmax(predict(self.models["expression"], expression, self.device)["expression"])
         age_outputs = predict(self.models["age"], aligned, self.device)
         ages = age_outputs["age"][:, 0] * AGE_UNIT
-        # Gender: the mean of the attribute model's Male (CelebA-HQ) and the age model's gender
-        # head (UTKFace) -- measured better across both test sets than either alone (docs/CLASSIFY.md).
-        male_from_age = _softmax(age_outputs["gender"])[:, 0]
+        males = male_probabilities(attribute_logits, age_outputs["gender"])["mean of both (shipped)"]
         records = []
         for i, face in enumerate(faces):
             p = dict(zip(ATTRIBUTES, attributes[i].tolist()))
             p["No_Beard"] = 1.0 - p["No_Beard"]  # reported as "beard"
-            male = 0.5 * (p["Male"] + float(male_from_age[i]))
+            male = float(males[i])
             years = float(np.clip(ages[i], 0.0, 110.0))
             records.append(
                 {

@@ -494,12 +494,10 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours) -> None:
 @click.pass_obj
 def train_vectors(session: Session, attributes, samples_per_version, versions, orthogonal_to, weights, cache, out) -> None:
     """Attribute vectors from the CelebA-HQ training split's mean latents (held-out ids never used)."""
-    import numpy as np
-
     from faceflex.train.cache import open_cache
-    from faceflex.train.vectors import compute_vectors, encode_rows
+    from faceflex.train.vectors import compute_vectors, encode_rows, orthogonal_versions
     from faceflex.vae import load_vae
-    from faceflex.vectors import AttributeVectors, UnknownAttribute, orthogonalize, resolve_attribute
+    from faceflex.vectors import AttributeVectors, UnknownAttribute, resolve_attribute
 
     config = session.config({"train_vae.cache": cache})
     try:
@@ -519,13 +517,7 @@ def train_vectors(session: Session, attributes, samples_per_version, versions, o
     columns = [faces.attribute_names.index(n) for n in dict.fromkeys(names + against)]
     full = compute_vectors(latents, faces.attributes[rows][:, columns], [faces.attribute_names[c] for c in columns], versions, samples_per_version, config["seed"])
     keep = [full.names.index(n) for n in names]
-    vectors = full.vectors[keep]
-    if against:
-        means = {n: full.vectors[full.names.index(n)].mean(axis=0) for n in against}
-        for i, name in enumerate(names):
-            others = np.array([v for n, v in means.items() if n != name])
-            if len(others):
-                vectors[i] = np.stack([orthogonalize(v, others) for v in vectors[i]])
+    vectors = orthogonal_versions(full, against)[keep]
     meta = {**full.meta, "orthogonal_to": against, "vae": str(weights or "shipped data/vae.pt"), "vae_epochs": vae.meta.get("epochs"),
             "command": "faceflex " + " ".join(sys.argv[1:])}
     result = AttributeVectors(names, vectors, full.samples[keep], meta).save(out)

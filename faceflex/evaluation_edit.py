@@ -52,18 +52,17 @@ def evaluate_edits(
 ) -> dict:
     """Success and identity rates per attribute, mode and strength on the held-out split."""
     device = next(attribute_model.parameters()).device
-    test_rows = cache.split("test")
+    test_rows = np.sort(cache.split("test"))
     report: dict = {"faces_per_side": faces_per_side, "strengths": list(strengths), "version": version, "attributes": {}}
     for attribute in attributes:
         name = vectors.resolve(attribute)
         direction = vectors.direction(name, None if version is None else [version])
         column = cache.attribute_names.index(name)
-        before = _probability(attribute_model, np.asarray(cache.faces[np.sort(test_rows)]), name, device)
-        labels = cache.attributes[np.sort(test_rows), column]
-        ordered = np.sort(test_rows)
+        before = _probability(attribute_model, np.asarray(cache.faces[test_rows]), name, device)
+        labels = cache.attributes[test_rows, column]
         sides = {
-            +1: ordered[(labels < 0) & (before < 0.5)][:faces_per_side],
-            -1: ordered[(labels > 0) & (before > 0.5)][:faces_per_side],
+            +1: test_rows[(labels < 0) & (before < 0.5)][:faces_per_side],
+            -1: test_rows[(labels > 0) & (before > 0.5)][:faces_per_side],
         }
         results: dict = {}
         for mode in modes:

@@ -112,9 +112,10 @@ def ckplus_set(ck_dir: str | Path, reframe: bool = True) -> LabelledSet:
                 crop = _read_grey(archive, member, 48)
                 if reframe:
                     large = np.asarray(Image.fromarray(crop).resize((192, 192), Image.Resampling.BICUBIC).convert("RGB"))
-                    faces = detect_faces(np.pad(large, ((48, 48), (48, 48), (0, 0)), mode="edge"), DetectSettings())
+                    padded = np.pad(large, ((48, 48), (48, 48), (0, 0)), mode="edge")
+                    faces = detect_faces(padded, DetectSettings())
                     if faces:
-                        crop = expression_input(np.pad(large, ((48, 48), (48, 48), (0, 0)), mode="edge"), faces[0].landmarks)
+                        crop = expression_input(padded, faces[0].landmarks)
                     else:
                         missed += 1
                 images.append(crop)

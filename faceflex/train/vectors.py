@@ -8,7 +8,7 @@ import numpy as np
 
 from faceflex.train.cache import CachedFaces
 from faceflex.vae import VAE
-from faceflex.vectors import AttributeVectors
+from faceflex.vectors import AttributeVectors, orthogonalize
 
 
 def encode_rows(vae: VAE, cache: CachedFaces, rows: np.ndarray, batch_size: int = 256, progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -56,3 +56,17 @@ def compute_vectors(
             vectors[a, k] = pos - neg
     meta = {"versions": versions, "samples_per_version": samples_per_version, "seed": seed, "faces": int(len(latents))}
     return AttributeVectors(list(names), vectors, samples, meta)
+
+
+def orthogonal_versions(vectors: AttributeVectors, against: Sequence[str]) -> np.ndarray:
+    """Every version of every attribute with the mean directions of ``against`` (other than
+    itself) projected out; (A, K, D) float32. ``against`` must be among ``vectors.names``."""
+    result = vectors.vectors.copy()
+    if not against:
+        return result
+    means = {n: vectors.vectors[vectors.names.index(n)].mean(axis=0) for n in against}
+    for i, name in enumerate(vectors.names):
+        others = np.array([v for n, v in means.items() if n != name])
+        if len(others):
+            result[i] = np.stack([orthogonalize(v, others) for v in result[i]])
+    return result
