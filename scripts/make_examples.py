@@ -71,10 +71,6 @@ def classified_examples() -> None:
         print(f"wrote {target}")
 
 
-if __name__ == "__main__":
-    main()
-
-
 # Showcase rows: attribute, strengths (negative removes it), as `faceflex edit` would run them.
 SHOWCASE = [("Smiling", [0, 1, 2, 3]), ("Young", [0, -1, -2, -3]), ("Male", [0, 1, 2, 3]), ("Mustache", [0, 1, 2, 3]), ("Eyeglasses", [0, 1, 2, 3])]
 
@@ -102,3 +98,7 @@ def edit_examples() -> None:
         target = OUT / f"{Path(path).stem}.edits.png"
         save_image(contact_sheet(cells, titles), target)
         print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()
