@@ -29,35 +29,31 @@ def main() -> None:
     parser.add_argument("--out", help="PNG: aligned face | reconstruction | fitted decoding")
     args = parser.parse_args()
 
-    torch.manual_seed(0)
     rgb = load_image(args.photo).rgb
     faces = detect_faces(rgb)
     if not faces:
         raise SystemExit(f"{args.photo}: no face found")
     aligned = align_face(rgb, faces[0].landmarks).image
-    model = load_vae(args.weights, device="cpu").model.float().eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
+    vae = load_vae(args.weights, device="cpu")
+    encoded = torch.from_numpy(vae.encode(aligned))  # the mean latent, as every command uses it
     x = torch.from_numpy(np.array(aligned)).permute(2, 0, 1)[None].float() / 255
-    with torch.no_grad():
-        encoded = model.encode(x)[0]
-        reconstructed = float(psnr(model.decode(encoded).clamp(0, 1), x)[0])
-    print(f"encoder mean latent: PSNR {reconstructed:.2f} dB, latent norm {float(encoded.norm()):.1f}")
+    for parameter in vae.model.parameters():
+        parameter.requires_grad_(False)
     latent = encoded.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([latent], lr=args.lr)
     for _ in range(args.steps):
-        loss = (model.decode(latent) - x).pow(2).mean()
+        loss = (vae.model.decode(latent) - x).pow(2).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    latent = latent.detach()
     with torch.no_grad():
-        decoded = model.decode(latent).clamp(0, 1)
-        fitted = float(psnr(decoded, x)[0])
-        if args.out:
-            row = torch.cat([x, model.decode(encoded).clamp(0, 1), decoded], dim=3)[0]
-            save_image((row.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8), args.out)
-    print(f"latent fitted in {args.steps} Adam steps: PSNR {fitted:.2f} dB, latent norm {float(latent.detach().norm()):.1f}")
-
+        reconstruction, fitted = (vae.model.decode(z).clamp(0, 1) for z in (encoded, latent))
+    print(f"encoder mean latent: PSNR {float(psnr(reconstruction, x)[0]):.2f} dB, latent norm {float(encoded.norm()):.1f}")
+    print(f"latent fitted in {args.steps} Adam steps: PSNR {float(psnr(fitted, x)[0]):.2f} dB, latent norm {float(latent.norm()):.1f}")
+    if args.out:
+        row = torch.cat([x, reconstruction, fitted], dim=3)[0]
+        save_image((row.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8), args.out)
 
 if __name__ == "__main__":
     main()
