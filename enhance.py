@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     command = ["--config", args.config] if args.config else []
     command += ["edit", "--out-dir", args.out_dir]
     if args.plot_landmarks:
-        command.append("--plot-landmarks")
+        command.append("--plot-masks")
     cli.main(command, prog_name="enhance.py")
 
 

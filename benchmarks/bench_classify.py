@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from bench_geometry import SHARED, photo_1024  # noqa: E402  (same folder)
 
-from faceflex.classify import load_classifier
+from faceflex.inference.classifiers import load_classifier
 from faceflex.face.detect import detect_faces
-from faceflex.io import demo_image_path
+from faceflex.io.inputs import demo_image_path
 
 
 def median_ms(function, repeats: int) -> float:

@@ -46,17 +46,17 @@ def main() -> None:
     print(f"start-up: `faceflex --help` {seconds([exe, '--help']) * 1000:.0f} ms (median of 5)")
     start = time.perf_counter()
     import faceflex  # noqa: F401
-    from faceflex.face import models
+    from faceflex.face import dlib_models
     from faceflex.face.align import align_face
     from faceflex.face.blend import paste_back
     from faceflex.face.detect import detect_faces
     from faceflex.face.masks import region_mask
-    from faceflex.io import demo_image_path
+    from faceflex.io.inputs import demo_image_path
 
     print(f"start-up: imports {(time.perf_counter() - start) * 1000:.0f} ms")
     start = time.perf_counter()
-    models.hog_detector()
-    models.landmark_predictor()
+    dlib_models.hog_detector()
+    dlib_models.landmark_predictor()
     print(f"start-up: loading dlib's detector and 68-point model {(time.perf_counter() - start) * 1000:.0f} ms")
 
     photos = {"grace_hopper (1 face)": demo_image_path()}

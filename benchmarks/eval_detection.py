@@ -13,9 +13,9 @@ import argparse
 import time
 from pathlib import Path
 
-from faceflex.evaluation import evaluate_300w, evaluate_photos
+from faceflex.evaluation.detection import evaluate_300w, evaluate_photos
 from faceflex.face.detect import DetectSettings, detect_faces
-from faceflex.io import load_image
+from faceflex.io.images import load_image
 
 
 def main() -> None:

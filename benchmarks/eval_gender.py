@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceflex.classify import load_task_model, male_probabilities
+from faceflex.inference.classifiers import load_task_model, male_probabilities
 from faceflex.models.labels import ATTRIBUTES
 from faceflex.models.xception import predict
 from faceflex.train.face_sets import task_set

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from faceflex.evaluation import evaluate_300w_pose
+from faceflex.evaluation.detection import evaluate_300w_pose
 
 
 def main() -> None:

@@ -3,28 +3,45 @@
 The public Python API, imported lazily so that ``import faceflex`` (and the CLI's ``--help``)
 stays fast::
 
-    from faceflex import load_image, detect_faces, align_face, region_mask, paste_back
+    import faceflex
 
-    image = load_image("photo.jpg")
-    for face in detect_faces(image.rgb):
-        aligned = align_face(image.rgb, face.landmarks)        # 128x128, template framing
-        mask = region_mask(aligned.landmarks, "face")
-        image_out = paste_back(image.rgb, aligned.image, aligned.matrix, mask)
+    records = faceflex.classify_photo("photo.jpg")                 # one dict per face
+    for edited in faceflex.edit_photo("photo.jpg", "Smiling", [0, 1, 2]):
+        faceflex.save_image(edited.image, f"smile_{edited.strength}.jpg")
+
+    # the building blocks the pipeline is made of
+    image = faceflex.load_image("photo.jpg")
+    for face in faceflex.detect_faces(image.rgb):
+        aligned = faceflex.align_face(image.rgb, face.landmarks)   # 128x128, template framing
+        mask = faceflex.region_mask(aligned.landmarks, "face")
+        image_out = faceflex.paste_back(image.rgb, aligned.image, aligned.matrix, mask)
 """
 
 from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _API = {
-    "load_image": "faceflex.io",
-    "save_image": "faceflex.io",
-    "iter_inputs": "faceflex.io",
-    "demo_image_path": "faceflex.io",
-    "InputError": "faceflex.io",
-    "LoadedImage": "faceflex.io",
+    # one call per job
+    "classify_photo": "faceflex.api",
+    "edit_photo": "faceflex.api",
+    "EditedImage": "faceflex.api",
+    # the pipeline and its steps (what the CLI runs)
+    "run_step": "faceflex.pipeline.flow",
+    "PhotoResult": "faceflex.pipeline.flow",
+    "DetectStep": "faceflex.steps.detect",
+    "ClassifyStep": "faceflex.steps.classify",
+    "EditStep": "faceflex.steps.edit",
+    "EditSettings": "faceflex.steps.edit",
+    # building blocks
+    "load_image": "faceflex.io.images",
+    "save_image": "faceflex.io.images",
+    "LoadedImage": "faceflex.io.images",
+    "iter_inputs": "faceflex.io.inputs",
+    "demo_image_path": "faceflex.io.inputs",
+    "InputError": "faceflex.io.inputs",
     "load_config": "faceflex.config",
     "ConfigError": "faceflex.config",
     "Face": "faceflex.face.detect",
@@ -34,13 +51,15 @@ _API = {
     "align_face": "faceflex.face.align",
     "template_landmarks": "faceflex.face.align",
     "region_mask": "faceflex.face.masks",
-    "REGIONS": "faceflex.face.masks",
+    "REGIONS": "faceflex.choices",
     "paste_back": "faceflex.face.blend",
     "draw_landmarks": "faceflex.viz",
-    "VAE": "faceflex.vae",
-    "load_vae": "faceflex.vae",
-    "Classifier": "faceflex.classify",
-    "load_classifier": "faceflex.classify",
+    "VAE": "faceflex.inference.vae_codec",
+    "load_vae": "faceflex.inference.vae_codec",
+    "AttributeVectors": "faceflex.inference.attribute_vectors",
+    "load_vectors": "faceflex.inference.attribute_vectors",
+    "ClassifierModels": "faceflex.inference.classifiers",
+    "load_classifiers": "faceflex.inference.classifiers",
     "Pose": "faceflex.face.pose",
     "estimate_pose": "faceflex.face.pose",
     "Illumination": "faceflex.face.illumination",

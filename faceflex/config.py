@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from faceflex.choices import CLASSIFIER_TASKS, DETECTORS, DEVICES, EDIT_MODES, EDIT_REGIONS, FACES, MANIFEST_FORMATS
 
 
 class ConfigError(ValueError):
@@ -34,6 +37,8 @@ def _number(kind: type, low: float | None = None, high: float | None = None, nul
         if value is None and nullable:
             return None
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"{key}: {value!r} is not a finite number")
         if ok and kind is int and isinstance(value, float):
             ok = value.is_integer()
         if not ok:
@@ -70,9 +75,9 @@ def _range(key: str, value: Any) -> tuple[float, float, float]:
     if (
         not isinstance(value, (list, tuple))
         or len(value) != 3
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
     ):
-        raise ConfigError(f"{key}: {value!r} is not [start, end, step]")
+        raise ConfigError(f"{key}: {value!r} is not [start, end, step] of finite numbers")
     return tuple(float(v) for v in value)
 
 
@@ -84,11 +89,16 @@ def _index_list(key: str, value: Any) -> tuple[int, ...] | None:
     return tuple(value)
 
 
+def comma_list(text: str) -> list[str]:
+    """``"Male, Eyeglasses,"`` -> ``["Male", "Eyeglasses"]``: the one parser of comma-separated lists."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _name_list(key: str, value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
-        value = [v for v in value.split(",") if v.strip()]
+        value = comma_list(value)
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"{key}: {value!r} is not a list of names")
     return tuple(v.strip() for v in value)
@@ -101,13 +111,17 @@ def _name(key: str, value: Any) -> str:
 
 
 SCHEMA: dict[str, Callable[[str, Any], Any]] = {
-    "device": _choice("auto", "cpu", "cuda"),
+    "device": _choice(*DEVICES),
     "seed": _number(int, 0, 2**32 - 1),
     "input.recursive": _boolean,
     "input.max_pixels": _number(int, 1),
     "output.out_dir": _path,
+    "output.manifest": _path,
+    "output.format": _choice(*MANIFEST_FORMATS),
+    "output.skip_existing": _boolean,
     "output.jpeg_quality": _number(int, 1, 100),
-    "detect.detector": _choice("hog", "cnn"),
+    "detect.faces": _choice(*FACES),
+    "detect.detector": _choice(*DETECTORS),
     "detect.max_side": _number(int, 80, 20000),
     "detect.upscale_side": _number(int, 80, 20000),
     "detect.max_upscale": _number(float, 1.0, 8.0),
@@ -120,13 +134,13 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "edit.parameter_range": _range,
     "edit.sample_size": _number(int, 1, 1000),
     "edit.versions": _index_list,
-    "edit.mode": _choice("residual", "replace"),
-    "edit.region": _choice("auto", "face", "mouth", "eyes", "upper-lip"),
-    "edit.faces": _choice("all", "largest"),
+    "edit.mode": _choice(*EDIT_MODES),
+    "edit.region": _choice(*EDIT_REGIONS),
     "edit.orthogonal_to": _name_list,
     "edit.vectors": _path,
+    "edit.weights": _path,
     "edit.plot": _boolean,
-    "edit.plot_landmarks": _boolean,
+    "edit.plot_masks": _boolean,
     "vae.latent": _number(int, 8, 4096),
     "vae.channels": _int_list,
     "train_vae.source": _path,
@@ -145,7 +159,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "train_classifier.max_hours": _number(float, 0.0, 1000.0),
     **{
         f"train_classifier.{task}.{key}": check
-        for task in ("attributes", "expression", "age")
+        for task in CLASSIFIER_TASKS
         for key, check in {
             "epochs": _number(int, 1, 10000),
             "batch_size": _number(int, 1, 4096),
@@ -232,6 +246,8 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
             text = Path(path).read_text(encoding="utf-8")
         except OSError as error:
             raise ConfigError(f"{path}: cannot read config file ({error.strerror or error})") from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{path}: not a UTF-8 text file (byte {error.start}); a config file is YAML text") from None
         try:
             tree = yaml.safe_load(text)
         except yaml.YAMLError as error:

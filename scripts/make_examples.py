@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from faceflex import align_face, demo_image_path, detect_faces, draw_landmarks, load_image, paste_back, region_mask
 from faceflex.face.masks import REGIONS
-from faceflex.io import save_image
+from faceflex.io.images import save_image
 
 OUT = Path(__file__).resolve().parents[1] / "example_images"
 HEIGHT = 256
@@ -57,7 +57,7 @@ def main() -> None:
 
 def classified_examples() -> None:
     """`faceflex classify --annotate` on the public-domain photos (the astronaut needs ../shared/data)."""
-    from faceflex.classify import load_classifier
+    from faceflex.inference.classifiers import load_classifier
     from faceflex.viz import draw_classifications
 
     astronaut = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "sk_astronaut.png"
@@ -77,9 +77,9 @@ SHOWCASE = [("Smiling", [0, 1, 2, 3]), ("Young", [0, -1, -2, -3]), ("Male", [0, 
 
 def edit_examples() -> None:
     """Before/after strips (`faceflex edit`, residual mode, vector version 0) on the public-domain photos."""
-    from faceflex.edit import auto_region, edit_photo, strength_name
-    from faceflex.vae import load_vae
-    from faceflex.vectors import load_vectors
+    from faceflex.steps.edit import auto_region, edit_photo, strength_name
+    from faceflex.inference.vae_codec import load_vae
+    from faceflex.inference.attribute_vectors import load_vectors
     from faceflex.viz import contact_sheet, faces_crop
 
     astronaut = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "sk_astronaut.png"

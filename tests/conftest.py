@@ -12,14 +12,14 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def demo_path() -> Path:
-    from faceflex.io import demo_image_path
+    from faceflex.io.inputs import demo_image_path
 
     return demo_image_path()
 
 
 @pytest.fixture(scope="session")
 def demo_rgb(demo_path) -> np.ndarray:
-    from faceflex.io import load_image
+    from faceflex.io.images import load_image
 
     return load_image(demo_path).rgb
 

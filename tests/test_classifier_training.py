@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from faceflex.classify import load_task_model
+from faceflex.inference.classifiers import load_task_model
 from faceflex.models.xception import predict
-from faceflex.train.classifier import TASKS, ClassifierSettings, ClassifierTrainer, augment, evaluate_part
+from faceflex.train.classifier_trainer import TASKS, ClassifierSettings, ClassifierTrainer, augment, evaluate_part
 from faceflex.train.face_sets import TEST, TRAIN, VAL, LabelledSet, seeded_split
 
 TINY = ClassifierSettings(epochs=2, batch_size=16, lr=3e-3, widths=(8, 16), stem=4)
@@ -47,8 +47,8 @@ def test_training_step_is_finite_and_loss_falls_on_a_repeated_batch(task, tmp_pa
     first = trainer.train_epoch()
     second = trainer.train_epoch()
     third = trainer.train_epoch()
-    assert np.isfinite([first, second, third]).all()
-    assert third < first
+    assert np.isfinite([first["loss"], second["loss"], third["loss"]]).all()
+    assert third["loss"] < first["loss"]
 
 
 def test_resume_gives_the_same_state_as_uninterrupted_training(tmp_path):

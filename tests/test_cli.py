@@ -37,13 +37,19 @@ def test_help_is_fast_and_does_not_import_heavy_modules():
     assert out.strip().splitlines()[-1] == "[]"
 
 
-def test_detect_demo_face_prints_json():
+def by_name(document: dict) -> dict[str, dict]:
+    """Input records of a manifest by file name."""
+    return {Path(r["file"]).name: r for r in document["inputs"]}
+
+
+def test_detect_demo_face_prints_the_envelope():
     result = run("detect")
     assert result.exit_code == 0
     document = json.loads(result.stdout)
-    assert document["command"] == "detect"
-    (image,) = document["images"]
-    assert image["path"].endswith("grace_hopper.jpg") and (image["width"], image["height"]) == (512, 600)
+    assert (document["command"], document["schema"], document["complete"]) == ("detect", 1, True)
+    assert document["summary"] == {"inputs": 1, "succeeded": 1, "failed": 0, "skipped": 0, "faces": 1, "outputs": 0}
+    (image,) = document["inputs"]
+    assert image["file"].endswith("grace_hopper.jpg") and (image["width"], image["height"]) == (512, 600)
     (face,) = image["faces"]
     assert set(face) == {"index", "box", "score", "size", "landmarks"}
     assert len(face["landmarks"]) == 68 and len(face["box"]) == 4
@@ -56,12 +62,12 @@ def test_mixed_folder_goes_on_and_exits_1(mixed_folder, tmp_path):
     assert "broken.jpg: truncated" in result.stderr
     assert "notes.jpg: not an image" in result.stderr
     assert "wall.png: no face found" in result.stderr
-    assert "2 of 4 images failed" in result.stderr
-    document = json.loads((out / "detections.json").read_text())
-    faces = {Path(r["path"]).name: len(r["faces"]) for r in document["images"]}
-    assert faces == {"hopper.jpg": 1, "wall.png": 0}
-    assert {Path(f["path"]).name for f in document["failed"]} == {"broken.jpg", "notes.jpg"}
-    assert sorted(p.name for p in out.iterdir()) == ["detections.json", "hopper.landmarks.png", "wall.landmarks.png"]
+    assert "2 of 4 inputs failed" in result.stderr
+    records = by_name(json.loads((out / "detect.json").read_text()))
+    assert {name: r["status"] for name, r in records.items()} == {"broken.jpg": "failed", "hopper.jpg": "ok", "notes.jpg": "failed", "wall.png": "ok"}
+    assert (records["hopper.jpg"]["face_count"], records["wall.png"]["face_count"]) == (1, 0)
+    assert records["broken.jpg"]["error"] == "truncated image file"
+    assert sorted(p.name for p in out.iterdir()) == [".faceflex.lock", "detect.json", "hopper.landmarks.png", "wall.landmarks.png"]
 
 
 def test_no_face_photo_exits_0_with_a_message(tmp_path):
@@ -70,22 +76,30 @@ def test_no_face_photo_exits_0_with_a_message(tmp_path):
     result = run("detect", str(path))
     assert result.exit_code == 0
     assert "no face found" in result.stderr
-    assert json.loads(result.stdout)["images"][0]["faces"] == []
+    assert json.loads(result.stdout)["inputs"][0]["faces"] == []
 
 
 def test_quiet_prints_only_errors(tmp_path):
     path = tmp_path / "wall.png"
     Image.fromarray(np.full((100, 100, 3), 120, np.uint8)).save(path)
-    result = run("--quiet", "detect", str(path), "--json", str(tmp_path / "d.json"))
+    result = run("--quiet", "detect", str(path), "--manifest", str(tmp_path / "d.json"))
     assert result.exit_code == 0 and result.stderr == "" and result.stdout == ""
     assert (tmp_path / "d.json").is_file()
+
+
+@pytest.mark.parametrize("group", [["train", "vectors"], ["evaluate", "vae"], ["detect"], ["edit"], ["classify"]])
+def test_quiet_and_verbose_are_accepted_after_every_command(group):
+    for flag in ("-q", "-v"):
+        result = run(*group, flag, "--help")
+        assert result.exit_code == 0, result.output
 
 
 def test_missing_input_is_reported_and_exit_1(tmp_path, demo_path):
     result = run("detect", str(demo_path), str(tmp_path / "nope.jpg"))
     assert result.exit_code == 1
     assert "nope.jpg: no such file or folder" in result.stderr
-    assert len(json.loads(result.stdout)["images"]) == 1
+    statuses = [r["status"] for r in json.loads(result.stdout)["inputs"]]
+    assert sorted(statuses) == ["failed", "ok"]
 
 
 def test_same_names_from_two_folders_do_not_collide(tmp_path, demo_path):
@@ -112,11 +126,11 @@ def test_config_precedence_cli_over_yaml_over_defaults(tmp_path, demo_path):
     config = tmp_path / "c.yaml"
     config.write_text("detect:\n  threshold: 9.0\n  detector: hog\n")
     from_yaml = json.loads(run("--config", str(config), "detect", str(demo_path)).stdout)
-    assert from_yaml["settings"]["threshold"] == 9.0 and from_yaml["images"][0]["faces"] == []
+    assert from_yaml["settings"]["detect"]["threshold"] == 9.0 and from_yaml["inputs"][0]["faces"] == []
     from_cli = json.loads(run("--config", str(config), "detect", str(demo_path), "--threshold", "0.2").stdout)
-    assert from_cli["settings"]["threshold"] == 0.2 and len(from_cli["images"][0]["faces"]) == 1
+    assert from_cli["settings"]["detect"]["threshold"] == 0.2 and len(from_cli["inputs"][0]["faces"]) == 1
     default = json.loads(run("detect", str(demo_path)).stdout)
-    assert default["settings"]["threshold"] == 0.0 and default["settings"]["max_side"] == 800
+    assert default["settings"]["detect"]["threshold"] == 0.0 and default["settings"]["detect"]["max_side"] == 800
 
 
 def test_yaml_recursive_is_not_hidden_by_an_absent_flag(tmp_path, demo_path):
@@ -125,18 +139,21 @@ def test_yaml_recursive_is_not_hidden_by_an_absent_flag(tmp_path, demo_path):
     config = tmp_path / "c.yaml"
     config.write_text("input:\n  recursive: true\n")
     document = json.loads(run("--config", str(config), "detect", str(tmp_path / "in")).stdout)
-    assert len(document["images"]) == 1
+    assert len(document["inputs"]) == 1
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("detect:\n  detecter: hog\n", "unknown key 'detect.detecter'; allowed keys: detect.detector"),
+        ("detect:\n  detecter: hog\n", "unknown key 'detect.detecter'; allowed keys: detect.faces, detect.detector"),
         ("detect:\n  detector: haar\n", "detect.detector: 'haar' is not allowed; choose one of hog, cnn"),
         ("output:\n  jpeg_quality: 150\n", "output.jpeg_quality: 150 is out of range"),
         ("seed: lots\n", "seed: 'lots' is not an integer"),
         ("- a\n- b\n", "the top level must be a mapping"),
         ("detect: [unclosed\n", "not valid YAML"),
+        ("detect:\n  min_face: .nan\n", "detect.min_face: nan is not a finite number"),
+        ("paste:\n  feather: .nan\n", "paste.feather: nan is not a finite number"),
+        ("edit:\n  parameter_range: [0, .inf, 1]\n", "edit.parameter_range"),
     ],
 )
 def test_bad_config_is_rejected_with_exit_2(tmp_path, demo_path, text, message):
@@ -159,6 +176,20 @@ def test_bad_flag_values_exit_2(demo_path, tmp_path):
     assert run("detect", str(demo_path), "--detector", "haar").exit_code == 2
     assert run("--config", str(tmp_path / "missing.yaml"), "detect").exit_code == 2
     assert run("--quiet", "--verbose", "detect").exit_code == 2
+    assert run("detect", "-q", "-v").exit_code == 2
+
+
+@pytest.mark.parametrize("flags", [["--threshold", "nan"], ["--min-face", "inf"], ["--threshold", "-nan"]])
+def test_non_finite_numbers_are_usage_errors(demo_path, flags):
+    result = run("detect", str(demo_path), *flags)
+    assert result.exit_code == 2 and "is not a finite number" in result.stderr
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line_exit_2(tmp_path, demo_path):
+    config = tmp_path / "c.yaml"
+    config.write_bytes(b"detect:\n  threshold: 0.5 # \xff\xfe latin-1 \xe9\n")
+    result = run("--config", str(config), "detect", str(demo_path))
+    assert result.exit_code == 2 and "not a UTF-8 text file" in result.stderr and "Traceback" not in result.output
 
 
 def test_output_never_overwrites_an_input(tmp_path, demo_path):
@@ -166,10 +197,13 @@ def test_output_never_overwrites_an_input(tmp_path, demo_path):
     victim = tmp_path / "x.landmarks.png"
     Image.fromarray(np.full((100, 100, 3), 7, np.uint8)).save(victim)
     before = victim.read_bytes()
-    result = run("detect", str(tmp_path / "x.jpg"), str(victim), "-o", str(tmp_path), "--plot-landmarks")
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(victim, out / "x.landmarks.png")
+    result = run("detect", str(tmp_path / "x.jpg"), str(out / "x.landmarks.png"), "-o", str(out), "--plot-landmarks")
     assert result.exit_code == 1
     assert "refusing to overwrite an input file" in result.stderr
-    assert victim.read_bytes() == before
+    assert (out / "x.landmarks.png").read_bytes() == before
 
 
 def test_console_script_runs(tmp_path):
@@ -188,6 +222,7 @@ def test_enhance_py_runs_the_main_job(tmp_path):
         [sys.executable, str(script), "--out_dir", str(tmp_path), "--plot_landmarks", "--config", str(config)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    manifest = json.loads((tmp_path / "edits.json").read_text())
-    assert manifest["attribute"] == "Smiling" and manifest["strengths"] == [0.0, 1.0, 2.0]
-    assert len(manifest["images"][0]["outputs"]) == 3 and (tmp_path / "grace_hopper.face0.mask.png").is_file()
+    manifest = json.loads((tmp_path / "edit.json").read_text())
+    assert manifest["settings"]["attribute"] == "Smiling" and manifest["settings"]["strengths"] == [0.0, 1.0, 2.0]
+    products = [o["product"] for o in manifest["inputs"][0]["outputs"]]
+    assert sum(p.startswith("Smiling.v") for p in products) == 3 and (tmp_path / "grace_hopper.face0.mask.png").is_file()

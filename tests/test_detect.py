@@ -8,7 +8,7 @@ from PIL import Image
 
 from faceflex.face.align import align_face, template_landmarks
 from faceflex.face.detect import DetectSettings, detect_faces, working_scale
-from faceflex.io import load_image
+from faceflex.io.images import load_image
 
 
 def test_demo_face_is_found_once_with_landmarks_in_the_box(demo_faces):

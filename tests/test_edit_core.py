@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from faceflex.edit import auto_region, edit_photo, parse_range, strength_name
-from faceflex.models.vae import FaceVAE, VAEConfig
-from faceflex.train.vectors import compute_vectors
-from faceflex.vae import VAE
-from faceflex.vectors import UnknownAttribute, orthogonalize, vectors_from_file
+from faceflex.inference.attribute_vectors import AttributeVectors, UnknownAttribute, VectorsError, orthogonalize, vectors_from_file
+from faceflex.inference.vae_codec import VAE
+from faceflex.models.face_vae import FaceVAE, VAEConfig
+from faceflex.pipeline.flow import run_step
+from faceflex.steps.edit import EditSettings, EditStep, auto_region, parse_range, strength_name
+from faceflex.train.attribute_vectors import compute_vectors
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def test_parse_range_includes_end_and_avoids_float_drift():
     assert parse_range(0, -3, -1.5) == [0.0, -1.5, -3.0]
     assert parse_range(0, 5, 2) == [0.0, 2.0, 4.0]  # 5 is not reached
     assert [strength_name(v) for v in parse_range(-0.2, 0.2, 0.1)] == ["-0.2", "-0.1", "0.0", "0.1", "0.2"]
-    for bad in [(0, 5, 0), (0, 5, -1), (0, float("nan"), 1), (0, 1e6, 1)]:
+    for bad in [(0, 5, 0), (0, 5, -1), (0, float("nan"), 1), (0, 1e6, 1), (0, 1e30, 1e29), (0, 20.5, 0.5), (0, 10, 0.001)]:
         with pytest.raises(ValueError):
             parse_range(*bad)
 
@@ -70,29 +71,54 @@ def test_orthogonalize_removes_the_span():
     assert np.allclose(orthogonalize(np.array([3.0, 4.0, 5.0]), others), [0, 0, 5.0])
 
 
+def ones_vectors(latent: int = 16, versions: int = 2) -> AttributeVectors:
+    return AttributeVectors(["Smiling", "Young"], np.ones((2, versions, latent), np.float32), np.array([10, 10]), {})
+
+
+def edited(photo, faces_setting, vae, strengths, mode="residual", versions=None):
+    step = EditStep(EditSettings("Smiling", tuple(strengths), versions, mode, "face"), vae, ones_vectors())
+    result = run_step(photo, step, faces=faces_setting)
+    return result, [image for _, image in result.images()]
+
+
 def test_residual_strength_zero_returns_the_photo_exactly(demo_rgb, demo_faces, small_vae):
-    direction = np.ones(16, np.float32)
-    outputs, edits = edit_photo(demo_rgb, demo_faces, small_vae, direction, [0.0, 2.0])
-    assert np.array_equal(outputs[0], demo_rgb)
-    assert not np.array_equal(outputs[1], demo_rgb)
-    changed = np.argwhere(np.any(outputs[1] != demo_rgb, axis=2))
+    result, images = edited(demo_rgb, "all", small_vae, [0.0, 2.0])
+    assert np.array_equal(images[0], demo_rgb)
+    assert not np.array_equal(images[1], demo_rgb)
+    changed = np.argwhere(np.any(images[1] != demo_rgb, axis=2))
     left, top, right, bottom = demo_faces[0].box
     assert changed[:, 1].min() > left - 0.5 * (right - left) and changed[:, 1].max() < right + 0.5 * (right - left)
-    assert edits[0].decoded.shape == (2, 128, 128, 3)
+    assert [v.info["strength"] for v in result.output.variants] == []  # the variants are consumed once, lazily
 
 
-def test_edits_are_deterministic_and_every_face_is_edited(demo_rgb, demo_faces, small_vae):
+def test_each_face_is_encoded_once_for_all_versions_and_strengths(demo_rgb, small_vae, monkeypatch):
+    calls = []
+    encode = small_vae.encode
+    monkeypatch.setattr(small_vae, "encode", lambda images: calls.append(len(images)) or encode(images))
+    _, images = edited(demo_rgb, "all", small_vae, [0.0, 1.0, 2.0], versions=(0, 1))
+    assert len(images) == 6 and calls == [1]
+
+
+def test_edits_are_deterministic_and_every_face_is_edited(demo_rgb, small_vae):
     side = np.concatenate([demo_rgb, demo_rgb], axis=1)  # two faces side by side
-    from faceflex.face.detect import detect_faces
-
-    faces = detect_faces(side)
-    assert len(faces) == 2
-    direction = np.linspace(-1, 1, 16).astype(np.float32)
-    first, _ = edit_photo(side, faces, small_vae, direction, [3.0], mode="replace")
-    second, _ = edit_photo(side, faces, small_vae, direction, [3.0], mode="replace")
+    first_result, first = edited(side, "all", small_vae, [3.0], mode="replace")
+    assert len(first_result.crops) == 2
+    _, second = edited(side, "all", small_vae, [3.0], mode="replace")
     assert np.array_equal(first[0], second[0])
     width = demo_rgb.shape[1]
     assert np.any(first[0][:, :width] != demo_rgb) and np.any(first[0][:, width:] != demo_rgb)
+    largest_result, _ = edited(side, "largest", small_vae, [3.0], mode="replace")
+    assert len(largest_result.crops) == 1
+
+
+def test_vectors_made_for_other_weights_are_refused(small_vae):
+    vectors = AttributeVectors(["Smiling"], np.ones((1, 1, 16), np.float32), np.array([1]), {"vae_fingerprint": "0123456789abcdef"})
+    small_vae.fingerprint = "fedcba9876543210"
+    try:
+        with pytest.raises(VectorsError, match="made for VAE weights 0123456789abcdef"):
+            EditStep(EditSettings("Smiling", (1.0,)), small_vae, vectors)
+    finally:
+        small_vae.fingerprint = None
 
 
 def test_train_vectors_cli_on_a_tiny_cache(tmp_path):
@@ -117,19 +143,22 @@ def test_train_vectors_cli_on_a_tiny_cache(tmp_path):
     save_weights(tmp_path / "vae.pt", model, model.config.to_dict(), {"epochs": 0})
     out = tmp_path / "vectors.npz"
     runner = CliRunner()
-    args = ["train", "vectors", "--cache", str(cache), "--weights", str(tmp_path / "vae.pt"), "--versions", "3", "--samples-per-version", "5"]
+    args = ["train", "vectors", "--cache", str(cache), "--weights", str(tmp_path / "vae.pt"), "--version-count", "3", "--samples-per-version", "5"]
     result = runner.invoke(cli, [*args, "--attributes", "smiling,YOUNG", "--orthogonal-to", "Male", "--out", str(out)])
     assert result.exit_code == 0, result.stderr
     vectors = vectors_from_file(out)
     assert vectors.names == ["Smiling", "Young"] and vectors.vectors.shape == (2, 3, 16)
     assert vectors.meta["orthogonal_to"] == ["Male"] and vectors.meta["faces"] == n - 10  # held-out ids unused
+    from faceflex.models.weights import fingerprint
+
+    assert vectors.vae_fingerprint == fingerprint(tmp_path / "vae.pt")
     bad = runner.invoke(cli, [*args, "--attributes", "Smilling", "--out", str(tmp_path / "x.npz")])
     assert bad.exit_code == 2 and "valid attributes: Smiling, Male, Young" in bad.stderr
 
 
 @pytest.fixture(scope="module")
 def random_vectors(tmp_path_factory):
-    from faceflex.vectors import AttributeVectors
+    from faceflex.inference.attribute_vectors import AttributeVectors
 
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("vectors") / "vectors.npz"
@@ -142,7 +171,7 @@ def test_edit_cli_writes_images_sheet_and_manifest(tmp_path, random_vectors, dem
     from click.testing import CliRunner
 
     from faceflex.cli import cli
-    from faceflex.models.weights import shipped
+    from faceflex.shipped import shipped
 
     if not shipped("vae.pt").is_file():
         pytest.skip("no shipped VAE weights")
@@ -152,18 +181,19 @@ def test_edit_cli_writes_images_sheet_and_manifest(tmp_path, random_vectors, dem
     Image.fromarray(demo_rgb).save(photo)
     out = tmp_path / "out"
     args = ["--seed", "3", "edit", "-q", "--vectors", str(random_vectors), "--attribute", "young", "--range", "-2", "2", "2", "--sample-size", "2", "-o", str(out)]
-    result = CliRunner().invoke(cli, [*args, "--plot-landmarks", str(photo)])
+    result = CliRunner().invoke(cli, [*args, "--plot-masks", str(photo)])
     assert result.exit_code == 0, result.stderr
-    manifest = json.loads((out / "edits.json").read_text())
-    assert manifest["attribute"] == "Young" and manifest["strengths"] == [-2.0, 0.0, 2.0] and len(manifest["versions"]) == 2
-    written = [o["path"] for o in manifest["images"][0]["outputs"]]
+    manifest = json.loads((out / "edit.json").read_text())
+    settings = manifest["settings"]
+    assert settings["attribute"] == "Young" and settings["strengths"] == [-2.0, 0.0, 2.0] and len(settings["versions"]) == 2
+    written = [o["path"] for o in manifest["inputs"][0]["outputs"] if "strength" in o]
     assert len(written) == 6 and all(Path(p).is_file() for p in written)
-    v = manifest["versions"][0]
+    v = settings["versions"][0]
     assert np.array_equal(np.asarray(Image.open(out / f"hopper.Young.v{v}.0.0.png")), demo_rgb)  # strength 0: the photo itself
     assert not np.array_equal(np.asarray(Image.open(out / f"hopper.Young.v{v}.2.0.png")), demo_rgb)
     assert (out / "hopper.Young.sheet.png").is_file() and (out / "hopper.face0.mask.png").is_file()
     CliRunner().invoke(cli, [*args[:-2], "-o", str(tmp_path / "again"), str(photo)])
-    assert json.loads((tmp_path / "again" / "edits.json").read_text())["versions"] == manifest["versions"]  # seeded choice
+    assert json.loads((tmp_path / "again" / "edit.json").read_text())["settings"]["versions"] == settings["versions"]  # seeded choice
     unknown = CliRunner().invoke(cli, ["edit", "--vectors", str(random_vectors), "--attribute", "Smilling"])
     assert unknown.exit_code == 2 and "valid attributes: Smiling, Male, Young" in unknown.stderr
     bad_range = CliRunner().invoke(cli, ["edit", "--vectors", str(random_vectors), "--range", "0", "5", "-1"])
@@ -172,12 +202,12 @@ def test_edit_cli_writes_images_sheet_and_manifest(tmp_path, random_vectors, dem
 
 
 def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_vae):
-    from faceflex.evaluation_edit import evaluate_edits
+    from faceflex.evaluation.edits import evaluate_edits
     from faceflex.face.align import align_face
     from faceflex.models.labels import ATTRIBUTES
     from faceflex.models.xception import MiniXception, XceptionConfig
     from faceflex.train.cache import CachedFaces
-    from faceflex.vectors import AttributeVectors
+    from faceflex.inference.attribute_vectors import AttributeVectors
 
     aligned = align_face(demo_rgb, demo_faces[0].landmarks)
     n = 6
@@ -190,9 +220,13 @@ def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_
     with torch.no_grad():
         model.heads["attributes"].bias.fill_(-3.0)  # every face reads as lacking every attribute
     vectors = AttributeVectors(names, np.ones((2, 2, 16), np.float32), np.array([10, 10]), {})
-    report = evaluate_edits(small_vae, vectors, model, cache, ["smiling"], strengths=(1.0, 5.0), faces_per_side=2, modes=("residual", "replace"))
+    report = evaluate_edits(small_vae, vectors, model, cache, ["smiling", "male"], strengths=(0.0, 5.0), per_side=2, modes=("residual", "replace"))
     smiling = report["attributes"]["Smiling"]
     for mode in ("residual", "replace"):
         assert smiling[mode]["faces_lacking"] == 2 and smiling[mode]["faces_having"] == 0
-        assert set(smiling[mode]["success"]) == {"1.0", "5.0"}
-        assert all(0 <= v <= 1 for v in smiling[mode]["identity_kept"].values())
+        assert smiling[mode]["success"] == {"0.0": 0.0, "5.0": 0.0}  # the classifier's bias keeps every face below 0.5
+    # strength 0 in residual mode is the photo itself: the person is kept; the untrained decoder's
+    # face pasted over the whole face (Male's region) is nobody
+    male = report["attributes"]["Male"]
+    assert smiling["residual"]["identity_kept"]["0.0"] == 1.0 and male["residual"]["identity_kept"]["0.0"] == 1.0
+    assert male["replace"]["identity_kept"]["0.0"] == 0.0

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceflex.io import InputError, iter_inputs, load_image, save_image, write_atomic
+from faceflex.io.files import OutputError, write_atomic
+from faceflex.io.images import load_image, save_image
+from faceflex.io.inputs import InputError, iter_inputs
 
 
 def write(path: Path, image: Image.Image, **options) -> Path:
@@ -147,12 +149,12 @@ def test_unreadable_file(tmp_path, rgb_image, monkeypatch):
     if os.geteuid() != 0:
         path.chmod(0)
     else:  # root reads everything: make the open fail as it would for a user
-        import faceflex.io
+        import faceflex.io.images
 
         def deny(*args, **kwargs):
             raise PermissionError(13, "Permission denied", str(path))
 
-        monkeypatch.setattr(faceflex.io.Image, "open", deny)
+        monkeypatch.setattr(faceflex.io.images.Image, "open", deny)
     with pytest.raises(InputError, match="permission denied"):
         load_image(path)
 
@@ -193,6 +195,6 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
 def test_inputs_are_never_overwritten(tmp_path, rgb_image):
     source = write(tmp_path / "in.png", rgb_image)
     before = source.read_bytes()
-    with pytest.raises(ValueError, match="overwrite an input"):
+    with pytest.raises(OutputError, match="overwrite an input"):
         save_image(np.zeros((4, 4, 3), np.uint8), tmp_path / "in.png", protected=[tmp_path / "." / "in.png"])
     assert source.read_bytes() == before

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from faceflex.cli import cli
-from faceflex.evaluation import evaluate_photos, read_dlib_xml
+from faceflex.evaluation.detection import evaluate_photos, read_dlib_xml
 from faceflex.face.detect import detect_faces
-from faceflex.io import load_image
+from faceflex.io.images import load_image
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def test_dogs_have_no_human_face_and_the_astronaut_patch_needs_a_threshold(share
 def test_cli_on_the_photo_folder(shared_data, tmp_path):
     result = CliRunner().invoke(cli, ["detect", str(shared_data / "photos"), "--plot-landmarks", "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.stderr
-    document = json.loads((tmp_path / "detections.json").read_text())
-    counts = {r["path"].rsplit("/", 1)[-1]: len(r["faces"]) for r in document["images"]}
+    document = json.loads((tmp_path / "detect.json").read_text())
+    counts = {r["file"].rsplit("/", 1)[-1]: len(r["faces"]) for r in document["inputs"]}
     assert counts["dogs.jpg"] == 0 and counts["Tom_Cruise_avp_2014_4.jpg"] == 1
     assert sum(counts.values()) >= 43 + 1 + 1 + 20
     assert len(list(tmp_path.glob("*.landmarks.png"))) == len(counts) == 14

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from faceflex.models.vae import FaceVAE, VAEConfig
-from faceflex.models.weights import shipped
+from faceflex.models.face_vae import FaceVAE, VAEConfig
+from faceflex.shipped import shipped
 from faceflex.train.cache import CachedFaces, build_cache, open_cache
-from faceflex.train.vae import Trainer, TrainSettings, batch_tensor, vae_loss
-from faceflex.vae import load_vae
+from faceflex.train.vae_trainer import TrainSettings, VAETrainer, batch_tensor, vae_loss
+from faceflex.inference.vae_codec import load_vae
 
 TINY = VAEConfig(latent=16, channels=(8, 16, 16, 16, 16))
 
@@ -66,11 +66,11 @@ def test_loss_is_finite_and_falls_on_a_repeated_batch():
 
 def test_resume_continues_exactly(tmp_path):
     settings = TrainSettings(epochs=2, batch_size=8, seed=3)
-    straight = Trainer(tiny_cache(), TINY, settings, tmp_path / "a", torch.device("cpu"))
+    straight = VAETrainer(tiny_cache(), TINY, settings, tmp_path / "a", torch.device("cpu"))
     straight.run()
-    first = Trainer(tiny_cache(), TINY, settings, tmp_path / "b", torch.device("cpu"))
+    first = VAETrainer(tiny_cache(), TINY, settings, tmp_path / "b", torch.device("cpu"))
     first.run(stop_after=1)  # as if stopped after the first epoch
-    resumed = Trainer(tiny_cache(), TINY, settings, tmp_path / "c", torch.device("cpu"))
+    resumed = VAETrainer(tiny_cache(), TINY, settings, tmp_path / "c", torch.device("cpu"))
     resumed.load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert resumed.epoch == 1
     resumed.run()
@@ -81,7 +81,7 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_exported_weights_load_and_encode_deterministically(tmp_path):
-    trainer = Trainer(tiny_cache(), TINY, TrainSettings(epochs=1, batch_size=8), tmp_path, torch.device("cpu"))
+    trainer = VAETrainer(tiny_cache(), TINY, TrainSettings(epochs=1, batch_size=8), tmp_path, torch.device("cpu"))
     trainer.run()
     vae = load_vae(tmp_path / "vae.pt", device="cpu")
     faces = tiny_cache().faces[:5]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceflex.io import InputError
-from faceflex.video import VideoWriter, iter_frames
+from faceflex.io.inputs import InputError
+from faceflex.io.video import VideoWriter, iter_frames
 
 
 def make_clip(path, frames: int = 10, size=(96, 64)):
-    writer = VideoWriter(path, fps=10)
+    writer = VideoWriter(path, 10)
     for i in range(frames):
         frame = np.zeros((size[1], size[0], 3), np.uint8)
         frame[:, : (i + 1) * size[0] // frames] = 200  # a bar growing frame by frame
@@ -37,7 +37,7 @@ def test_not_a_video_is_an_input_error(tmp_path):
 
 
 def test_aborted_writer_leaves_nothing(tmp_path):
-    writer = VideoWriter(tmp_path / "out.mp4", fps=5)
+    writer = VideoWriter(tmp_path / "out.mp4", 5)
     writer.write(np.zeros((32, 32, 3), np.uint8))
     writer.abort()
     assert list(tmp_path.iterdir()) == []

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from faceflex.face import models
+from faceflex.face import dlib_models
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,10 @@ def detect_boxes(rgb: np.ndarray, settings: DetectSettings) -> list[tuple[tuple[
     sx, sy = width / size[0], height / size[1]
     found: list[tuple[tuple[float, float, float, float], float]] = []
     if settings.detector == "hog":
-        rects, scores, _ = models.hog_detector().run(work, settings.upsample, settings.threshold)
+        rects, scores, _ = dlib_models.hog_detector().run(work, settings.upsample, settings.threshold)
         pairs = zip(rects, scores)
     else:
-        detections = models.cnn_detector()(np.asarray(Image.fromarray(work).convert("RGB")), settings.upsample)
+        detections = dlib_models.cnn_detector()(np.asarray(Image.fromarray(work).convert("RGB")), settings.upsample)
         pairs = ((d.rect, d.confidence) for d in detections if d.confidence >= settings.threshold)
     for rect, score in pairs:
         # dlib rectangles are inclusive pixel ranges; map their edges (not centres) back.
@@ -109,7 +109,7 @@ def predict_landmarks(rgb: np.ndarray, box: tuple[float, float, float, float]) -
     import dlib
 
     left, top, right, bottom = (int(round(v)) for v in box)
-    shape = models.landmark_predictor()(rgb, dlib.rectangle(left, top, right, bottom))
+    shape = dlib_models.landmark_predictor()(rgb, dlib.rectangle(left, top, right, bottom))
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from faceflex.face.models import face_descriptor_model, landmark_predictor
+from faceflex.face.dlib_models import face_descriptor_model, landmark_predictor
 
 SAME_PERSON = 0.6  # dlib's documented threshold on the Euclidean distance between descriptors
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-REGIONS = ("face", "mouth", "eyes", "upper-lip")
+from faceflex.choices import REGIONS
 
 JAW = list(range(0, 17))
 BROWS = list(range(17, 27))

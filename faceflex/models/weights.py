@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
 
-from faceflex.io import write_atomic
-from faceflex.shipped import shipped  # noqa: F401  (weight files are found through it)
+from faceflex.io.files import write_atomic
+
+
+class WeightsError(ValueError):
+    """A file that is not a usable faceflex weight file; ``str()`` names the file and the cause."""
 
 
 def save_weights(path: str | Path, model: torch.nn.Module, config: dict, extra: dict | None = None) -> Path:
@@ -18,8 +25,30 @@ def save_weights(path: str | Path, model: torch.nn.Module, config: dict, extra: 
 
 
 def load_weights(path: str | Path) -> dict:
-    """Read a weight file with ``torch.load(weights_only=True)`` (no code is executed)."""
+    """Read a weight file with ``torch.load(weights_only=True)``: no code in the file is ever run.
+
+    Raises :class:`WeightsError` (one line, no advice to lower the safety) for a file that holds
+    anything but tensors and plain data, is not a torch file, or lacks the faceflex layout.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weight file not found")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsError(f"{path}: refused: it holds Python objects other than tensors, which faceflex never loads (no code was run)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise WeightsError(f"{path}: not a faceflex weight file ({type(error).__name__})") from None
+    if not isinstance(record, dict) or not {"config", "state_dict"} <= set(record):
+        raise WeightsError(f"{path}: not a faceflex weight file (no config and state_dict inside)")
+    return record
+
+
+@functools.cache
+def fingerprint(path: str | Path) -> str:
+    """The first 16 hex digits of the file's SHA-256: which weights a derived file (vectors) belongs to."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]

@@ -21,7 +21,7 @@ from PIL import Image
 
 from faceflex.face.align import align_face, template_landmarks
 from faceflex.face.detect import detect_faces
-from faceflex.io import write_atomic
+from faceflex.io.files import write_atomic
 
 # The fixed held-out split: CelebA-HQ ids 28001-30000 are never trained on (VAE, vectors, classifiers).
 TEST_IDS_FROM = 28001

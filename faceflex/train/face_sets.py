@@ -22,7 +22,7 @@ from PIL import Image
 
 from faceflex.face.align import align_face, alignment_matrix, warp_image
 from faceflex.face.crops import attribute_input
-from faceflex.io import write_atomic
+from faceflex.io.files import write_atomic
 from faceflex.models.labels import ATTRIBUTES, EXPRESSIONS
 from faceflex.train.cache import TEST_IDS_FROM, open_cache
 

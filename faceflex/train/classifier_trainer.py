@@ -1,4 +1,4 @@
-"""Training and measuring the mini-Xception classifiers: deterministic, resumable, per-epoch checkpoints.
+"""Training and measuring the mini-Xception classifiers (on the shared :class:`~faceflex.train.trainer.Trainer`).
 
 Tasks (``TASKS``): ``attributes`` (CelebA-HQ, 10 binary attributes, one multi-label head),
 ``expression`` (FER2013, 7 classes) and ``age`` (UTKFace, age regression in decades + gender).
@@ -8,11 +8,7 @@ backward of the first 1x1 stride-2 shortcut); CUDA: fp16 autocast.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceflex.io import write_atomic
 from faceflex.models.labels import AGE_UNIT, ATTRIBUTES, EXPRESSIONS, GENDERS
-from faceflex.models.weights import save_weights
 from faceflex.models.xception import MiniXception, XceptionConfig, predict, to_tensor
 from faceflex.train.face_sets import LabelledSet
+from faceflex.train.trainer import Trainer
 
 
 @dataclass(frozen=True)
@@ -124,93 +119,30 @@ def evaluate_part(spec: TaskSpec, model: MiniXception, data: LabelledSet, part: 
     return metrics(spec, outputs, {k: v[rows] for k, v in data.targets.items()})
 
 
-class ClassifierTrainer:
-    """Owns model, optimiser and schedule for one task; ``run`` trains from ``self.epoch``."""
+class ClassifierTrainer(Trainer):
+    """Trains one task's mini-Xception on its data's training part; ``val`` is measured each epoch."""
 
     def __init__(self, spec: TaskSpec, data: LabelledSet, settings: ClassifierSettings, out: Path, device: torch.device):
-        self.spec, self.data, self.settings, self.out, self.device = spec, data, settings, Path(out), device
         torch.manual_seed(settings.seed)
+        self.spec, self.data, self.name = spec, data, spec.name
         config = XceptionConfig(spec.in_channels, spec.image_size, settings.stem, tuple(settings.widths), dict(spec.heads), settings.dropout)
-        self.model = MiniXception(config).to(device).to(memory_format=torch.channels_last)
-        decay = [p for n, p in self.model.named_parameters() if p.ndim > 1]
-        rest = [p for n, p in self.model.named_parameters() if p.ndim <= 1]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=settings.lr)
-        self.train_rows = data.rows("train")
-        self.steps_per_epoch = max(1, len(self.train_rows) // settings.batch_size)
-        total, warm = self.steps_per_epoch * settings.epochs, self.steps_per_epoch
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda step: min(1.0, (step + 1) / warm) * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))),
-        )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-        self.epoch = 0
-        self.history: list[dict] = []
+        model = MiniXception(config).to(device).to(memory_format=torch.channels_last)
+        decay = [p for p in model.parameters() if p.ndim > 1]
+        rest = [p for p in model.parameters() if p.ndim <= 1]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=settings.lr)
+        train_rows = data.rows("train")
+        self.setup(model, optimizer, train_rows, settings, out, device, warmup_steps=max(1, len(train_rows) // settings.batch_size))
 
-    def state(self) -> dict:
-        return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "epoch": self.epoch, "history": self.history,
-            "settings": {**vars(self.settings), "widths": list(self.settings.widths)}, "config": self.model.config.to_dict(),
-        }
+    def step_loss(self, rows: np.ndarray, generator: torch.Generator):
+        rows = np.sort(rows)
+        x = augment(to_tensor(self.data.images[rows], self.device), self.settings, generator).contiguous(memory_format=torch.channels_last)
+        targets = {k: torch.from_numpy(v[rows]).to(self.device) for k, v in self.data.targets.items()}
+        return task_loss(self.spec, self.model(x), targets, self.settings), {}
 
-    def load_checkpoint(self, path: Path) -> dict:
-        """Restore everything saved each epoch; returns the checkpoint's settings."""
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state["config"] != self.model.config.to_dict():
-            raise ValueError(f"{path}: checkpoint architecture {state['config']} differs from the config's")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.history = int(state["epoch"]), list(state["history"])
-        return dict(state["settings"])
+    def evaluate(self) -> dict:
+        if not len(self.data.rows("val")):
+            return {"val": None}
+        return {"val": evaluate_part(self.spec, self.model, self.data, "val", self.device).get(self.spec.select_metric)}
 
-    def train_epoch(self, progress: Callable[[int, dict], None] | None = None) -> float:
-        """One epoch; data order and augmentation depend only on (seed, epoch). Returns the mean loss."""
-        s = self.settings
-        generator = torch.Generator().manual_seed(s.seed * 100_003 + self.epoch)
-        order = self.train_rows[torch.randperm(len(self.train_rows), generator=generator).numpy()]
-        self.model.train()
-        autocast_dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
-        total = 0.0
-        for i in range(self.steps_per_epoch):
-            rows = np.sort(order[i * s.batch_size : (i + 1) * s.batch_size])
-            x = augment(to_tensor(self.data.images[rows], self.device), s, generator).contiguous(memory_format=torch.channels_last)
-            targets = {k: torch.from_numpy(v[rows]).to(self.device) for k, v in self.data.targets.items()}
-            with torch.autocast(self.device.type, dtype=autocast_dtype):
-                outputs = self.model(x)
-            loss = task_loss(self.spec, outputs, targets, s)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            total += float(loss.detach())
-            if progress:
-                progress(1, {"loss": float(loss.detach())})
-        self.epoch += 1
-        return total / self.steps_per_epoch
-
-    def run(self, on_epoch: Callable[[dict], None] | None = None, progress_factory=None, max_hours: float = 0.0) -> None:
-        """Train to ``epochs`` (or past ``max_hours``), checkpointing and exporting every epoch."""
-        start = time.perf_counter()
-        while self.epoch < self.settings.epochs:
-            epoch_start = time.perf_counter()
-            with progress_factory(self.epoch, self.steps_per_epoch) if progress_factory else contextlib.nullcontext() as bar:
-                loss = self.train_epoch(bar)
-            val = evaluate_part(self.spec, self.model, self.data, "val", self.device) if len(self.data.rows("val")) else {}
-            record = {"epoch": self.epoch, "loss": round(loss, 4), "val": val.get(self.spec.select_metric), "seconds": round(time.perf_counter() - epoch_start, 1)}
-            self.history.append(record)
-            write_atomic(self.out / "checkpoint.pt", lambda handle: torch.save(self.state(), handle))
-            self.export(self.out / f"{self.spec.name}.pt")
-            write_atomic(self.out / "history.json", lambda h: h.write(json.dumps(self.history, indent=1).encode()))
-            if on_epoch:
-                on_epoch(record)
-            hours = (time.perf_counter() - start) / 3600
-            if max_hours and hours * (1 + 1 / max(1, len(self.history))) > max_hours:
-                break
-
-    def export(self, path: Path) -> Path:
-        """The shippable fp16 weights with their architecture and training record."""
-        meta = {"task": self.spec.name, "epochs": self.epoch, "history": self.history, "settings": {**vars(self.settings), "widths": list(self.settings.widths)}, "data": self.data.notes}
-        return save_weights(path, self.model, self.model.config.to_dict(), meta)
+    def export_meta(self) -> dict:
+        return {"task": self.spec.name, "data": self.data.notes}

@@ -3,32 +3,38 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from faceflex.io import InputError
+from faceflex.io.files import commit, temp_path
+from faceflex.io.inputs import InputError, check_regular_file
 
 
 @dataclass(frozen=True)
 class Frame:
+    """One decoded frame, upright as stored."""
+
     index: int  # frame number from 0
     time: float  # seconds
     rgb: np.ndarray  # (H, W, 3) uint8
+    rate: Fraction  # the stream's average frame rate (frames per second)
 
 
 def iter_frames(path: str | os.PathLike, every: int = 1) -> Iterator[Frame]:
-    """Every ``every``-th decoded frame of a video file, upright as stored, as RGB.
+    """Every ``every``-th decoded frame of a video file, as RGB.
 
-    Raises :class:`InputError` for a file that is not a readable video.
+    Raises :class:`InputError` for a file that is not a readable video, and for one whose data
+    stops early (corrupt or truncated): the frames decoded before that point have been yielded.
     """
     import av
 
     if every < 1:
         raise ValueError("every must be at least 1")
+    check_regular_file(Path(path))
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as error:
@@ -38,35 +44,39 @@ def iter_frames(path: str | os.PathLike, every: int = 1) -> Iterator[Frame]:
             raise InputError(path, "no video stream in this file")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        rate = Fraction(stream.average_rate or 25)
+        decoded = 0
         try:
             for index, frame in enumerate(container.decode(stream)):
+                decoded = index + 1
                 if index % every == 0:
-                    seconds = float(frame.time) if frame.time is not None else index / float(stream.average_rate or 25)
-                    yield Frame(index, seconds, frame.to_ndarray(format="rgb24"))
+                    seconds = float(frame.time) if frame.time is not None else index / float(rate)
+                    yield Frame(index, seconds, frame.to_ndarray(format="rgb24"), rate)
         except av.error.FFmpegError as error:
-            raise InputError(path, f"video data is corrupt or truncated ({error.__class__.__name__})") from None
+            raise InputError(path, f"video data is corrupt or truncated after frame {decoded} ({error.__class__.__name__})") from None
+        declared = int(stream.frames or 0)
+        if declared and decoded < declared:
+            raise InputError(path, f"video ends early: {decoded} of {declared} frames decoded (corrupt or truncated)")
 
 
 class VideoWriter:
-    """Writes RGB frames to an H.264 MP4, atomically: the file appears only when ``close`` succeeds."""
+    """Writes RGB frames to an H.264 MP4 at ``rate`` frames per second, atomically: the file
+    appears only when :meth:`close` succeeds; :meth:`abort` drops it."""
 
-    def __init__(self, path: str | os.PathLike, fps: float) -> None:
+    def __init__(self, path: str | os.PathLike, rate: Fraction | float) -> None:
         import av
 
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".mp4", dir=self.path.parent)
-        os.close(fd)
-        self.temp = Path(temp)
+        self.temp = temp_path(self.path)
         self.container = av.open(str(self.temp), mode="w", format="mp4")
-        self.fps = max(1, round(fps))
+        self.rate = Fraction(rate).limit_denominator(1001) if rate > 0 else Fraction(25)
         self.stream = None
 
     def write(self, rgb: np.ndarray) -> None:
         import av
 
         if self.stream is None:
-            self.stream = self.container.add_stream("libx264", rate=self.fps)
+            self.stream = self.container.add_stream("libx264", rate=self.rate)
             self.stream.width, self.stream.height = rgb.shape[1] // 2 * 2, rgb.shape[0] // 2 * 2
             self.stream.pix_fmt = "yuv420p"
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self.stream.height, : self.stream.width]), format="rgb24")
@@ -79,9 +89,7 @@ class VideoWriter:
             for packet in self.stream.encode():
                 self.container.mux(packet)
         self.container.close()
-        os.chmod(self.temp, 0o644)
-        os.replace(self.temp, self.path)
-        return self.path
+        return commit(self.temp, self.path)
 
     def abort(self) -> None:
         """Drop the partial file."""

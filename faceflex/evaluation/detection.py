@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from faceflex.face.detect import DetectSettings, Face, detect_faces
-from faceflex.io import load_image
+from faceflex.io.images import load_image
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from faceflex.device import resolve_device
-from faceflex.models.vae import FaceVAE, VAEConfig
-from faceflex.models.weights import load_weights, shipped
+from faceflex.models.face_vae import FaceVAE, VAEConfig
+from faceflex.models.weights import WeightsError, fingerprint, load_weights
+from faceflex.shipped import shipped
 
 SHIPPED_WEIGHTS = "vae.pt"
 
@@ -22,10 +23,11 @@ SHIPPED_WEIGHTS = "vae.pt"
 class VAE:
     """A loaded face VAE. Images are (N, 128, 128, 3) uint8 RGB aligned faces."""
 
-    def __init__(self, model: FaceVAE, device: torch.device, meta: dict | None = None) -> None:
+    def __init__(self, model: FaceVAE, device: torch.device, meta: dict | None = None, fingerprint: str | None = None) -> None:
         self.model = model.eval().to(device)
         self.device = device
         self.meta = meta or {}
+        self.fingerprint = fingerprint  # of the weight file (None for an in-memory model)
 
     @property
     def latent_size(self) -> int:
@@ -69,9 +71,12 @@ class VAE:
 def vae_from_file(path: str | Path, device: str = "auto") -> VAE:
     """Load a VAE weight file (fp16 on disk, float32 in memory)."""
     record = load_weights(path)
-    model = FaceVAE(VAEConfig.from_dict(record["config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()})
-    return VAE(model.float(), resolve_device(device), record.get("meta"))
+    try:
+        model = FaceVAE(VAEConfig.from_dict(record["config"]))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise WeightsError(f"{path}: not face-VAE weights ({type(error).__name__})") from None
+    return VAE(model.float(), resolve_device(device), record.get("meta"), fingerprint(path))
 
 
 @functools.cache

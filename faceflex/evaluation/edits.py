@@ -1,10 +1,11 @@
 """Measuring edits on held-out CelebA-HQ faces: does the attribute change, and is the person kept?
 
 For an attribute A, faces lacking A are edited with +strength and faces having it with -strength,
-through the same ``edit_photo`` as ``faceflex edit`` (the aligned 128-px face is the photo). A face
-"lacks" A when its CelebA label and the shipped attribute classifier agree on it (probability
-below 0.5), and "has" A when both say so. Success: the classifier's probability crosses 0.5. Identity: dlib's face descriptor of the edited photo is within 0.6
-of the original's.
+by the same :class:`~faceflex.steps.edit.EditStep` and paste-back as ``faceflex edit`` (the aligned
+128-px face is the photo, its cached landmarks the detection). A face "lacks" A when its CelebA
+label and the shipped attribute classifier agree on it (probability below 0.5), and "has" A when
+both say so. Success: the classifier's probability crosses 0.5. Identity: dlib's face descriptor
+of the edited photo is within 0.6 of the original's.
 """
 
 from __future__ import annotations
@@ -14,21 +15,24 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from faceflex.edit import auto_region, edit_photo
+from faceflex.face.align import align_face
 from faceflex.face.crops import attribute_input
 from faceflex.face.detect import Face
 from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
+from faceflex.inference.attribute_vectors import AttributeVectors
+from faceflex.inference.vae_codec import VAE
 from faceflex.models.labels import ATTRIBUTES
 from faceflex.models.xception import MiniXception, predict
+from faceflex.pipeline.flow import FaceCrop, compose
+from faceflex.steps.edit import EditSettings, EditStep
 from faceflex.train.cache import CachedFaces
-from faceflex.vae import VAE
-from faceflex.vectors import AttributeVectors
 
 # attribute-vector name -> the attribute model's output (the same CelebA names)
 EVALUATED = ("Smiling", "Male", "Young", "Mustache", "Eyeglasses")
 
 
-def _face(landmarks: np.ndarray) -> Face:
+def face_from_landmarks(landmarks: np.ndarray) -> Face:
+    """A detection record for known landmarks (box = their bounding box)."""
     (x0, y0), (x1, y1) = landmarks.min(axis=0), landmarks.max(axis=0)
     return Face((float(x0), float(y0), float(x1), float(y1)), 0.0, np.asarray(landmarks, dtype=np.float64))
 
@@ -45,24 +49,27 @@ def evaluate_edits(
     cache: CachedFaces,
     attributes: Sequence[str] = EVALUATED,
     strengths: Sequence[float] = (1.0, 2.0, 3.0, 4.0),
-    faces_per_side: int = 40,
+    per_side: int = 40,
     modes: Sequence[str] = ("residual", "replace"),
-    version: int | None = None,
+    versions: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Success and identity rates per attribute, mode and strength on the held-out split."""
+    """Success and identity rates per attribute, mode and strength on the held-out split.
+
+    ``versions``: the vector versions rendered (each counted); None: the mean of all versions.
+    """
     device = next(attribute_model.parameters()).device
     test_rows = np.sort(cache.split("test"))
-    report: dict = {"faces_per_side": faces_per_side, "strengths": list(strengths), "version": version, "attributes": {}}
+    rows_per_face = len(versions) if versions else 1
+    report: dict = {"per_side": per_side, "strengths": list(strengths), "versions": list(versions) if versions else "mean of all", "attributes": {}}
     for attribute in attributes:
         name = vectors.resolve(attribute)
-        direction = vectors.direction(name, None if version is None else [version])
         column = cache.attribute_names.index(name)
         before = _probability(attribute_model, np.asarray(cache.faces[test_rows]), name, device)
         labels = cache.attributes[test_rows, column]
         sides = {
-            +1: test_rows[(labels < 0) & (before < 0.5)][:faces_per_side],
-            -1: test_rows[(labels > 0) & (before > 0.5)][:faces_per_side],
+            +1: test_rows[(labels < 0) & (before < 0.5)][:per_side],
+            -1: test_rows[(labels > 0) & (before > 0.5)][:per_side],
         }
         results: dict = {}
         for mode in modes:
@@ -70,13 +77,20 @@ def evaluate_edits(
             same = np.zeros(len(strengths))
             count = 0
             for sign, rows in sides.items():
+                options = EditSettings(name, tuple(sign * s for s in strengths), tuple(versions) if versions else None, mode, "auto")
+                step = EditStep(options, vae, vectors)
                 for row in rows:
                     photo, landmarks = np.asarray(cache.faces[row]), cache.landmarks[row]
-                    outputs, _ = edit_photo(photo, [_face(landmarks)], vae, direction, [sign * s for s in strengths], mode, auto_region(name))
-                    p = _probability(attribute_model, np.stack(outputs), name, device)
-                    success += (p > 0.5) if sign > 0 else (p < 0.5)
+                    crops = [FaceCrop(0, face_from_landmarks(landmarks), align_face(photo, landmarks))]
+                    output = step(photo, crops)
+                    edited = np.stack([compose(photo, crops, variant.layers()) for variant in output.variants])
+                    columns = np.tile(np.arange(len(strengths)), rows_per_face)
+                    p = _probability(attribute_model, edited, name, device)
+                    hit = (p > 0.5) if sign > 0 else (p < 0.5)
                     original = face_descriptor(photo, landmarks)
-                    same += [descriptor_distance(original, face_descriptor(o, landmarks)) < SAME_PERSON for o in outputs]
+                    kept = np.array([descriptor_distance(original, face_descriptor(o, landmarks)) < SAME_PERSON for o in edited])
+                    success += np.bincount(columns, hit, len(strengths)) / rows_per_face
+                    same += np.bincount(columns, kept, len(strengths)) / rows_per_face
                     count += 1
                     if progress:
                         progress(1)

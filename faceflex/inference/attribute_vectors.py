@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from faceflex.io import write_atomic
+from faceflex.io.files import write_atomic
 from faceflex.shipped import shipped
 
 SHIPPED_VECTORS = "attribute_vectors.npz"
@@ -23,6 +24,10 @@ SHIPPED_VECTORS = "attribute_vectors.npz"
 
 class UnknownAttribute(ValueError):
     """An attribute name that is not among the vectors' names."""
+
+
+class VectorsError(ValueError):
+    """A vector file that cannot be used (wrong kind of file, or made for other VAE weights)."""
 
 
 def resolve_attribute(name: str, names: Sequence[str]) -> str:
@@ -73,6 +78,23 @@ class AttributeVectors:
         others = [o for o, n in zip(others, orthogonal_to) if self.resolve(n) != self.names[index]]
         return orthogonalize(vector, np.array(others)).astype(np.float32) if others else vector.astype(np.float32)
 
+    @property
+    def vae_fingerprint(self) -> str | None:
+        """Fingerprint of the VAE weight file these vectors were computed with (``meta["vae_fingerprint"]``)."""
+        return self.meta.get("vae_fingerprint")
+
+    def check_vae(self, vae_fingerprint: str | None, vae_name: str = "the VAE", source: str = "the vectors") -> None:
+        """Raise :class:`VectorsError` when these vectors were made for other VAE weights.
+
+        Vectors live in one VAE's latent space: applied to another VAE they move faces in
+        meaningless directions. Vectors or weights without a fingerprint cannot be checked.
+        """
+        if self.vae_fingerprint and vae_fingerprint and self.vae_fingerprint != vae_fingerprint:
+            raise VectorsError(
+                f"{source} were made for VAE weights {self.vae_fingerprint}, not for {vae_name} ({vae_fingerprint}); "
+                "remake them with `faceflex train vectors --weights ...` or pass the matching --weights"
+            )
+
     def save(self, path: str | Path) -> Path:
         """Write the ``.npz`` (fp16 vectors) atomically."""
         arrays = {
@@ -89,13 +111,19 @@ def vectors_from_file(path: str | Path) -> AttributeVectors:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: attribute vectors not found (make them with `faceflex train vectors`)")
-    with np.load(path, allow_pickle=False) as data:
-        return AttributeVectors(
-            names=[str(n) for n in data["names"]],
-            vectors=data["vectors"].astype(np.float32),
-            samples=data["samples"],
-            meta=json.loads(str(data["meta"])),
-        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            vectors = AttributeVectors(
+                names=[str(n) for n in data["names"]],
+                vectors=data["vectors"].astype(np.float32),
+                samples=data["samples"],
+                meta=json.loads(str(data["meta"])),
+            )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as error:
+        raise VectorsError(f"{path}: not an attribute-vector file ({type(error).__name__})") from None
+    if vectors.vectors.ndim != 3 or len(vectors.names) != vectors.vectors.shape[0]:
+        raise VectorsError(f"{path}: not an attribute-vector file (arrays of the wrong shape)")
+    return vectors
 
 
 @functools.cache

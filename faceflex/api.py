@@ -1,0 +1,75 @@
+"""One call per job, for Python users: the same pipeline and steps as the CLI, on one photo in memory.
+
+``photo`` is a path, a :class:`~faceflex.io.images.LoadedImage` or an (H, W, 3) uint8 RGB array.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from faceflex.face.detect import DetectSettings
+from faceflex.io.images import LoadedImage, load_image
+from faceflex.pipeline.flow import run_step
+
+
+def _rgb(photo: str | os.PathLike | LoadedImage | np.ndarray) -> np.ndarray:
+    if isinstance(photo, LoadedImage):
+        return photo.rgb
+    if isinstance(photo, (str, os.PathLike)):
+        return load_image(photo).rgb
+    array = np.asarray(photo)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ValueError(f"photo must be a path, a LoadedImage or an (H, W, 3) uint8 RGB array, not {array.shape} {array.dtype}")
+    return array
+
+
+def classify_photo(photo, *, device: str = "auto", detect: DetectSettings | None = None, faces: str = "all") -> list[dict]:
+    """One classification record per face (as ``faceflex classify`` writes them), largest face first."""
+    from faceflex.steps.classify import ClassifyStep
+
+    return run_step(_rgb(photo), ClassifyStep(device=device), detect, faces).records
+
+
+@dataclass(frozen=True)
+class EditedImage:
+    """One edited version of the photo (every face changed)."""
+
+    version: int | str  # vector version, or "mean" (the mean of all versions)
+    strength: float
+    image: np.ndarray  # (H, W, 3) uint8, full resolution
+
+
+def edit_photo(
+    photo,
+    attribute: str = "Smiling",
+    strengths: Sequence[float] = (0.0, 1.0, 2.0, 3.0),
+    *,
+    versions: Sequence[int] | None = None,
+    mode: str = "residual",
+    region: str = "auto",
+    orthogonal_to: Sequence[str] = (),
+    feather: float = 0.04,
+    weights: str | Path | None = None,
+    vectors: str | Path | None = None,
+    device: str = "auto",
+    detect: DetectSettings | None = None,
+    faces: str = "all",
+) -> list[EditedImage]:
+    """The photo with every face's ``attribute`` moved by each strength (as ``faceflex edit``).
+
+    ``versions`` None uses the mean of all vector versions; strength 0 in residual mode returns the photo unchanged.
+    """
+    from faceflex.inference.attribute_vectors import load_vectors
+    from faceflex.inference.vae_codec import load_vae
+    from faceflex.steps.edit import EditSettings, EditStep
+
+    options = EditSettings(attribute, tuple(float(s) for s in strengths), tuple(versions) if versions is not None else None,
+                           mode, region, tuple(orthogonal_to), feather)
+    step = EditStep(options, load_vae(weights, device), load_vectors(vectors))
+    result = run_step(_rgb(photo), step, detect, faces)
+    return [EditedImage(variant.info["version"], variant.info["strength"], image) for variant, image in result.images()]

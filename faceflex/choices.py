@@ -1,0 +1,13 @@
+"""The named choices users pick from, in one place: the config schema, the CLI and the code all read them here.
+
+Plain tuples only (no imports), so the CLI can build its ``--help`` without loading numpy or torch.
+"""
+
+DEVICES = ("auto", "cpu", "cuda")
+DETECTORS = ("hog", "cnn")  # dlib's HOG (fast, frontal) or CNN (MMOD: slower, more poses)
+FACES = ("all", "largest")  # which faces of a photo a command works on
+MANIFEST_FORMATS = ("json", "jsonl", "csv")
+REGIONS = ("face", "mouth", "eyes", "upper-lip")  # soft landmark masks (faceflex.face.masks)
+EDIT_MODES = ("residual", "replace")  # residual: photo + mask x (decode(z + a v) - decode(z)); replace: the decoded face
+EDIT_REGIONS = ("auto", *REGIONS)  # auto: the region where the attribute lives (faceflex.steps.edit.AUTO_REGIONS)
+CLASSIFIER_TASKS = ("attributes", "expression", "age")

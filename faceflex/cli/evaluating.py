@@ -1,0 +1,124 @@
+"""``faceflex evaluate ...``: measure the models on held-out data; JSON reports on stdout (and --out)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from faceflex.choices import CLASSIFIER_TASKS, EDIT_MODES
+from faceflex.cli.app import Session, UsageProblem, cli, torch_device, verbosity_options
+from faceflex.cli.training import task_data
+
+
+@cli.group()
+@verbosity_options
+def evaluate() -> None:
+    """Measure faceflex's models on held-out data."""
+
+
+def _report(report: dict, out_path: str | None) -> None:
+    from faceflex.io.files import write_text
+
+    text = json.dumps(report, indent=1)
+    if out_path:
+        write_text(text + "\n", out_path)
+    click.echo(text)
+
+
+@evaluate.command("vae")
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="Weight file (default: the shipped data/vae.pt).")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache holding the held-out faces.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N held-out faces.")
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False), help="Also write a grid PNG of originals and reconstructions here.")
+@verbosity_options
+@click.pass_obj
+def evaluate_vae(session: Session, weights, cache, limit, out_dir) -> None:
+    """PSNR and SSIM of reconstructions of the held-out CelebA-HQ faces, and timing."""
+    from faceflex.evaluation.reconstruction import evaluate_reconstruction
+    from faceflex.inference.vae_codec import load_vae
+    from faceflex.models.weights import WeightsError
+    from faceflex.train.cache import open_cache
+
+    config = session.config({"train_vae.cache": cache})
+    device = torch_device(config)
+    try:
+        faces = open_cache(config["train_vae"]["cache"])
+        vae = load_vae(weights, device=device.type)
+    except (FileNotFoundError, WeightsError) as error:
+        raise UsageProblem(str(error)) from None
+    grid = Path(out_dir) / "vae_reconstructions.png" if out_dir else None
+    _report(evaluate_reconstruction(vae, faces, limit=limit, grid_path=grid), None)
+
+
+@evaluate.command("classifier")
+@click.option("--task", type=click.Choice(CLASSIFIER_TASKS), required=True, help="Which model to measure.")
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="Weight file (default: the shipped one).")
+@click.option("--data", type=click.Path(file_okay=False), help="Folder with celeba_hq/, fer2013/, utkface/, ckplus/.")
+@verbosity_options
+@click.pass_obj
+def evaluate_classifier(session: Session, task, weights, data) -> None:
+    """Accuracy of a classifier on its untouched test part (and CK+ for expression), as JSON."""
+    from faceflex.inference.classifiers import load_task_model
+    from faceflex.models.weights import WeightsError
+    from faceflex.train.classifier_trainer import TASKS, evaluate_part
+    from faceflex.train.face_sets import ckplus_set
+
+    config = session.config({"train_classifier.data": data})
+    section = config["train_classifier"]
+    device = torch_device(config)
+    try:
+        model = load_task_model(task, weights, device)
+    except (FileNotFoundError, WeightsError) as error:
+        raise UsageProblem(str(error)) from None
+    report = {"task": task, "weights": str(weights or "shipped"), "test": evaluate_part(TASKS[task], model, task_data(session, task, section), "test", device)}
+    if task == "expression":
+        ck_dir = Path(section["data"]) / "ckplus"
+        if (ck_dir / "ckplus48.zip").is_file():
+            for reframe, key in ((False, "ckplus_as_given"), (True, "ckplus_reframed")):
+                ck = ckplus_set(ck_dir, reframe)
+                report[key] = {**evaluate_part(TASKS[task], model, ck, "test", device), "dlib_missed": ck.notes["dlib_missed"]}
+    _report(report, None)
+
+
+@evaluate.command("edit")
+@click.option("--attributes", default="Smiling,Male,Young,Mustache,Eyeglasses", show_default=True, help="Comma-separated attributes.")
+@click.option("--strengths", default="1,2,3,4", show_default=True, help="Comma-separated strengths (applied with the sign that adds or removes).")
+@click.option("--per-side", type=click.IntRange(min=1), default=40, show_default=True, help="Held-out faces lacking / having each attribute.")
+@click.option("--modes", default=",".join(EDIT_MODES), show_default=True, help="Comma-separated modes.")
+@click.option("--versions", help="Comma-separated vector versions whose mean is the direction (default: all).")
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="VAE weights (default: the shipped data/vae.pt).")
+@click.option("--vectors", "vectors_path", type=click.Path(dir_okay=False, exists=True), help="Attribute vectors made for those weights (default: shipped).")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache holding the held-out faces.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
+@verbosity_options
+@click.pass_obj
+def evaluate_edit(session: Session, attributes, strengths, per_side, modes, versions, weights, vectors_path, cache, out_path) -> None:
+    """Edit success (classifier crosses 0.5) and identity kept (dlib descriptor < 0.6) on held-out faces."""
+    from faceflex.config import comma_list
+    from faceflex.evaluation.edits import evaluate_edits
+    from faceflex.inference.attribute_vectors import UnknownAttribute, VectorsError, load_vectors
+    from faceflex.inference.classifiers import load_task_model
+    from faceflex.inference.vae_codec import load_vae
+    from faceflex.models.weights import WeightsError
+    from faceflex.train.cache import open_cache
+
+    config = session.config({"train_vae.cache": cache})
+    device = torch_device(config)
+    try:
+        faces = open_cache(config["train_vae"]["cache"])
+        vae, vectors = load_vae(weights, device=device.type), load_vectors(vectors_path)
+        vectors.check_vae(vae.fingerprint)
+        names = [vectors.resolve(n) for n in comma_list(attributes)]
+        values = [float(v) for v in comma_list(strengths)]
+        mode_list = comma_list(modes)
+        if any(m not in EDIT_MODES for m in mode_list):
+            raise ValueError(f"modes must be among {', '.join(EDIT_MODES)}, not {modes!r}")
+        chosen = [int(v) for v in comma_list(versions)] if versions else None
+        classifier = load_task_model("attributes", None, device)
+    except (FileNotFoundError, UnknownAttribute, ValueError, WeightsError, VectorsError) as error:
+        raise UsageProblem(str(error)) from None
+    with session.progress(len(names) * len(mode_list) * 2 * per_side, "editing held-out faces") as bar:
+        report = evaluate_edits(vae, vectors, classifier, faces, names, values, per_side, mode_list, chosen, progress=bar.update)
+    _report(report, out_path)

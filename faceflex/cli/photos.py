@@ -1,0 +1,159 @@
+"""The commands that work on photos: each builds its step and hands it to the shared runner."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from faceflex.choices import EDIT_MODES, EDIT_REGIONS
+from faceflex.cli.app import PhotoArgs, Session, UsageProblem, cli, photo_options, run_photos, torch_device
+
+
+@cli.command()
+@photo_options
+@click.pass_obj
+def detect(session: Session, **kwargs) -> None:
+    """Find every face and its 68 landmarks.
+
+    PATHS are image files, folders or glob patterns; with none, the demo face (matplotlib's
+    grace_hopper.jpg). The records go to stdout as JSON, or to OUT_DIR/detect.json with --out-dir.
+    """
+    from faceflex.io.inputs import demo_image_path
+    from faceflex.steps.detect import DetectStep
+
+    args = PhotoArgs.take(kwargs)
+    run_photos(session, args, session.config(args.overrides()), DetectStep(), default_inputs=[str(demo_image_path())])
+
+
+@cli.command()
+@photo_options
+@click.option("--annotate", is_flag=True, help="Also save each photo (and video) with boxes and labels drawn (<name>.classified.<ext>).")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Videos: classify every Nth frame.")
+@click.pass_obj
+def classify(session: Session, annotate: bool, every: int, **kwargs) -> None:
+    """Gender, age, expression, smiling, occlusion, makeup, pose and illumination of every face.
+
+    PATHS are images, videos (mp4, avi, mov, mkv, webm), folders or globs; with none, the demo
+    face. One record per face; a photo without faces has none. Videos: per-frame records in
+    OUT_DIR/<name>.frames.jsonl, and with --annotate an MP4 at the source frame rate / EVERY.
+    """
+    from faceflex.io.inputs import demo_image_path
+    from faceflex.models.weights import WeightsError
+    from faceflex.steps.classify import ClassifyStep
+
+    args = PhotoArgs.take(kwargs)
+    config = session.config(args.overrides())
+    device = torch_device(config)
+    try:
+        step = ClassifyStep(device=device.type, annotate=annotate)
+    except (FileNotFoundError, WeightsError) as error:
+        raise UsageProblem(str(error)) from None
+    run_photos(session, args, config, step, default_inputs=[str(demo_image_path())], videos=True, every=every)
+
+
+@cli.command()
+@photo_options
+@click.option("-a", "--attribute", help="CelebA attribute to change (case-insensitive), e.g. Smiling, Young, Male, Mustache.")
+@click.option("--range", "strength_range", nargs=3, type=float, metavar="START END STEP", help="Strengths; END included when reached.")
+@click.option("--sample-size", type=int, help="How many vector versions to render (rows), chosen with the seed.")
+@click.option("--versions", help="Explicit comma-separated version numbers, e.g. 0,3 (instead of --sample-size).")
+@click.option("--mode", type=click.Choice(EDIT_MODES), help="residual keeps the photo's detail; replace pastes the decoded face.")
+@click.option("--region", type=click.Choice(EDIT_REGIONS), help="Mask region (auto: where the attribute lives).")
+@click.option("--orthogonal-to", help="Comma-separated attributes whose directions are projected out, e.g. Male,Eyeglasses.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="VAE weight file (default: the shipped data/vae.pt).")
+@click.option("--vectors", "vectors_path", type=click.Path(dir_okay=False), help="Attribute vectors made for those weights (default: the shipped ones).")
+@click.option("--plot-masks", is_flag=True, default=None, help="Also save each aligned face with its landmarks, its mask and the masked face.")
+@click.option("--plot/--no-plot", default=None, help="Show the contact sheets on screen (only with a display).")
+@click.pass_obj
+def edit(session: Session, attribute, strength_range, sample_size, versions, mode, region, orthogonal_to, weights, vectors_path, plot_masks, plot, **kwargs):
+    """Change an attribute of every face: encode, move along the attribute vector, decode, blend back.
+
+    PATHS are images, folders or globs; with none, the config's edit.image_filename (by default the
+    embedded demo face). Writes one image per input x version x strength
+    (<name>.<Attribute>.v<version>.<strength>.<ext>), a contact sheet per input and OUT_DIR/edit.json.
+    """
+    import numpy as np
+
+    from faceflex.config import comma_list
+    from faceflex.inference.attribute_vectors import UnknownAttribute, VectorsError, load_vectors
+    from faceflex.inference.vae_codec import load_vae
+    from faceflex.io.inputs import demo_image_path
+    from faceflex.models.weights import WeightsError
+    from faceflex.steps.edit import EditSettings, EditStep, parse_range
+
+    args = PhotoArgs.take(kwargs)
+    config = session.config(
+        {
+            **args.overrides(), "edit.attribute": attribute, "edit.parameter_range": list(strength_range) if strength_range else None,
+            "edit.sample_size": sample_size, "edit.versions": _whole_numbers(versions, "--versions"), "edit.mode": mode,
+            "edit.region": region, "edit.orthogonal_to": orthogonal_to, "edit.vectors": vectors_path, "edit.weights": weights,
+            "edit.plot": plot, "edit.plot_masks": plot_masks,
+        }
+    )
+    section = config["edit"]
+    device = torch_device(config)
+    try:
+        vae = load_vae(section["weights"], device=device.type)
+        vectors = load_vectors(section["vectors"])
+        if section["versions"] is not None:
+            chosen = list(section["versions"])
+        elif section["sample_size"] > vectors.versions:
+            raise ValueError(f"sample_size {section['sample_size']} is more than the {vectors.versions} versions there are")
+        else:
+            chosen = sorted(np.random.default_rng(config["seed"]).choice(vectors.versions, section["sample_size"], replace=False).tolist())
+        options = EditSettings(
+            attribute=section["attribute"], strengths=tuple(parse_range(*section["parameter_range"])), versions=tuple(chosen),
+            mode=section["mode"], region=section["region"], orthogonal_to=tuple(section["orthogonal_to"]),
+            feather=config["paste"]["feather"], plot_masks=section["plot_masks"],
+        )
+        step = EditStep(options, vae, vectors)
+    except (FileNotFoundError, WeightsError, VectorsError, UnknownAttribute, ValueError) as error:
+        raise UsageProblem(str(error)) from None
+    if section["vectors"] is None and section["weights"] is not None and vectors.vae_fingerprint is None:
+        session.say("note: the shipped vectors were made for the shipped VAE; pass --vectors made for these weights")
+    sheets: list[str] = []
+
+    def collect_sheets(job):
+        def run(item, outputs):
+            record = job(item, outputs)
+            sheets.extend(o["path"] for o in outputs.written if o["product"].endswith(".sheet"))
+            return record
+
+        return run
+
+    default = section["image_filename"] or str(demo_image_path())
+    try:
+        run_photos(session, args, config, step, default_inputs=[default], sheet=step.attribute, wrap_job=collect_sheets if section["plot"] else None)
+    finally:
+        if section["plot"] and sheets:
+            _show(sheets, session)
+
+
+def _whole_numbers(text: str | None, option: str) -> list[int] | None:
+    """'0,3' -> [0, 3]; None stays None; anything else is a usage error."""
+    from faceflex.config import comma_list
+
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in comma_list(text)]
+    except ValueError:
+        raise UsageProblem(f"{option}: {text!r} is not a comma-separated list of whole numbers") from None
+
+
+def _show(paths: list[str], session: Session) -> None:
+    """Show contact sheets on screen when a display and an interactive terminal exist; otherwise say why not."""
+    if not (sys.stdout.isatty() and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32"))):
+        session.say("--plot: no display or not interactive; the contact sheets are in the output folder")
+        return
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    for path in paths:
+        sheet = Image.open(path)
+        plt.figure(figsize=(sheet.width / 100, sheet.height / 100))
+        plt.imshow(sheet)
+        plt.axis("off")
+    plt.show()

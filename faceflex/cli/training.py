@@ -1,0 +1,178 @@
+"""``faceflex train ...``: prepare the aligned cache, train the VAE and the classifiers, make the attribute vectors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from faceflex.choices import CLASSIFIER_TASKS
+from faceflex.cli.app import Session, UsageProblem, cli, torch_device, verbosity_options
+
+
+@cli.group()
+@verbosity_options
+def train() -> None:
+    """Train faceflex's models from labelled faces (see configs/train_*.yaml)."""
+
+
+@train.command("prepare")
+@click.option("--source", type=click.Path(file_okay=False), help="CelebA-HQ folder (shards) or CelebA folder (img_align_celeba/).")
+@click.option("--cache", type=click.Path(file_okay=False), help="Where to write the aligned face cache.")
+@verbosity_options
+@click.pass_obj
+def train_prepare(session: Session, source, cache) -> None:
+    """Align every labelled face with faceflex's alignment and write a memory-mappable cache."""
+    from faceflex.train.cache import build_cache, detect_source
+
+    config = session.config({"train_vae.source": source, "train_vae.cache": cache})["train_vae"]
+    source_dir, cache_dir = Path(config["source"]), Path(config["cache"])
+    try:
+        _, total, _ = detect_source(source_dir)(source_dir)
+    except FileNotFoundError as error:
+        raise UsageProblem(str(error)) from None
+    with session.progress(total, "aligning") as bar:
+        meta = build_cache(source_dir, cache_dir, progress=lambda n: bar.update(n))
+    session.say(f"cached {meta['faces']} aligned faces in {cache_dir} ({len(meta['skipped_no_face'])} without a face skipped)")
+
+
+def training_options(command):
+    """--epochs, --resume and --max-hours (and -q/-v), shared by every training command."""
+    command = click.option("--max-hours", type=float, help="Stop after the epoch that passes this many hours.")(command)
+    command = click.option("--resume", type=click.Path(dir_okay=False, exists=True), help="Checkpoint to continue from.")(command)
+    command = click.option("--epochs", type=int, help="Train up to this many epochs in all.")(command)
+    return verbosity_options(command)
+
+
+def _train(session: Session, trainer, resume: str | None, max_hours: float) -> None:
+    """Resume if asked, then train with a loss-showing progress bar and one JSON line per epoch."""
+    if resume:
+        try:
+            saved = trainer.load_checkpoint(Path(resume))
+        except (ValueError, KeyError, RuntimeError) as error:
+            raise UsageProblem(f"cannot resume from {resume}: {error}") from None
+        session.say(f"resumed from {resume} after epoch {trainer.epoch}")
+        if saved.get("epochs") != trainer.settings.epochs:
+            session.say(f"note: the learning-rate schedule now spans {trainer.settings.epochs} epochs (the checkpoint's spanned {saved.get('epochs')})")
+
+    def progress_factory(epoch: int, steps: int):
+        return _LossBar(session.progress(steps, f"epoch {epoch + 1}/{trainer.settings.epochs}"))
+
+    trainer.run(on_epoch=lambda record: click.echo(json.dumps(record), err=True), progress_factory=progress_factory, max_hours=max_hours)
+    session.say(f"weights: {trainer.out / (trainer.name + '.pt')}")
+
+
+@train.command("vae")
+@training_options
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, grids and weights.")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (built first if missing).")
+@click.pass_obj
+def train_vae(session: Session, epochs, resume, out, cache, max_hours) -> None:
+    """Train the face VAE on the CelebA-HQ training split (held-out ids 28001-30000 never seen)."""
+    from faceflex.models.face_vae import VAEConfig
+    from faceflex.train.cache import build_cache, open_cache
+    from faceflex.train.vae_trainer import TrainSettings, VAETrainer
+
+    config = session.config({"train_vae.epochs": epochs, "train_vae.out": out, "train_vae.cache": cache, "train_vae.max_hours": max_hours})
+    section = config["train_vae"]
+    device = torch_device(config)
+    cache_dir = Path(section["cache"])
+    if not (cache_dir / "meta.json").is_file():
+        session.say(f"no face cache in {cache_dir}: building it from {section['source']}")
+        build_cache(Path(section["source"]), cache_dir)
+    fields = ("epochs", "batch_size", "lr", "beta", "kl_warmup_epochs", "flip", "max_hours")
+    settings = TrainSettings(**{key: section[key] for key in fields}, seed=config["seed"])
+    trainer = VAETrainer(open_cache(cache_dir), VAEConfig(latent=config["vae"]["latent"], channels=config["vae"]["channels"]), settings, Path(section["out"]), device)
+    _train(session, trainer, resume, section["max_hours"])
+
+
+@train.command("vectors")
+@click.option("--attributes", default="all", show_default=True, help="'all' or comma-separated CelebA attribute names.")
+@click.option("--samples-per-version", type=click.IntRange(min=1), default=200, show_default=True, help="Faces per side in each version.")
+@click.option("--version-count", type=click.IntRange(min=1), default=25, show_default=True, help="Disjoint versions per attribute.")
+@click.option("--orthogonal-to", default="", help="Comma-separated attributes whose directions are projected out of every vector.")
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="VAE weights (default: the shipped data/vae.pt).")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (default from configs/train_vae.yaml).")
+@click.option("--out", type=click.Path(dir_okay=False), default="data/attribute_vectors.npz", show_default=True, help="Where to write the vectors.")
+@verbosity_options
+@click.pass_obj
+def train_vectors(session: Session, attributes, samples_per_version, version_count, orthogonal_to, weights, cache, out) -> None:
+    """Attribute vectors from the CelebA-HQ training split's mean latents (held-out ids never used)."""
+    from faceflex.config import comma_list
+    from faceflex.inference.attribute_vectors import AttributeVectors, UnknownAttribute, resolve_attribute
+    from faceflex.inference.vae_codec import load_vae
+    from faceflex.models.weights import WeightsError
+    from faceflex.train.attribute_vectors import compute_vectors, encode_rows, orthogonal_versions
+    from faceflex.train.cache import open_cache
+
+    config = session.config({"train_vae.cache": cache})
+    device = torch_device(config)
+    try:
+        faces = open_cache(config["train_vae"]["cache"])
+        known = faces.attribute_names
+        names = known if attributes.strip().lower() == "all" else [resolve_attribute(n, known) for n in comma_list(attributes)]
+        against = [resolve_attribute(n, known) for n in comma_list(orthogonal_to)]
+        vae = load_vae(weights, device=device.type)
+    except (FileNotFoundError, UnknownAttribute, WeightsError) as error:
+        raise UsageProblem(str(error)) from None
+    rows = faces.split("train")
+    with session.progress(len(rows), "encoding") as bar:
+        latents = encode_rows(vae, faces, rows, progress=bar.update)
+    columns = [faces.attribute_names.index(n) for n in dict.fromkeys(names + against)]
+    full = compute_vectors(latents, faces.attributes[rows][:, columns], [faces.attribute_names[c] for c in columns], version_count, samples_per_version, config["seed"])
+    keep = [full.names.index(n) for n in names]
+    vectors = orthogonal_versions(full, against)[keep]
+    meta = {**full.meta, "orthogonal_to": against, "vae": str(weights or "shipped data/vae.pt"), "vae_epochs": vae.meta.get("epochs"),
+            "vae_fingerprint": vae.fingerprint, "command": "faceflex " + " ".join(sys.argv[1:])}
+    result = AttributeVectors(names, vectors, full.samples[keep], meta).save(out)
+    session.say(f"wrote {len(names)} attributes x {version_count} versions to {result} (for VAE weights {vae.fingerprint})")
+
+
+@train.command("classifier")
+@click.option("--task", type=click.Choice(CLASSIFIER_TASKS), required=True, help="Which model to train.")
+@training_options
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints and weights (default runs/classifier/TASK).")
+@click.option("--data", type=click.Path(file_okay=False), help="Folder with celeba_hq/, fer2013/, utkface/.")
+@click.pass_obj
+def train_classifier(session: Session, task, epochs, resume, out, data, max_hours) -> None:
+    """Train a mini-Xception classifier on its data's training part (test parts never seen)."""
+    from faceflex.train.classifier_trainer import TASKS, ClassifierSettings, ClassifierTrainer
+
+    config = session.config({f"train_classifier.{task}.epochs": epochs, "train_classifier.data": data, "train_classifier.max_hours": max_hours})
+    section = config["train_classifier"]
+    device = torch_device(config)
+    data_set = task_data(session, task, section)
+    settings = ClassifierSettings(**section[task], seed=config["seed"])
+    trainer = ClassifierTrainer(TASKS[task], data_set, settings, Path(out or Path(section["out"]) / task), device)
+    _train(session, trainer, resume, section["max_hours"])
+
+
+def task_data(session: Session, task: str, section: dict):
+    """A task's labelled set (train/val/test parts), read from the shared data folder."""
+    from faceflex.train.face_sets import task_set
+
+    session.say(f"reading the {task} data from {section['data']} (caches in {section['cache']})")
+    try:
+        return task_set(task, section["data"], section["cache"])
+    except FileNotFoundError as error:
+        raise UsageProblem(str(error)) from None
+
+
+class _LossBar:
+    """A progress bar that shows the running loss."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def __call__(self, n: int, values: dict) -> None:
+        self.bar.label = " ".join(f"{k} {v:.1f}" for k, v in values.items())
+        self.bar.update(n)

@@ -1,0 +1,1 @@
+"""Measuring faceflex on labelled, held-out data."""

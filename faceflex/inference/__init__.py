@@ -1,0 +1,1 @@
+"""Inference: the shipped networks loaded once and used deterministically (eval mode)."""

@@ -1,0 +1,89 @@
+"""The shipped classifiers for inference: attributes, expression and age (+ gender), loaded once.
+
+:class:`ClassifierModels` turns model inputs cut by :mod:`faceflex.face.crops` into probabilities;
+:mod:`faceflex.steps.classify` turns those into the per-face records users see. Deterministic:
+eval mode, no sampling.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faceflex.device import resolve_device
+from faceflex.models.labels import AGE_UNIT, ATTRIBUTES
+from faceflex.models.weights import WeightsError, load_weights
+from faceflex.models.xception import MiniXception, XceptionConfig, predict
+from faceflex.shipped import shipped
+
+TASKS = ("attributes", "expression", "age")
+SHIPPED = {task: f"classifier_{task}.pt" for task in TASKS}
+
+
+def load_task_model(task: str, path: str | Path | None = None, device: torch.device | str = "cpu") -> MiniXception:
+    """A classifier network in eval mode, from ``path`` or the shipped weights of ``task``."""
+    path = Path(path) if path is not None else shipped(SHIPPED[task])
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: classifier weights missing (train them with `faceflex train classifier --task {task}`)")
+    record = load_weights(path)
+    try:
+        model = MiniXception(XceptionConfig.from_dict(record["config"]))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise WeightsError(f"{path}: not {task} classifier weights ({type(error).__name__})") from None
+    return model.float().eval().to(resolve_device(device))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def male_probabilities(attribute_logits: np.ndarray, gender_logits: np.ndarray) -> dict[str, np.ndarray]:
+    """P(male) from the attribute model's Male output (CelebA-HQ), from the age model's gender head
+    (UTKFace), and their mean -- the one reported, measured better across both test sets than
+    either alone (docs/CLASSIFY.md)."""
+    attributes = sigmoid(attribute_logits[:, ATTRIBUTES.index("Male")])
+    head = softmax(gender_logits)[:, 0]
+    return {"attribute model (Male)": attributes, "age model's gender head": head, "mean of both (shipped)": (attributes + head) / 2}
+
+
+@dataclass(frozen=True)
+class FacePredictions:
+    """Per-face model outputs for N faces."""
+
+    attributes: np.ndarray  # (N, len(ATTRIBUTES)) probabilities
+    expressions: np.ndarray  # (N, len(EXPRESSIONS)) probabilities
+    age_years: np.ndarray  # (N,)
+    male: np.ndarray  # (N,) probability of male
+
+
+class ClassifierModels:
+    """The three networks, loaded once; ``predict`` runs each on all faces of a call in one batch."""
+
+    def __init__(self, device: str = "auto", paths: dict[str, str | Path] | None = None) -> None:
+        self.device = resolve_device(device)
+        paths = paths or {}
+        self.models = {task: load_task_model(task, paths.get(task), self.device) for task in TASKS}
+
+    def predict(self, attribute_inputs: np.ndarray, expression_inputs: np.ndarray) -> FacePredictions:
+        """``attribute_inputs`` (N, 64, 64, 3) and ``expression_inputs`` (N, 48, 48) uint8, from :mod:`faceflex.face.crops`."""
+        attribute_logits = predict(self.models["attributes"], attribute_inputs, self.device)["attributes"]
+        expressions = softmax(predict(self.models["expression"], expression_inputs[..., None], self.device)["expression"])
+        age = predict(self.models["age"], attribute_inputs, self.device)
+        males = male_probabilities(attribute_logits, age["gender"])["mean of both (shipped)"]
+        return FacePredictions(sigmoid(attribute_logits), expressions, np.clip(age["age"][:, 0] * AGE_UNIT, 0.0, 110.0), males)
+
+
+@functools.cache
+def load_classifiers(device: str = "auto") -> ClassifierModels:
+    """The shipped classifiers (loaded once per process and device)."""
+    return ClassifierModels(device)

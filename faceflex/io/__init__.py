@@ -1,0 +1,1 @@
+"""Input and output: finding inputs, loading photos and videos, writing files atomically."""

@@ -1,0 +1,137 @@
+"""Writing files safely: atomic replacement, short temporary names, stale-temp clean-up, a folder lock.
+
+Every file faceflex writes goes through :func:`write_atomic` (or :func:`temp_path` +
+:func:`commit` for streams such as videos): the data goes to a hidden temporary file beside the
+target, named ``.faceflex-<random>.tmp`` whatever the target's length, and is renamed into place
+only when complete. A run killed mid-write leaves at most such a temporary file, which the next run
+writing into that folder removes (:func:`remove_stale_temps`, called under :class:`FolderLock`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+TEMP_PREFIX = ".faceflex-"
+TEMP_SUFFIX = ".tmp"
+LOCK_NAME = ".faceflex.lock"
+
+
+class OutputError(Exception):
+    """An output that cannot be written; ``str()`` is one line naming the path and the cause."""
+
+
+def describe_os_error(error: OSError) -> str:
+    """A short human cause for an OSError (``no space left on device``, ``permission denied`` ...)."""
+    if error.errno is not None:
+        return os.strerror(error.errno).lower()
+    return str(error) or type(error).__name__
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when two paths name the same file (symlinks followed; False when either is missing)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def temp_path(path: Path) -> Path:
+    """A fresh hidden temporary path beside ``path`` (its parent folders are created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.parent / f"{TEMP_PREFIX}{secrets.token_hex(6)}{TEMP_SUFFIX}"
+
+
+def commit(temp: Path, path: Path) -> Path:
+    """Move a finished temporary file into place (readable by everyone, as a normal file)."""
+    os.chmod(temp, 0o644)
+    os.replace(temp, path)
+    return path
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object], protected: Iterable[str | os.PathLike] = ()) -> Path:
+    """Call ``write(binary_handle)`` on a temporary file beside ``path``, then rename it into place.
+
+    A failure (or an interruption) leaves no partial file behind. Refuses to replace any of the
+    ``protected`` files (the inputs) with :class:`OutputError`.
+    """
+    path = Path(path)
+    if any(same_file(path, other) for other in protected):
+        raise OutputError(f"{path}: refusing to overwrite an input file")
+    temp = temp_path(path)
+    try:
+        with open(temp, "xb") as handle:
+            write(handle)
+        return commit(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(text: str, path: str | os.PathLike, protected: Iterable[str | os.PathLike] = ()) -> Path:
+    """Write a UTF-8 text file atomically."""
+    return write_atomic(Path(path), lambda handle: handle.write(text.encode("utf-8")), protected)
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete temporary files left in ``folder`` (and its sub-folders) by a killed run; returns the count.
+
+    Only names faceflex itself makes (``.faceflex-*.tmp``) are touched. Call it while holding the
+    folder's :class:`FolderLock`, so that no running faceflex is still writing them.
+    """
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for temp in folder.rglob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+        try:
+            temp.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+class FolderLock:
+    """An exclusive advisory lock on a folder (``<folder>/.faceflex.lock``), for one writing run at a time.
+
+    Released when the process ends, however it ends (kill -9 included), so a stale lock file never
+    blocks a later run. Raises :class:`OutputError` when another process holds it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._fd: int | None = None
+
+    def acquire(self) -> FolderLock:
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise OutputError(f"{self.folder}: another faceflex run (pid {holder}) is writing into this folder; wait for it or choose another --out-dir") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,1 @@
+"""The one flow every command runs: load -> detect -> align -> step -> paste back -> outputs, and the batch runner."""

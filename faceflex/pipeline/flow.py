@@ -1,0 +1,150 @@
+"""The per-photo flow every command shares: detect -> align -> the command's step -> paste back.
+
+A **step** (one per command, in :mod:`faceflex.steps`) is handed the photo and every face of it,
+aligned at the size the step asks for, in one call, and returns what it found (one record per
+face) and what to paint (variants: output images, each a list of per-face layers). This module
+does everything around it, the same way for every command: detection, alignment, pasting each
+layer back through its mask, and composing each output image only when it is asked for, so
+that a photo with many variants is processed in bounded memory.
+
+Conventions: photos are (H, W, 3) uint8 RGB; a layer's pixels and mask are in the face's aligned
+frame (``FaceCrop.aligned.matrix`` maps photo -> aligned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from faceflex.face.align import AlignedFace, align_face
+from faceflex.face.blend import paste_back, paste_delta
+from faceflex.face.detect import DetectSettings, Face, detect_faces
+
+FACES_CHOICES = ("all", "largest")
+LAYER_MODES = ("replace", "add")
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """One face of the photo, handed to a step."""
+
+    index: int  # position in the photo's faces (largest first)
+    face: Face  # box, score and 68 landmarks in photo pixels
+    aligned: AlignedFace | None  # at the step's ``aligned_size``; None when the step needs none
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One face's contribution to an output image, in that face's aligned frame.
+
+    ``mode`` ``"replace"``: ``pixels`` (S, S, 3) uint8 are blended in through ``mask``;
+    ``"add"``: ``pixels`` (S, S, 3) float32 is a change in 0-255 units added through ``mask``
+    (an all-zero change leaves the photo bit for bit).
+    """
+
+    face: int
+    pixels: np.ndarray
+    mask: np.ndarray  # (S, S) float32 in [0, 1]
+    mode: str = "replace"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One output image of a photo: the photo with ``layers`` pasted on it.
+
+    ``layers`` is a callable so that the pixels of a variant exist only while it is being
+    composed. ``info`` goes into the manifest beside the output's path; ``row``/``column``/``title``
+    place it in the contact sheet (steps without a sheet leave ``row`` None).
+    """
+
+    product: str  # output name part: <stem>.<product>.<ext>
+    layers: Callable[[], Sequence[Layer]]
+    info: dict = field(default_factory=dict)
+    row: int | None = None
+    column: int = 0
+    title: str = ""
+
+
+@dataclass
+class StepOutput:
+    """What a step returns for one photo."""
+
+    records: list[dict]  # one per face, in the order of the crops
+    variants: Iterable[Variant] = ()  # output images, composed lazily in this order
+    pictures: dict[str, np.ndarray] = field(default_factory=dict)  # product -> extra RGB picture (e.g. mask panels)
+    sheet_columns: int = 0  # columns of the contact sheet the variants' row/column place them in (0: no sheet)
+
+
+class Step(Protocol):
+    """A command's model step. ``aligned_size`` None: the step needs no aligned crops."""
+
+    command: str
+    aligned_size: int | None
+    writes_variants: bool  # True when the step paints the photo (outputs keep the input's format and alpha)
+    picture_format: str | None  # file format of the step's extra pictures (None: the input's)
+
+    def settings(self) -> dict:
+        """JSON-ready settings, recorded in the manifest header."""
+        ...
+
+    def __call__(self, photo: np.ndarray, crops: list[FaceCrop]) -> StepOutput: ...
+
+
+@dataclass
+class PhotoResult:
+    """A photo run through a step."""
+
+    photo: np.ndarray
+    crops: list[FaceCrop]
+    output: StepOutput
+
+    @property
+    def faces(self) -> list[Face]:
+        return [crop.face for crop in self.crops]
+
+    @property
+    def records(self) -> list[dict]:
+        """Per-face records: index, box and score, then the step's fields."""
+        return [
+            {"index": crop.index, "box": [round(float(v), 2) for v in crop.face.box], "score": round(float(crop.face.score), 4), **record}
+            for crop, record in zip(self.crops, self.output.records)
+        ]
+
+    def images(self) -> Iterator[tuple[Variant, np.ndarray]]:
+        """Each variant composed at full resolution, one at a time."""
+        for variant in self.output.variants:
+            yield variant, compose(self.photo, self.crops, variant.layers())
+
+
+def compose(photo: np.ndarray, crops: Sequence[FaceCrop], layers: Iterable[Layer]) -> np.ndarray:
+    """The photo with each layer pasted back through its face's inverse alignment (a new array)."""
+    result = photo
+    for layer in layers:
+        aligned = crops[layer.face].aligned
+        if aligned is None:
+            raise ValueError("a layer needs its face's aligned crop (the step's aligned_size is None)")
+        if layer.mode == "add":
+            result = paste_delta(result, layer.pixels, aligned.matrix, layer.mask)
+        elif layer.mode == "replace":
+            result = paste_back(result, layer.pixels, aligned.matrix, layer.mask)
+        else:
+            raise ValueError(f"unknown layer mode {layer.mode!r}; choose one of {', '.join(LAYER_MODES)}")
+    return result.copy() if result is photo else result
+
+
+def select_faces(faces: list[Face], which: str) -> list[Face]:
+    """``all`` faces, or only the ``largest`` (faces come largest first)."""
+    if which not in FACES_CHOICES:
+        raise ValueError(f"faces must be one of {', '.join(FACES_CHOICES)}, not {which!r}")
+    return faces[:1] if which == "largest" else faces
+
+
+def run_step(photo: np.ndarray, step: Step, detect: DetectSettings | None = None, faces: str = "all") -> PhotoResult:
+    """Detect the faces of an RGB photo, align them at the step's size, and run the step on all of them at once."""
+    found = select_faces(detect_faces(photo, detect), faces)
+    size = step.aligned_size
+    crops = [FaceCrop(i, face, align_face(photo, face.landmarks, size) if size else None) for i, face in enumerate(found)]
+    return PhotoResult(photo, crops, step(photo, crops))

@@ -1,0 +1,341 @@
+"""The batch runner every command uses: inputs -> one job per input -> outputs and one manifest.
+
+It owns everything that must behave the same in every command: the progress bar, one line per
+bad input while the batch goes on, stable output names, atomic writes with the input's alpha and
+the configured quality, no partial outputs (a failed input's files are removed), a lock on the
+output folder, the manifest written as the batch goes (:mod:`faceflex.pipeline.manifest`),
+``--skip-existing``, Ctrl-C/SIGTERM, and the exit code (0 all succeeded, 1 some inputs failed,
+130/143 interrupted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import numpy as np
+
+from faceflex.io.files import FolderLock, OutputError, commit, describe_os_error, remove_stale_temps, temp_path, write_text
+from faceflex.io.images import save_image
+from faceflex.io.inputs import InputError, InputItem
+from faceflex.pipeline.manifest import Manifest
+
+NAME_LIMIT = 255  # bytes in one file name on common file systems
+
+
+class Interrupted(BaseException):
+    """The run was stopped by a signal (SIGTERM) or Ctrl-C."""
+
+    def __init__(self, name: str, exit_code: int) -> None:
+        super().__init__(name)
+        self.name, self.exit_code = name, exit_code
+
+
+class OutputNames:
+    """Stable output paths: ``<out_dir>/<relative parent>/<stem>.<product>.<ext>``.
+
+    ``relative`` is the input's path inside a folder input (its name for a file input). When two
+    inputs would get the same name, the later one (in input order) gets ``-2``, ``-3``, ... added
+    to its stem. A name longer than the file system allows keeps the start of the stem and adds
+    ``~`` and 8 hex digits of the full stem's hash.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self._stems: dict[Path, Path] = {}
+        self._taken: set[Path] = set()
+
+    def stem(self, item: InputItem) -> Path:
+        """The output stem of an input, without product or extension (fixed on first use)."""
+        if item.path not in self._stems:
+            base = self.out_dir / item.relative.parent / item.relative.stem
+            stem, n = base, 1
+            while stem in self._taken:
+                n += 1
+                stem = base.with_name(f"{base.name}-{n}")
+            self._taken.add(stem)
+            self._stems[item.path] = stem
+        return self._stems[item.path]
+
+    def path(self, item: InputItem, product: str, ext: str) -> Path:
+        """Output path for one product of an input."""
+        stem = self.stem(item)
+        tail = f".{product}.{ext.lstrip('.')}"
+        name = stem.name + tail
+        if len(os.fsencode(name)) > NAME_LIMIT:
+            digest = hashlib.sha1(os.fsencode(stem.name)).hexdigest()[:8]
+            room = NAME_LIMIT - len(os.fsencode(tail)) - 9
+            short = os.fsencode(stem.name)[: max(room, 1)].decode("utf-8", "ignore") or "x"
+            name = f"{short}~{digest}{tail}"
+        return stem.with_name(name)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a batch writes: where, in which manifest format, and how it reports."""
+
+    out_dir: Path
+    manifest: str  # a file path, or "-" for stdout
+    manifest_format: str = "json"
+    skip_existing: bool = False
+    jpeg_quality: int = 95
+    quiet: bool = False
+    verbose: bool = False
+
+
+class Outputs:
+    """The files one input produces; every write is atomic, and all of them are removed if the input fails."""
+
+    def __init__(self, item: InputItem, names: OutputNames, settings: RunSettings, protected: list[Path]) -> None:
+        self.item, self.names, self.settings, self.protected = item, names, settings, protected
+        self.written: list[dict] = []
+        self._open: list = []
+
+    def _record(self, path: Path, product: str, info: dict | None) -> Path:
+        self.written.append({"path": str(path), "product": product, **(info or {})})
+        return path
+
+    def image(self, product: str, rgb: np.ndarray, ext: str, alpha: np.ndarray | None = None, info: dict | None = None) -> Path:
+        """Save a picture ``<stem>.<product>.<ext>`` (alpha kept where the format allows; quality from the config)."""
+        path = self.names.path(self.item, product, ext)
+        save_image(rgb, path, alpha=alpha, jpeg_quality=self.settings.jpeg_quality, protected=self.protected)
+        return self._record(path, product, info)
+
+    def text(self, product: str, ext: str, text: str, info: dict | None = None) -> Path:
+        path = self.names.path(self.item, product, ext)
+        write_text(text, path, protected=self.protected)
+        return self._record(path, product, info)
+
+    def stream(self, product: str, ext: str, opener: Callable[[Path], object], info: dict | None = None):
+        """A streamed output (a video, a frame log): ``opener(path)`` must return an object with
+        ``close()`` (moves the file into place) and ``abort()`` (drops it). Closed by :meth:`finish`."""
+        path = self.names.path(self.item, product, ext)
+        stream = opener(path)
+        self._open.append((stream, path, product, info))
+        return stream
+
+    def finish(self) -> None:
+        """Close every stream (their files appear only now)."""
+        while self._open:
+            stream, path, product, info = self._open.pop(0)
+            stream.close()
+            self._record(path, product, info)
+
+    def discard(self) -> None:
+        """Drop open streams and remove every file written for this input (no partial outputs)."""
+        for stream, *_ in self._open:
+            try:
+                stream.abort()
+            except Exception:  # noqa: BLE001 - best effort while failing anyway
+                pass
+        self._open.clear()
+        for entry in self.written:
+            Path(entry["path"]).unlink(missing_ok=True)
+        self.written.clear()
+
+
+class TextStream:
+    """A text output written line by line to a temporary file and moved into place on ``close``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.temp = temp_path(path)
+        self.handle = open(self.temp, "x", encoding="utf-8")
+
+    def write(self, text: str) -> None:
+        self.handle.write(text)
+
+    def close(self) -> Path:
+        self.handle.close()
+        return commit(self.temp, self.path)
+
+    def abort(self) -> None:
+        self.handle.close()
+        self.temp.unlink(missing_ok=True)
+
+
+@dataclass
+class RunResult:
+    """What a batch did."""
+
+    succeeded: int = 0
+    skipped: int = 0
+    faces: int = 0
+    outputs: int = 0
+    failures: list[InputError] = field(default_factory=list)
+    interrupted: Interrupted | None = None
+    manifest_error: OutputError | None = None  # the manifest could not be written (disk full, ...)
+    manifest_path: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every input succeeded, 1 when any failed or the manifest failed, 130/143 when interrupted."""
+        if self.interrupted is not None:
+            return self.interrupted.exit_code
+        return 1 if self.failures or self.manifest_error else 0
+
+    def summary(self) -> dict:
+        total = self.succeeded + self.skipped + len(self.failures)
+        return {"inputs": total, "succeeded": self.succeeded, "failed": len(self.failures), "skipped": self.skipped, "faces": self.faces, "outputs": self.outputs}
+
+
+Job = Callable[[InputItem, Outputs], dict]
+
+
+class Runner:
+    """Runs a job over a batch of inputs with one manifest (see the module docstring)."""
+
+    def __init__(self, header: dict, settings: RunSettings, writes_files: bool) -> None:
+        self.header, self.settings, self.writes_files = header, settings, writes_files
+
+    def say(self, message: str) -> None:
+        if not self.settings.quiet:
+            click.echo(message, err=True)
+
+    def run(self, items: list[InputItem], missing: Iterable[InputError], job: Job) -> RunResult:
+        """Run ``job`` on every input; raises :class:`OutputError` before any work when the outputs
+        cannot be written (a usage problem)."""
+        settings = self.settings
+        result = RunResult(failures=list(missing))
+        protected = [item.path for item in items]
+        manifest = Manifest(settings.manifest, settings.manifest_format, dict(self.header), protected)
+        folders = {settings.out_dir} if self.writes_files else set()
+        if manifest.path is not None:
+            folders.add(manifest.path.parent)
+        locks = [FolderLock(folder) for folder in sorted(folders)]
+        acquired: list[FolderLock] = []
+        try:
+            for lock in locks:
+                acquired.append(lock.acquire())
+                if remove_stale_temps(lock.folder):
+                    self.say(f"removed temporary files left in {lock.folder} by an interrupted run")
+            previous = manifest.previous_records() if settings.skip_existing else {}
+            if manifest.journal_path is not None and manifest.journal_path.is_file() and not settings.skip_existing:
+                self.say(f"note: {manifest.journal_path} is left from an interrupted run; starting over (--skip-existing resumes it)")
+            manifest.open()
+            with _signals_as_interrupts():
+                self._loop(items, job, manifest, previous, result, protected)
+        finally:
+            for lock in acquired:
+                lock.release()
+        return result
+
+    def _loop(self, items, job: Job, manifest: Manifest, previous: dict, result: RunResult, protected: list[Path]) -> None:
+        settings = self.settings
+        names = OutputNames(settings.out_dir)
+        for item in items:  # names are fixed in input order, so a resumed run names files as the first did
+            names.stem(item)
+        for failure in result.failures:
+            self._report(failure)
+            manifest.add({"file": failure.path, "status": "failed", "error": failure.cause})
+        show_bar = not settings.quiet and len(items) > 1 and sys.stdout.isatty() and sys.stderr.isatty()
+        try:
+            with click.progressbar(items, label=str(self.header.get("command", "")), file=sys.stderr, hidden=not show_bar, show_pos=True) as bar:
+                for item in bar:
+                    done = previous.get(str(item.path))
+                    if done and done.get("status") == "ok" and all(Path(o["path"]).is_file() for o in done.get("outputs", [])):
+                        result.skipped += 1
+                        result.faces += int(done.get("face_count", 0))
+                        result.outputs += len(done.get("outputs", []))
+                        manifest.add({**done, "skipped": True})
+                        continue
+                    manifest.add(self._one(item, job, names, protected, result))
+        except Interrupted as stop:
+            result.interrupted = stop
+        except KeyboardInterrupt:
+            result.interrupted = Interrupted("SIGINT", 130)
+        except OutputError as error:  # the journal itself cannot be written: stop, say why
+            result.manifest_error = error
+            click.echo(f"error: {error}; stopping the batch", err=True)
+            return
+        if result.interrupted is not None:
+            self.say(f"interrupted ({result.interrupted.name}): the manifest lists the {result.succeeded + result.skipped} inputs finished")
+        try:
+            result.manifest_path = manifest.finish(
+                result.summary(), complete=result.interrupted is None, interrupted=result.interrupted.name if result.interrupted else None
+            )
+        except OutputError as error:
+            result.manifest_error = error
+            click.echo(f"error: {error}", err=True)
+
+    def _one(self, item: InputItem, job: Job, names: OutputNames, protected: list[Path], result: RunResult) -> dict:
+        outputs = Outputs(item, names, self.settings, protected)
+        try:
+            record = job(item, outputs)
+            outputs.finish()
+        except BaseException as error:
+            outputs.discard()
+            if isinstance(error, (KeyboardInterrupt, Interrupted, SystemExit)):
+                raise
+            failure = _as_input_error(item, error)
+            if self.settings.verbose and not isinstance(error, (InputError, OutputError)):
+                traceback.print_exc()
+            result.failures.append(failure)
+            self._report(failure)
+            return {"file": str(item.path), "status": "failed", "error": failure.cause}
+        record = {"file": str(item.path), "status": "ok", **record, "outputs": outputs.written}
+        result.succeeded += 1
+        result.faces += int(record.get("face_count", 0))
+        result.outputs += len(outputs.written)
+        if record.get("note"):
+            self.say(f"{item.path}: note: {record['note']}")
+        if record.get("face_count", 1) == 0:
+            self.say(f"{item.path}: no face found" + ("; nothing written" if self.writes_files and not outputs.written else ""))
+        elif self.settings.verbose:
+            self.say(f"{item.path}: {record.get('face_count')} face(s), {len(outputs.written)} file(s) written")
+        return record
+
+    @staticmethod
+    def _report(error: InputError) -> None:
+        click.echo(f"error: {error}", err=True)
+
+    def report_summary(self, result: RunResult, noun: str = "inputs") -> None:
+        """Closing lines: counts, the manifest's path, and every failed input listed again."""
+        total = result.succeeded + result.skipped + len(result.failures)
+        skipped = f" ({result.skipped} done before, skipped)" if result.skipped else ""
+        self.say(f"{result.faces} face{'s' * (result.faces != 1)} in {total} {noun}{skipped}; {result.outputs} file{'s' * (result.outputs != 1)} written")
+        if result.manifest_path is not None:
+            self.say(f"manifest: {result.manifest_path}")
+        if result.failures:
+            click.echo(f"{len(result.failures)} of {total} {noun} failed:", err=True)
+            for failure in result.failures:
+                click.echo(f"  {failure.path}: {failure.cause}", err=True)
+
+
+def _as_input_error(item: InputItem, error: BaseException) -> InputError:
+    if isinstance(error, InputError):
+        return error
+    if isinstance(error, OutputError):
+        return InputError(item.path, f"cannot write an output: {error}")
+    if isinstance(error, OSError) and error.filename is not None:
+        return InputError(item.path, f"cannot write {error.filename}: {describe_os_error(error)}")
+    if isinstance(error, MemoryError):
+        return InputError(item.path, "out of memory")
+    return InputError(item.path, f"unexpected error: {type(error).__name__}: {error}")
+
+
+class _signals_as_interrupts:
+    """Within the block, SIGTERM raises :class:`Interrupted` (so outputs in progress are removed and
+    the manifest is finished); the previous handler is restored after. Main thread only."""
+
+    def __enter__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame) -> None:
+        raise Interrupted("SIGTERM", 128 + signum)
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)

@@ -1,0 +1,1 @@
+"""Each command's model step: what it does to the aligned faces of one photo."""

@@ -1,0 +1,178 @@
+"""``faceflex edit``: move each face's VAE latent along an attribute direction and paint the change back.
+
+Every face of a photo is encoded once (mean latent); each output (vector version x strength) is
+decoded for all faces together, in blocks of at most :data:`DECODE_BLOCK` images, so memory stays
+bounded for long ranges. Modes:
+
+- ``residual`` (default): photo + mask x (decode(z + a v) - decode(z)). Strength 0 returns the
+  photo bit for bit, and the photo's own texture, lighting and identity carry through.
+- ``replace``: the decoded face decode(z + a v) itself is blended in (the original Face Flex).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from faceflex.choices import EDIT_MODES, EDIT_REGIONS
+from faceflex.face.masks import region_mask
+from faceflex.inference.attribute_vectors import AttributeVectors, load_vectors
+from faceflex.inference.vae_codec import VAE, load_vae
+from faceflex.pipeline.flow import FaceCrop, Layer, StepOutput, Variant
+from faceflex.viz import mask_panels
+
+MAX_STRENGTH = 20.0  # |strength| above this only paints noise (latent norms of real faces are ~18-32)
+MAX_OUTPUTS = 1000  # versions x strengths per photo
+DECODE_BLOCK = 64  # images decoded per call
+# region "auto": where each attribute lives; every attribute not listed edits the whole face.
+AUTO_REGIONS = {
+    "smiling": "mouth",
+    "mouth_slightly_open": "mouth",
+    "big_lips": "mouth",
+    "wearing_lipstick": "mouth",
+    "mustache": "upper-lip",
+    "eyeglasses": "eyes",
+    "narrow_eyes": "eyes",
+    "bags_under_eyes": "eyes",
+    "arched_eyebrows": "eyes",
+    "bushy_eyebrows": "eyes",
+}
+
+
+def parse_range(start: float, end: float, step: float) -> list[float]:
+    """Strengths from ``start`` to ``end`` by ``step``, ``end`` included when the steps reach it.
+
+    Values are rounded to 6 decimals, so 0.1 steps give 0.3, not 0.30000000000000004.
+    Negative starts, ends and steps are allowed; the step must point from start to end, and every
+    strength must lie within +-:data:`MAX_STRENGTH`.
+    """
+    if not all(math.isfinite(v) for v in (start, end, step)):
+        raise ValueError("range values must be finite numbers")
+    if max(abs(start), abs(end)) > MAX_STRENGTH:
+        raise ValueError(f"strengths must lie between -{MAX_STRENGTH:g} and {MAX_STRENGTH:g} (larger ones only paint noise)")
+    if step == 0:
+        raise ValueError("the range step must not be 0")
+    if (end - start) * step < 0:
+        raise ValueError(f"a step of {step:g} never gets from {start:g} to {end:g}")
+    count = math.floor((end - start) / step + 1e-9) + 1
+    if count > MAX_OUTPUTS:
+        raise ValueError(f"the range gives {count} strengths; at most {MAX_OUTPUTS}")
+    return [round(start + i * step, 6) + 0.0 for i in range(count)]  # + 0.0 turns -0.0 into 0.0
+
+
+def strength_name(value: float) -> str:
+    """A stable file-name form of a strength: 1.0, 0.3, -2.5."""
+    return repr(round(float(value), 6) + 0.0)
+
+
+def auto_region(attribute: str) -> str:
+    """The mask region ``auto`` picks for an attribute (see :data:`AUTO_REGIONS`)."""
+    return AUTO_REGIONS.get(attribute.lower(), "face")
+
+
+@dataclass(frozen=True)
+class EditSettings:
+    """What ``faceflex edit`` does; the ``edit:`` config keys and the CLI options fill it."""
+
+    attribute: str = "Smiling"
+    strengths: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
+    versions: tuple[int, ...] | None = None  # vector versions, one output row each; None: the mean of all versions
+    mode: str = "residual"
+    region: str = "auto"
+    orthogonal_to: tuple[str, ...] = ()
+    feather: float = 0.04
+    plot_masks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in EDIT_MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(EDIT_MODES)}")
+        if self.region not in EDIT_REGIONS:
+            raise ValueError(f"unknown region {self.region!r}; choose one of {', '.join(EDIT_REGIONS)}")
+        if not self.strengths:
+            raise ValueError("no strengths to render")
+        if any(not math.isfinite(s) or abs(s) > MAX_STRENGTH for s in self.strengths):
+            raise ValueError(f"strengths must be finite and between -{MAX_STRENGTH:g} and {MAX_STRENGTH:g}")
+        rows = len(self.versions) if self.versions is not None else 1
+        if rows * len(self.strengths) > MAX_OUTPUTS:
+            raise ValueError(f"{rows} versions x {len(self.strengths)} strengths = {rows * len(self.strengths)} outputs per photo; at most {MAX_OUTPUTS}")
+
+
+@dataclass
+class EditStep:
+    """The edit as a pipeline step: the VAE and its vectors travel together and are checked against each other."""
+
+    options: EditSettings
+    vae: VAE = field(default=None, repr=False)  # type: ignore[assignment]
+    vectors: AttributeVectors = field(default=None, repr=False)  # type: ignore[assignment]
+
+    command = "edit"
+    aligned_size = 128
+    writes_variants = True
+    picture_format = "png"
+
+    def __post_init__(self) -> None:
+        self.vae = self.vae if self.vae is not None else load_vae()
+        self.vectors = self.vectors if self.vectors is not None else load_vectors()
+        self.vectors.check_vae(self.vae.fingerprint)
+        s = self.options
+        self.attribute = self.vectors.resolve(s.attribute)
+        against = [self.vectors.resolve(n) for n in s.orthogonal_to]
+        self.against = against
+        self.rows = list(s.versions) if s.versions is not None else [None]
+        self.directions = np.stack([self.vectors.direction(self.attribute, None if k is None else [k], against) for k in self.rows])
+        if self.directions.shape[1] != self.vae.latent_size:
+            raise ValueError(f"the vectors have {self.directions.shape[1]} dimensions, the VAE's latent {self.vae.latent_size}")
+        self.region = auto_region(self.attribute) if s.region == "auto" else s.region
+
+    def settings(self) -> dict:
+        s = self.options
+        return {
+            "attribute": self.attribute, "strengths": list(s.strengths), "versions": self.rows if s.versions is not None else "mean of all",
+            "mode": s.mode, "region": self.region, "orthogonal_to": self.against, "feather": s.feather,
+            "vae_fingerprint": self.vae.fingerprint, "vectors_vae_fingerprint": self.vectors.vae_fingerprint,
+        }
+
+    def product(self, row: int, strength: float) -> str:
+        version = self.rows[row]
+        return f"{self.attribute}.{'mean' if version is None else f'v{version}'}.{strength_name(strength)}"
+
+    def __call__(self, photo: np.ndarray, crops: list[FaceCrop]) -> StepOutput:
+        if not crops:
+            return StepOutput([])
+        s = self.options
+        latents = self.vae.encode(np.stack([c.aligned.image for c in crops]))
+        masks = [region_mask(c.aligned.landmarks, self.region, feather=s.feather) for c in crops]
+        base = self.vae.decode(latents).astype(np.float32) if s.mode == "residual" else None
+        pictures = {}
+        if s.plot_masks:
+            pictures = {f"face{c.index}.mask": mask_panels(c.aligned.image, c.aligned.landmarks, m) for c, m in zip(crops, masks)}
+        records = [{"region": self.region} for _ in crops]
+        return StepOutput(records, self._variants(latents, masks, base), pictures, sheet_columns=len(s.strengths))
+
+    def _variants(self, latents: np.ndarray, masks: Sequence[np.ndarray], base: np.ndarray | None) -> Iterator[Variant]:
+        s = self.options
+        plan = [(row, column, strength) for row in range(len(self.rows)) for column, strength in enumerate(s.strengths)]
+        block = max(1, DECODE_BLOCK // len(latents))
+        for start in range(0, len(plan), block):
+            chunk = plan[start : start + block]
+            shifts = np.stack([strength * self.directions[row] for row, _, strength in chunk])  # (B, D)
+            decoded = self.vae.decode((latents[:, None, :] + shifts[None]).reshape(-1, latents.shape[1]))
+            decoded = decoded.reshape(len(latents), len(chunk), *decoded.shape[1:])
+            for c, (row, column, strength) in enumerate(chunk):
+                layers = [self._layer(i, decoded[i, c], masks[i], base, strength) for i in range(len(latents))]
+                version = self.rows[row]
+                yield Variant(
+                    self.product(row, strength), lambda layers=layers: layers,
+                    info={"version": version if version is not None else "mean", "strength": strength},
+                    row=row, column=column,
+                    title=f"{self.attribute}, {strength_name(strength)}" + (f" (v{version})" if len(self.rows) > 1 else ""),
+                )
+
+    def _layer(self, face: int, decoded: np.ndarray, mask: np.ndarray, base: np.ndarray | None, strength: float) -> Layer:
+        if base is None:
+            return Layer(face, decoded, mask, "replace")
+        delta = decoded.astype(np.float32) - base[face] if strength != 0 else np.zeros_like(base[face])
+        return Layer(face, delta, mask, "add")

@@ -1,0 +1,145 @@
+"""The trainer every faceflex model shares: seeded epochs, bf16/fp16 autocast, a cosine schedule,
+checkpoints every epoch with exact resume, fp16 weight export and a per-epoch history.
+
+A subclass supplies the model, the training rows, one step's loss (:meth:`Trainer.step_loss`),
+the per-epoch evaluation (:meth:`Trainer.evaluate`) and what goes into the exported weights'
+metadata. CPU: channels_last + bf16 autocast; CUDA: fp16 autocast with a gradient scaler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faceflex.io.files import write_atomic
+from faceflex.models.weights import save_weights
+
+
+class Trainer:
+    """Owns model, optimiser, schedule and history; ``run`` trains epoch by epoch from ``self.epoch``.
+
+    Subclasses call :meth:`setup` from their ``__init__`` once the model and rows exist.
+    """
+
+    name = "model"  # the exported weights are <out>/<name>.pt
+
+    def setup(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_rows: np.ndarray, settings, out: Path,
+              device: torch.device, warmup_steps: int = 0) -> None:
+        self.model, self.optimizer, self.train_rows = model, optimizer, train_rows
+        self.settings, self.out, self.device = settings, Path(out), device
+        self.steps_per_epoch = max(1, len(train_rows) // settings.batch_size)
+        total = max(1, self.steps_per_epoch * settings.epochs)
+
+        def schedule(step: int) -> float:  # linear warm-up, then cosine from 1 to 0.01
+            warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+            return warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+        self.epoch = 0
+        self.history: list[dict] = []
+
+    # -- what a subclass provides ------------------------------------------------------------
+    def step_loss(self, rows: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of one batch of training rows (under autocast), and the values to log."""
+        raise NotImplementedError
+
+    def evaluate(self) -> dict:
+        """Held-out figures recorded after each epoch."""
+        return {}
+
+    def architecture(self) -> dict:
+        """The model's config as a plain dict (stored in checkpoints and weights)."""
+        return self.model.config.to_dict()
+
+    def export_meta(self) -> dict:
+        return {}
+
+    def after_epoch(self) -> None:
+        """Extra per-epoch files (e.g. a grid of reconstructions)."""
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def settings_record(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self.settings).items()}
+
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "epoch": self.epoch, "history": self.history,
+            "settings": self.settings_record(), "config": self.architecture(),
+        }
+
+    def save_checkpoint(self) -> Path:
+        return write_atomic(self.out / "checkpoint.pt", lambda handle: torch.save(self.state(), handle))
+
+    def load_checkpoint(self, path: Path) -> dict:
+        """Restore everything saved each epoch; returns the checkpoint's settings."""
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["config"] != self.architecture():
+            raise ValueError(f"{path}: checkpoint architecture {state['config']} differs from the config's")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        return dict(state["settings"])
+
+    def export(self, path: Path | None = None) -> Path:
+        """The shippable fp16 weights with their architecture and training record."""
+        meta = {"epochs": self.epoch, "history": self.history, "settings": self.settings_record(), **self.export_meta()}
+        return save_weights(path or self.out / f"{self.name}.pt", self.model, self.architecture(), meta)
+
+    # -- training ----------------------------------------------------------------------------
+    def train_epoch(self, progress: Callable[[int, dict], None] | None = None) -> dict:
+        """One epoch; data order, augmentation and noise depend only on (seed, epoch). Returns mean logged values."""
+        s = self.settings
+        generator = torch.Generator().manual_seed(s.seed * 100_003 + self.epoch)
+        order = self.train_rows[torch.randperm(len(self.train_rows), generator=generator).numpy()]
+        self.model.train()
+        autocast_dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
+        totals: dict[str, float] = {}
+        for i in range(self.steps_per_epoch):
+            rows = order[i * s.batch_size : (i + 1) * s.batch_size]
+            with torch.autocast(self.device.type, dtype=autocast_dtype):
+                loss, logged = self.step_loss(rows, generator)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            values = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in logged.items()}}
+            for key, value in values.items():
+                totals[key] = totals.get(key, 0.0) + value
+            if progress:
+                progress(1, values)
+        self.epoch += 1
+        return {key: value / self.steps_per_epoch for key, value in totals.items()}
+
+    def run(self, on_epoch: Callable[[dict], None] | None = None, progress_factory=None, max_hours: float = 0.0, stop_after: int | None = None) -> None:
+        """Train until ``epochs`` (or past ``max_hours``, or ``stop_after`` epochs in this call),
+        checkpointing, exporting and recording after each epoch."""
+        start = time.perf_counter()
+        last = self.settings.epochs if stop_after is None else min(self.settings.epochs, self.epoch + stop_after)
+        while self.epoch < last:
+            epoch_start = time.perf_counter()
+            with progress_factory(self.epoch, self.steps_per_epoch) if progress_factory else contextlib.nullcontext() as bar:
+                means = self.train_epoch(bar)
+            record = {"epoch": self.epoch, **{k: round(v, 4) for k, v in means.items()}, **self.evaluate(),
+                      "seconds": round(time.perf_counter() - epoch_start, 1)}
+            self.history.append(record)
+            self.after_epoch()
+            self.save_checkpoint()
+            self.export()
+            write_atomic(self.out / "history.json", lambda h: h.write(json.dumps(self.history, indent=1).encode()))
+            if on_epoch:
+                on_epoch(record)
+            hours = (time.perf_counter() - start) / 3600
+            if max_hours and hours * (1 + 1 / max(1, len(self.history))) > max_hours:
+                break
