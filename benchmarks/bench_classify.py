@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from bench_geometry import SHARED, photo_1024  # noqa: E402  (same folder)
 
-from faceflex.inference.classifiers import load_classifier
 from faceflex.face.detect import detect_faces
+from faceflex.inference.classifiers import load_classifier
 from faceflex.io.inputs import demo_image_path
 
 

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from bench_geometry import photo_1024
 
-from faceflex.steps.edit import edit_photo
 from faceflex.face.detect import detect_faces
-from faceflex.io.inputs import demo_image_path
-from faceflex.inference.vae_codec import load_vae
 from faceflex.inference.attribute_vectors import load_vectors
+from faceflex.inference.vae_codec import load_vae
+from faceflex.io.inputs import demo_image_path
+from faceflex.steps.edit import edit_photo
 
 
 def main() -> None:

@@ -77,9 +77,9 @@ SHOWCASE = [("Smiling", [0, 1, 2, 3]), ("Young", [0, -1, -2, -3]), ("Male", [0, 
 
 def edit_examples() -> None:
     """Before/after strips (`faceflex edit`, residual mode, vector version 0) on the public-domain photos."""
-    from faceflex.steps.edit import auto_region, edit_photo, strength_name
-    from faceflex.inference.vae_codec import load_vae
     from faceflex.inference.attribute_vectors import load_vectors
+    from faceflex.inference.vae_codec import load_vae
+    from faceflex.steps.edit import auto_region, edit_photo, strength_name
     from faceflex.viz import contact_sheet, faces_crop
 
     astronaut = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "sk_astronaut.png"

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from faceflex.inference.classifiers import SHIPPED
 from faceflex.cli import cli
+from faceflex.inference.classifiers import SHIPPED
 from faceflex.shipped import shipped
 
 pytestmark = pytest.mark.skipif(

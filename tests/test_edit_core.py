@@ -204,10 +204,10 @@ def test_edit_cli_writes_images_sheet_and_manifest(tmp_path, random_vectors, dem
 def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_vae):
     from faceflex.evaluation.edits import evaluate_edits
     from faceflex.face.align import align_face
+    from faceflex.inference.attribute_vectors import AttributeVectors
     from faceflex.models.labels import ATTRIBUTES
     from faceflex.models.xception import MiniXception, XceptionConfig
     from faceflex.train.cache import CachedFaces
-    from faceflex.inference.attribute_vectors import AttributeVectors
 
     aligned = align_face(demo_rgb, demo_faces[0].landmarks)
     n = 6

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from faceflex.inference.vae_codec import load_vae
 from faceflex.models.face_vae import FaceVAE, VAEConfig
 from faceflex.shipped import shipped
 from faceflex.train.cache import CachedFaces, build_cache, open_cache
 from faceflex.train.vae_trainer import TrainSettings, VAETrainer, batch_tensor, vae_loss
-from faceflex.inference.vae_codec import load_vae
 
 TINY = VAEConfig(latent=16, channels=(8, 16, 16, 16, 16))
 

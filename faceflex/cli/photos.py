@@ -76,7 +76,6 @@ def edit(session: Session, attribute, strength_range, sample_size, versions, mod
     """
     import numpy as np
 
-    from faceflex.config import comma_list
     from faceflex.inference.attribute_vectors import UnknownAttribute, VectorsError, load_vectors
     from faceflex.inference.vae_codec import load_vae
     from faceflex.io.inputs import demo_image_path

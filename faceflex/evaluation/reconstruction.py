@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faceflex.inference.vae_codec import VAE
 from faceflex.io.images import save_image
 from faceflex.metrics import psnr, ssim
 from faceflex.train.cache import CachedFaces
-from faceflex.inference.vae_codec import VAE
 
 
 def evaluate_reconstruction(vae: VAE, cache: CachedFaces, limit: int | None = None, grid_path: Path | None = None) -> dict:

@@ -20,7 +20,7 @@ class VAEConfig:
         return {**asdict(self), "channels": list(self.channels)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "VAEConfig":
+    def from_dict(cls, data: dict) -> VAEConfig:
         return cls(latent=int(data["latent"]), channels=tuple(int(c) for c in data["channels"]), image_size=int(data["image_size"]))
 
 

@@ -27,7 +27,7 @@ class XceptionConfig:
         return {**asdict(self), "widths": list(self.widths), "heads": dict(self.heads)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "XceptionConfig":
+    def from_dict(cls, data: dict) -> XceptionConfig:
         return cls(
             in_channels=int(data["in_channels"]), image_size=int(data["image_size"]), stem=int(data["stem"]),
             widths=tuple(int(w) for w in data["widths"]), heads={str(k): int(v) for k, v in data["heads"].items()},

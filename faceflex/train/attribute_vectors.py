@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from faceflex.train.cache import CachedFaces
-from faceflex.inference.vae_codec import VAE
 from faceflex.inference.attribute_vectors import AttributeVectors, orthogonalize
+from faceflex.inference.vae_codec import VAE
+from faceflex.train.cache import CachedFaces
 
 
 def encode_rows(vae: VAE, cache: CachedFaces, rows: np.ndarray, batch_size: int = 256, progress: Callable[[int], None] | None = None) -> np.ndarray:
