@@ -16,9 +16,11 @@ from pathlib import Path
 import torch
 from bench_geometry import SHARED, photo_1024  # noqa: E402  (same folder)
 
+from faceflex.face.align import align_face
 from faceflex.face.detect import detect_faces
-from faceflex.inference.classifiers import load_classifier
 from faceflex.io.inputs import demo_image_path
+from faceflex.pipeline.flow import FaceCrop, run_step
+from faceflex.steps.classify import ClassifyStep
 
 
 def median_ms(function, repeats: int) -> float:
@@ -37,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}")
     start = time.perf_counter()
-    classifier = load_classifier("cpu")
+    step = ClassifyStep(device="cpu")
     print(f"start-up: loading the three classifiers {(time.perf_counter() - start) * 1000:.0f} ms")
     photos = [("demo (grace_hopper)", demo_image_path())]
     if SHARED.is_dir():
@@ -45,8 +47,9 @@ def main() -> None:
     for name, path in photos:
         rgb = photo_1024(Path(path))
         faces = detect_faces(rgb)
-        total = median_ms(lambda: classifier.classify(rgb, detect_faces(rgb)), args.repeats)
-        networks = median_ms(lambda: classifier.classify(rgb, faces), args.repeats)
+        crops = [FaceCrop(i, face, align_face(rgb, face.landmarks)) for i, face in enumerate(faces)]
+        total = median_ms(lambda rgb=rgb: run_step(rgb, step).records, args.repeats)
+        networks = median_ms(lambda rgb=rgb, crops=crops: step(rgb, crops), args.repeats)
         print(
             f"{name}, {rgb.shape[1]}x{rgb.shape[0]}, {len(faces)} face(s): classify {total:.1f} ms in all "
             f"(detection + landmarks included); classification alone {networks:.1f} ms"

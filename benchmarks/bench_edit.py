@@ -1,9 +1,11 @@
-"""Time `edit` on a 1024-px single-face photo at 5 strengths (detect + align + encode + decode + blend).
+"""Time `edit` on a 1024-px single-face photo at 5 strengths (detect + align + encode + decode + paste back).
 
-    python benchmarks/bench_edit.py [--repeats 10]
+    python benchmarks/bench_edit.py [--repeats 10] [--large]
 
 After start-up (models loaded, one warm-up call), excluding file writing; median of the repeats.
-Also the peak resident memory over a stream of edits, to show a folder batch stays flat.
+The same pipeline and step as `faceflex edit` (faceflex.pipeline.flow.run_step + EditStep).
+Also the peak resident memory over a stream of edits (flat = streaming), and with --large the
+peak memory of one 40-megapixel photo at 6 strengths and of a 1,000-strength range.
 Record in docs/BENCHMARKS.md.
 """
 
@@ -17,47 +19,70 @@ import time
 import numpy as np
 import torch
 from bench_geometry import photo_1024
+from PIL import Image
 
-from faceflex.face.detect import detect_faces
 from faceflex.inference.attribute_vectors import load_vectors
 from faceflex.inference.vae_codec import load_vae
+from faceflex.io.images import load_image
 from faceflex.io.inputs import demo_image_path
-from faceflex.steps.edit import edit_photo
+from faceflex.pipeline.flow import run_step
+from faceflex.steps.edit import EditSettings, EditStep
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def edit(rgb: np.ndarray, step: EditStep) -> int:
+    """Every output composed (as the CLI does before saving each); returns the count."""
+    return sum(1 for _ in run_step(rgb, step).images())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--large", action="store_true", help="also measure a 40-MP photo and a 1,000-strength range")
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}")
     start = time.perf_counter()
     vae, vectors = load_vae(device="cpu"), load_vectors()
     print(f"start-up: loading the VAE and the vectors {(time.perf_counter() - start) * 1000:.0f} ms")
     rgb = photo_1024(demo_image_path())
-    direction = vectors.direction("Smiling", [0])
-    strengths = [0.0, 1.0, 2.0, 3.0, 4.0]
+    strengths = (0.0, 1.0, 2.0, 3.0, 4.0)
     for mode in ("residual", "replace"):
-        def run() -> None:
-            edit_photo(rgb, detect_faces(rgb), vae, direction, strengths, mode, "mouth")
-
-        run()
+        step = EditStep(EditSettings("Smiling", strengths, (0,), mode, "auto"), vae, vectors)
+        edit(rgb, step)
         times = []
         for _ in range(args.repeats):
             t = time.perf_counter()
-            run()
+            edit(rgb, step)
             times.append(time.perf_counter() - t)
         print(f"{mode}: 1024-px demo photo, 1 face, 5 strengths: {statistics.median(times) * 1000:.0f} ms (median of {args.repeats})")
-    faces = detect_faces(rgb)
+    step = EditStep(EditSettings("Smiling", strengths, (0, 1, 2), "residual", "auto"), vae, vectors)
+    edit(rgb, step)
     t = time.perf_counter()
     for _ in range(args.repeats):
-        edit_photo(rgb, faces, vae, direction, strengths)
-    print(f"without detection: {(time.perf_counter() - t) / args.repeats * 1000:.0f} ms")
+        edit(rgb, step)
+    print(f"residual, 3 versions x 5 strengths (15 outputs, one encode): {(time.perf_counter() - t) / args.repeats * 1000:.0f} ms")
+    step = EditStep(EditSettings("Smiling", strengths, (0,), "residual", "auto"), vae, vectors)
     peaks = []
     for i in range(30):
-        photo = np.roll(rgb, i * 7, axis=1)
-        edit_photo(photo, detect_faces(photo), vae, direction, strengths)
-        peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        edit(np.roll(rgb, i * 7, axis=1), step)
+        peaks.append(peak_mb())
     print(f"peak RSS after 10 / 20 / 30 photos: {peaks[9]:.0f} / {peaks[19]:.0f} / {peaks[29]:.0f} MB (flat = streaming)")
+    if args.large:
+        demo = Image.fromarray(load_image(demo_image_path()).rgb)
+        big = np.asarray(demo.resize((5400, 7400), Image.Resampling.BICUBIC))  # 40 MP
+        before = peak_mb()
+        count = edit(big, EditStep(EditSettings("Smiling", (0.0, 1.0, 2.0, 3.0, 4.0, 5.0), (0,)), vae, vectors))
+        print(
+            f"40-MP photo ({big.shape[1]}x{big.shape[0]}, {big.nbytes / 1e6:.0f} MB as RGB), {count} strengths: "
+            f"peak RSS {peak_mb():.0f} MB (was {before:.0f})"
+        )
+        before = peak_mb()
+        long_range = tuple(round(-10 + 0.02 * i, 2) for i in range(1000))
+        count = edit(rgb, EditStep(EditSettings("Smiling", long_range, (0,)), vae, vectors))
+        print(f"1,000-strength range on the 1024-px photo: {count} outputs, peak RSS {peak_mb():.0f} MB (was {before:.0f})")
 
 
 if __name__ == "__main__":

@@ -55,5 +55,6 @@ def main() -> None:
         row = torch.cat([x, reconstruction, fitted], dim=3)[0]
         save_image((row.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8), args.out)
 
+
 if __name__ == "__main__":
     main()

@@ -68,8 +68,15 @@ def edit_photo(
     from faceflex.inference.vae_codec import load_vae
     from faceflex.steps.edit import EditSettings, EditStep
 
-    options = EditSettings(attribute, tuple(float(s) for s in strengths), tuple(versions) if versions is not None else None,
-                           mode, region, tuple(orthogonal_to), feather)
+    options = EditSettings(
+        attribute,
+        tuple(float(s) for s in strengths),
+        tuple(versions) if versions is not None else None,
+        mode,
+        region,
+        tuple(orthogonal_to),
+        feather,
+    )
     step = EditStep(options, load_vae(weights, device), load_vectors(vectors))
     result = run_step(_rgb(photo), step, detect, faces)
     return [EditedImage(variant.info["version"], variant.info["strength"], image) for variant, image in result.images()]

@@ -66,7 +66,11 @@ def _path(key: str, value: Any) -> str | None:
 
 
 def _int_list(key: str, value: Any) -> tuple[int, ...]:
-    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
         raise ConfigError(f"{key}: {value!r} is not a list of positive integers")
     return tuple(value)
 
@@ -84,7 +88,11 @@ def _range(key: str, value: Any) -> tuple[float, float, float]:
 def _index_list(key: str, value: Any) -> tuple[int, ...] | None:
     if value is None:
         return None
-    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    ):
         raise ConfigError(f"{key}: {value!r} is not a list of version numbers (0, 1, ...)")
     return tuple(value)
 

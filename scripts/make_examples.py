@@ -1,6 +1,6 @@
 """Regenerate example_images/ with faceflex itself (public-domain demo photo only).
 
-    python scripts/make_examples.py
+python scripts/make_examples.py
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from faceflex import align_face, demo_image_path, detect_faces, draw_landmarks, load_image, paste_back, region_mask
-from faceflex.face.masks import REGIONS
-from faceflex.io.images import save_image
+from faceflex import REGIONS, align_face, demo_image_path, detect_faces, draw_landmarks, load_image, paste_back, region_mask, save_image
 
 OUT = Path(__file__).resolve().parents[1] / "example_images"
 HEIGHT = 256
@@ -57,44 +55,45 @@ def main() -> None:
 
 def classified_examples() -> None:
     """`faceflex classify --annotate` on the public-domain photos (the astronaut needs ../shared/data)."""
-    from faceflex.inference.classifiers import load_classifier
-    from faceflex.viz import draw_classifications
+    from faceflex import ClassifyStep, run_step
 
     astronaut = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "sk_astronaut.png"
+    step = ClassifyStep(device="cpu", annotate=True)
     for path in [demo_image_path(), astronaut]:
         if not Path(path).is_file():
             continue
-        rgb = load_image(path).rgb
-        records = load_classifier("cpu").classify(rgb, detect_faces(rgb))
         target = OUT / f"{Path(path).stem}.classified.jpg"
-        save_image(draw_classifications(rgb, records), target)
+        save_image(run_step(load_image(path).rgb, step).output.pictures["classified"], target)
         print(f"wrote {target}")
 
 
 # Showcase rows: attribute, strengths (negative removes it), as `faceflex edit` would run them.
-SHOWCASE = [("Smiling", [0, 1, 2, 3]), ("Young", [0, -1, -2, -3]), ("Male", [0, 1, 2, 3]), ("Mustache", [0, 1, 2, 3]), ("Eyeglasses", [0, 1, 2, 3])]
+SHOWCASE = [
+    ("Smiling", [0, 1, 2, 3]),
+    ("Young", [0, -1, -2, -3]),
+    ("Male", [0, 1, 2, 3]),
+    ("Mustache", [0, 1, 2, 3]),
+    ("Eyeglasses", [0, 1, 2, 3]),
+]
 
 
 def edit_examples() -> None:
     """Before/after strips (`faceflex edit`, residual mode, vector version 0) on the public-domain photos."""
-    from faceflex.inference.attribute_vectors import load_vectors
-    from faceflex.inference.vae_codec import load_vae
-    from faceflex.steps.edit import auto_region, edit_photo, strength_name
+    from faceflex import edit_photo
+    from faceflex.steps.edit import strength_name
     from faceflex.viz import contact_sheet, faces_crop
 
     astronaut = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "sk_astronaut.png"
-    vae, vectors = load_vae(device="cpu"), load_vectors()
     for path in [demo_image_path(), astronaut]:
         if not Path(path).is_file():
             continue
         rgb = load_image(path).rgb
-        faces = detect_faces(rgb)
-        x0, y0, x1, y1 = faces_crop(rgb.shape, faces, margin=0.3)
+        x0, y0, x1, y1 = faces_crop(rgb.shape, detect_faces(rgb), margin=0.3)
         cells, titles = [], []
         for name, strengths in SHOWCASE:
-            outputs, _ = edit_photo(rgb, faces, vae, vectors.direction(name, [0]), strengths, "residual", auto_region(name))
-            cells.append([o[y0:y1, x0:x1] for o in outputs])
-            titles.append([f"{name}, {strength_name(s)}" for s in strengths])
+            edits = edit_photo(rgb, name, strengths, versions=[0], device="cpu")
+            cells.append([e.image[y0:y1, x0:x1] for e in edits])
+            titles.append([f"{name}, {strength_name(e.strength)}" for e in edits])
         target = OUT / f"{Path(path).stem}.edits.png"
         save_image(contact_sheet(cells, titles), target)
         print(f"wrote {target}")

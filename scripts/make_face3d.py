@@ -30,13 +30,22 @@ def factorise(tracks: np.ndarray) -> np.ndarray:
 
     def coefficients(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         # a^T L b for symmetric L, as a linear function of L's 6 free entries
-        return np.stack([a[:, 0] * b[:, 0], a[:, 0] * b[:, 1] + a[:, 1] * b[:, 0], a[:, 0] * b[:, 2] + a[:, 2] * b[:, 0],
-                         a[:, 1] * b[:, 1], a[:, 1] * b[:, 2] + a[:, 2] * b[:, 1], a[:, 2] * b[:, 2]], axis=1)
+        return np.stack(
+            [
+                a[:, 0] * b[:, 0],
+                a[:, 0] * b[:, 1] + a[:, 1] * b[:, 0],
+                a[:, 0] * b[:, 2] + a[:, 2] * b[:, 0],
+                a[:, 1] * b[:, 1],
+                a[:, 1] * b[:, 2] + a[:, 2] * b[:, 1],
+                a[:, 2] * b[:, 2],
+            ],
+            axis=1,
+        )
 
     system = np.concatenate([coefficients(rows_x, rows_x) - coefficients(rows_y, rows_y), coefficients(rows_x, rows_y)])
     _, _, vt_l = np.linalg.svd(system, full_matrices=False)
-    l = vt_l[-1]
-    gram = np.array([[l[0], l[1], l[2]], [l[1], l[3], l[4]], [l[2], l[4], l[5]]])
+    lin = vt_l[-1]
+    gram = np.array([[lin[0], lin[1], lin[2]], [lin[1], lin[3], lin[4]], [lin[2], lin[4], lin[5]]])
     if np.trace(gram) < 0:
         gram = -gram
     values, vectors = np.linalg.eigh(gram)

@@ -16,9 +16,7 @@ from faceflex.cli import cli
 from faceflex.inference.classifiers import SHIPPED
 from faceflex.shipped import shipped
 
-pytestmark = pytest.mark.skipif(
-    not all(shipped(name).is_file() for name in SHIPPED.values()), reason="shipped classifier weights absent"
-)
+pytestmark = pytest.mark.skipif(not all(shipped(name).is_file() for name in SHIPPED.values()), reason="shipped classifier weights absent")
 
 
 def run(*args: str):
@@ -46,8 +44,11 @@ def test_demo_face_json_is_plausible(demo_rgb, demo_faces):
     assert face["age"]["group"] == "old" and face["age"]["years"] >= 55
     # the reported gender is the networks' own P(male), rounded, with the label on the likelier side
     (landmarks,) = [f.landmarks for f in demo_faces]
-    male = float(load_classifiers("cpu").predict(attribute_input(align_face(demo_rgb, landmarks).image)[None],
-                                                 expression_input(demo_rgb, landmarks)[None]).male[0])
+    male = float(
+        load_classifiers("cpu")
+        .predict(attribute_input(align_face(demo_rgb, landmarks).image)[None], expression_input(demo_rgb, landmarks)[None])
+        .male[0]
+    )
     assert face["gender"] == {"label": "male" if male >= 0.5 else "female", "probability": round(max(male, 1 - male), 4)}
     assert face["pose"]["label"] == "frontal"
     assert abs(sum(face["expression"]["probabilities"].values()) - 1) < 1e-3

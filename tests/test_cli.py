@@ -32,7 +32,10 @@ def mixed_folder(tmp_path, demo_path) -> Path:
 
 
 def test_help_is_fast_and_does_not_import_heavy_modules():
-    code = "import sys; from faceflex.cli import main; sys.argv=['faceflex','--help']\ntry: main()\nexcept SystemExit: pass\nprint(sorted(m for m in ('torch','numpy','PIL','dlib') if m in sys.modules))"
+    code = (
+        "import sys; from faceflex.cli import main; sys.argv=['faceflex','--help']\ntry: main()\nexcept SystemExit: pass\n"
+        "print(sorted(m for m in ('torch','numpy','PIL','dlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
@@ -64,7 +67,12 @@ def test_mixed_folder_goes_on_and_exits_1(mixed_folder, tmp_path):
     assert "wall.png: no face found" in result.stderr
     assert "2 of 4 inputs failed" in result.stderr
     records = by_name(json.loads((out / "detect.json").read_text()))
-    assert {name: r["status"] for name, r in records.items()} == {"broken.jpg": "failed", "hopper.jpg": "ok", "notes.jpg": "failed", "wall.png": "ok"}
+    assert {name: r["status"] for name, r in records.items()} == {
+        "broken.jpg": "failed",
+        "hopper.jpg": "ok",
+        "notes.jpg": "failed",
+        "wall.png": "ok",
+    }
     assert (records["hopper.jpg"]["face_count"], records["wall.png"]["face_count"]) == (1, 0)
     assert records["broken.jpg"]["error"] == "truncated image file"
     assert sorted(p.name for p in out.iterdir()) == [".faceflex.lock", "detect.json", "hopper.landmarks.png", "wall.landmarks.png"]
@@ -219,7 +227,9 @@ def test_enhance_py_runs_the_main_job(tmp_path):
     config = tmp_path / "short.yaml"
     config.write_text("edit:\n  parameter_range: [0, 2, 1]\n")
     done = subprocess.run(
-        [sys.executable, str(script), "--out_dir", str(tmp_path), "--plot_landmarks", "--config", str(config)], capture_output=True, text=True
+        [sys.executable, str(script), "--out_dir", str(tmp_path), "--plot_landmarks", "--config", str(config)],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     manifest = json.loads((tmp_path / "edit.json").read_text())

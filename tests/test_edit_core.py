@@ -143,7 +143,18 @@ def test_train_vectors_cli_on_a_tiny_cache(tmp_path):
     save_weights(tmp_path / "vae.pt", model, model.config.to_dict(), {"epochs": 0})
     out = tmp_path / "vectors.npz"
     runner = CliRunner()
-    args = ["train", "vectors", "--cache", str(cache), "--weights", str(tmp_path / "vae.pt"), "--version-count", "3", "--samples-per-version", "5"]
+    args = [
+        "train",
+        "vectors",
+        "--cache",
+        str(cache),
+        "--weights",
+        str(tmp_path / "vae.pt"),
+        "--version-count",
+        "3",
+        "--samples-per-version",
+        "5",
+    ]
     result = runner.invoke(cli, [*args, "--attributes", "smiling,YOUNG", "--orthogonal-to", "Male", "--out", str(out)])
     assert result.exit_code == 0, result.stderr
     vectors = vectors_from_file(out)
@@ -162,7 +173,9 @@ def random_vectors(tmp_path_factory):
 
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("vectors") / "vectors.npz"
-    return AttributeVectors(["Smiling", "Male", "Young"], rng.normal(0, 1, (3, 4, 500)).astype(np.float32), np.array([50] * 3), {}).save(path)
+    return AttributeVectors(["Smiling", "Male", "Young"], rng.normal(0, 1, (3, 4, 500)).astype(np.float32), np.array([50] * 3), {}).save(
+        path
+    )
 
 
 def test_edit_cli_writes_images_sheet_and_manifest(tmp_path, random_vectors, demo_rgb):
@@ -180,7 +193,24 @@ def test_edit_cli_writes_images_sheet_and_manifest(tmp_path, random_vectors, dem
     photo = tmp_path / "hopper.png"
     Image.fromarray(demo_rgb).save(photo)
     out = tmp_path / "out"
-    args = ["--seed", "3", "edit", "-q", "--vectors", str(random_vectors), "--attribute", "young", "--range", "-2", "2", "2", "--sample-size", "2", "-o", str(out)]
+    args = [
+        "--seed",
+        "3",
+        "edit",
+        "-q",
+        "--vectors",
+        str(random_vectors),
+        "--attribute",
+        "young",
+        "--range",
+        "-2",
+        "2",
+        "2",
+        "--sample-size",
+        "2",
+        "-o",
+        str(out),
+    ]
     result = CliRunner().invoke(cli, [*args, "--plot-masks", str(photo)])
     assert result.exit_code == 0, result.stderr
     manifest = json.loads((out / "edit.json").read_text())
@@ -200,7 +230,6 @@ def test_edit_cli_writes_images_sheet_and_manifest(tmp_path, random_vectors, dem
     assert bad_range.exit_code == 2 and "never gets from" in bad_range.stderr
 
 
-
 def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_vae):
     from faceflex.evaluation.edits import evaluate_edits
     from faceflex.face.align import align_face
@@ -213,14 +242,21 @@ def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_
     n = 6
     names = ["Smiling", "Male"]
     attributes = np.array([[-1, 1]] * 3 + [[1, -1]] * 3, np.int8)
-    cache = CachedFaces(np.repeat(aligned.image[None], n, 0), attributes, np.repeat(aligned.landmarks[None].astype(np.float32), n, 0),
-                        np.arange(28001, 28001 + n), names)
+    cache = CachedFaces(
+        np.repeat(aligned.image[None], n, 0),
+        attributes,
+        np.repeat(aligned.landmarks[None].astype(np.float32), n, 0),
+        np.arange(28001, 28001 + n),
+        names,
+    )
     torch.manual_seed(0)
     model = MiniXception(XceptionConfig(3, 64, 4, (8, 16), {"attributes": len(ATTRIBUTES)})).eval()
     with torch.no_grad():
         model.heads["attributes"].bias.fill_(-3.0)  # every face reads as lacking every attribute
     vectors = AttributeVectors(names, np.ones((2, 2, 16), np.float32), np.array([10, 10]), {})
-    report = evaluate_edits(small_vae, vectors, model, cache, ["smiling", "male"], strengths=(0.0, 5.0), per_side=2, modes=("residual", "replace"))
+    report = evaluate_edits(
+        small_vae, vectors, model, cache, ["smiling", "male"], strengths=(0.0, 5.0), per_side=2, modes=("residual", "replace")
+    )
     smiling = report["attributes"]["Smiling"]
     for mode in ("residual", "replace"):
         assert smiling[mode]["faces_lacking"] == 2 and smiling[mode]["faces_having"] == 0

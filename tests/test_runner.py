@@ -183,7 +183,11 @@ def test_every_format_describes_every_input(tmp_path, demo_path, wall, fmt):
         import io
 
         rows = list(csv.DictReader(io.StringIO(text)))
-        assert [(Path(r["file"]).name, r["status"]) for r in rows] == [("gone.jpg", "failed"), ("grace_hopper.jpg", "ok"), ("wall.png", "ok")]
+        assert [(Path(r["file"]).name, r["status"]) for r in rows] == [
+            ("gone.jpg", "failed"),
+            ("grace_hopper.jpg", "ok"),
+            ("wall.png", "ok"),
+        ]
         assert rows[1]["index"] == "0" and rows[2]["face_count"] == "0"
     assert not Path(f"{target}.partial").exists()
 
@@ -309,7 +313,9 @@ def test_vectors_of_the_wrong_kind_or_for_other_weights_are_one_line(tmp_path, d
     from faceflex.inference.attribute_vectors import load_vectors
 
     shipped = load_vectors()
-    mismatched = type(shipped)(shipped.names, shipped.vectors, shipped.samples, {**shipped.meta, "vae_fingerprint": "0" * 16}).save(tmp_path / "m.npz")
+    mismatched = type(shipped)(shipped.names, shipped.vectors, shipped.samples, {**shipped.meta, "vae_fingerprint": "0" * 16}).save(
+        tmp_path / "m.npz"
+    )
     result = run("edit", "--vectors", str(mismatched), str(demo_path))
     assert result.exit_code == 2 and "were made for VAE weights 0000000000000000" in result.stderr
 
@@ -360,7 +366,9 @@ def test_strength_zero_is_the_photo_bit_for_bit_in_lossless_formats(tmp_path, de
     Image.fromarray(demo_rgb).save(photo)
     out = tmp_path / "out"
     for mode in ("residual", "replace"):
-        assert run("-q", "edit", "--mode", mode, "--range", "0", "1", "1", "--versions", "0", "-o", str(out / mode), str(photo)).exit_code == 0
+        assert (
+            run("-q", "edit", "--mode", mode, "--range", "0", "1", "1", "--versions", "0", "-o", str(out / mode), str(photo)).exit_code == 0
+        )
     assert np.array_equal(np.asarray(Image.open(out / "residual" / "hopper.Smiling.v0.0.0.png")), demo_rgb)
     # replace mode pastes the decoded face even at strength 0; outside the mask the photo is kept exactly
     replaced = np.asarray(Image.open(out / "replace" / "hopper.Smiling.v0.0.0.png"))
@@ -373,7 +381,12 @@ def test_jpeg_quality_is_applied_and_strength_zero_is_the_decoded_photo_re_encod
         config = tmp_path / f"q{quality}.yaml"
         config.write_text(f"output:\n  jpeg_quality: {quality}\n")
         out = tmp_path / f"q{quality}"
-        assert run("-q", "--config", str(config), "edit", "--range", "0", "0", "1", "--versions", "0", "-o", str(out), str(demo_path)).exit_code == 0
+        assert (
+            run(
+                "-q", "--config", str(config), "edit", "--range", "0", "0", "1", "--versions", "0", "-o", str(out), str(demo_path)
+            ).exit_code
+            == 0
+        )
         written = out / "grace_hopper.Smiling.v0.0.0.jpg"
         sizes[quality] = written.stat().st_size
         source = np.asarray(Image.open(demo_path).convert("RGB"), np.float64)

@@ -109,8 +109,12 @@ def _set_flag(name: str):
 
 def verbosity_options(command):
     """-q/--quiet and -v/--verbose, also accepted after any command (same meaning as before it)."""
-    command = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_flag("quiet"), help="As the global --quiet.")(command)
-    return click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_set_flag("verbose"), help="As the global --verbose.")(command)
+    command = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_flag("quiet"), help="As the global --quiet.")(
+        command
+    )
+    return click.option(
+        "-v", "--verbose", is_flag=True, expose_value=False, callback=_set_flag("verbose"), help="As the global --verbose."
+    )(command)
 
 
 def photo_options(command):
@@ -119,12 +123,25 @@ def photo_options(command):
         click.argument("paths", nargs=-1, type=click.Path(readable=False, dir_okay=True, file_okay=True)),
         click.option("-r", "--recursive", is_flag=True, default=None, help="Descend into sub-folders of folder inputs."),
         click.option("-o", "--out-dir", type=click.Path(file_okay=False), help="Folder for written files (default ./out)."),
-        click.option("--manifest", help="Records file ('-' for stdout). Default: OUT_DIR/<command>.<format> when an output folder is set or photos are edited, else stdout."),
+        click.option(
+            "--manifest",
+            help="Records file ('-' for stdout). Default: OUT_DIR/<command>.<format> when an output folder is set "
+            "or photos are edited, else stdout.",
+        ),
         click.option("--format", "manifest_format", type=click.Choice(MANIFEST_FORMATS), help="Manifest format (default json)."),
-        click.option("--skip-existing", is_flag=True, default=None, help="Resume: skip inputs the manifest already lists as done, with their outputs present."),
+        click.option(
+            "--skip-existing",
+            is_flag=True,
+            default=None,
+            help="Resume: skip inputs the manifest already lists as done, with their outputs present.",
+        ),
         click.option("--faces", "which_faces", type=click.Choice(FACES), help="Work on every face, or only the largest."),
-        click.option("--plot-landmarks", is_flag=True, help="Also save each photo with boxes, scores and numbered landmarks (<name>.landmarks.png)."),
-        click.option("--detector", type=click.Choice(DETECTORS, case_sensitive=False), help="dlib detector (hog: fast; cnn: slower, more poses)."),
+        click.option(
+            "--plot-landmarks", is_flag=True, help="Also save each photo with boxes, scores and numbered landmarks (<name>.landmarks.png)."
+        ),
+        click.option(
+            "--detector", type=click.Choice(DETECTORS, case_sensitive=False), help="dlib detector (hog: fast; cnn: slower, more poses)."
+        ),
         click.option("--upsample", type=int, help="Extra dlib upsampling of the working copy (0-3), for tiny faces."),
         click.option("--min-face", type=float, help="Smallest face box side kept, in photo pixels."),
         click.option("--threshold", type=float, help="Minimum detection score."),
@@ -160,10 +177,17 @@ class PhotoArgs:
 
     def overrides(self) -> dict:
         return {
-            "input.recursive": self.recursive, "output.out_dir": self.out_dir, "output.manifest": self.manifest,
-            "output.format": self.manifest_format, "output.skip_existing": self.skip_existing, "detect.faces": self.which_faces,
-            "detect.detector": self.detector, "detect.upsample": self.upsample, "detect.min_face": self.min_face,
-            "detect.threshold": self.threshold, "detect.max_side": self.max_side,
+            "input.recursive": self.recursive,
+            "output.out_dir": self.out_dir,
+            "output.manifest": self.manifest,
+            "output.format": self.manifest_format,
+            "output.skip_existing": self.skip_existing,
+            "detect.faces": self.which_faces,
+            "detect.detector": self.detector,
+            "detect.upsample": self.upsample,
+            "detect.min_face": self.min_face,
+            "detect.threshold": self.threshold,
+            "detect.max_side": self.max_side,
         }
 
 
@@ -214,8 +238,13 @@ def run_photos(
         "settings": {**step.settings(), "faces": which, "detect": vars(detect_settings)},
     }
     run_settings = RunSettings(
-        out_dir=out_dir, manifest=manifest, manifest_format=output["format"], skip_existing=output["skip_existing"],
-        jpeg_quality=output["jpeg_quality"], quiet=session.quiet, verbose=session.verbose,
+        out_dir=out_dir,
+        manifest=manifest,
+        manifest_format=output["format"],
+        skip_existing=output["skip_existing"],
+        jpeg_quality=output["jpeg_quality"],
+        quiet=session.quiet,
+        verbose=session.verbose,
     )
     job = PhotoJob(step, detect_settings, which, config["input"]["max_pixels"], args.plot_landmarks, every, sheet)
     runner = Runner(header, run_settings, writes_files)
@@ -236,5 +265,7 @@ def _refuse_out_dir_inside_inputs(out_dir: Path, specs: list[str], recursive: bo
             continue
         folder = os.path.realpath(spec)
         if target == folder or (recursive and target.startswith(folder + os.sep)):
-            raise UsageProblem(f"--out-dir {out_dir} is {'the' if target == folder else 'inside the'} input folder {spec}: "
-                               "the next run would read these outputs as photos; choose another folder")
+            raise UsageProblem(
+                f"--out-dir {out_dir} is {'the' if target == folder else 'inside the'} input folder {spec}: "
+                "the next run would read these outputs as photos; choose another folder"
+            )

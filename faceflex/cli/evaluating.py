@@ -72,7 +72,11 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
         model = load_task_model(task, weights, device)
     except (FileNotFoundError, WeightsError) as error:
         raise UsageProblem(str(error)) from None
-    report = {"task": task, "weights": str(weights or "shipped"), "test": evaluate_part(TASKS[task], model, task_data(session, task, section), "test", device)}
+    report = {
+        "task": task,
+        "weights": str(weights or "shipped"),
+        "test": evaluate_part(TASKS[task], model, task_data(session, task, section), "test", device),
+    }
     if task == "expression":
         ck_dir = Path(section["data"]) / "ckplus"
         if (ck_dir / "ckplus48.zip").is_file():
@@ -84,12 +88,21 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
 
 @evaluate.command("edit")
 @click.option("--attributes", default="Smiling,Male,Young,Mustache,Eyeglasses", show_default=True, help="Comma-separated attributes.")
-@click.option("--strengths", default="1,2,3,4", show_default=True, help="Comma-separated strengths (applied with the sign that adds or removes).")
-@click.option("--per-side", type=click.IntRange(min=1), default=40, show_default=True, help="Held-out faces lacking / having each attribute.")
+@click.option(
+    "--strengths", default="1,2,3,4", show_default=True, help="Comma-separated strengths (applied with the sign that adds or removes)."
+)
+@click.option(
+    "--per-side", type=click.IntRange(min=1), default=40, show_default=True, help="Held-out faces lacking / having each attribute."
+)
 @click.option("--modes", default=",".join(EDIT_MODES), show_default=True, help="Comma-separated modes.")
 @click.option("--versions", help="Comma-separated vector versions whose mean is the direction (default: all).")
 @click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="VAE weights (default: the shipped data/vae.pt).")
-@click.option("--vectors", "vectors_path", type=click.Path(dir_okay=False, exists=True), help="Attribute vectors made for those weights (default: shipped).")
+@click.option(
+    "--vectors",
+    "vectors_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Attribute vectors made for those weights (default: shipped).",
+)
 @click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache holding the held-out faces.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @verbosity_options

@@ -63,11 +63,32 @@ def classify(session: Session, annotate: bool, every: int, **kwargs) -> None:
 @click.option("--region", type=click.Choice(EDIT_REGIONS), help="Mask region (auto: where the attribute lives).")
 @click.option("--orthogonal-to", help="Comma-separated attributes whose directions are projected out, e.g. Male,Eyeglasses.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="VAE weight file (default: the shipped data/vae.pt).")
-@click.option("--vectors", "vectors_path", type=click.Path(dir_okay=False), help="Attribute vectors made for those weights (default: the shipped ones).")
-@click.option("--plot-masks", is_flag=True, default=None, help="Also save each aligned face with its landmarks, its mask and the masked face.")
+@click.option(
+    "--vectors",
+    "vectors_path",
+    type=click.Path(dir_okay=False),
+    help="Attribute vectors made for those weights (default: the shipped ones).",
+)
+@click.option(
+    "--plot-masks", is_flag=True, default=None, help="Also save each aligned face with its landmarks, its mask and the masked face."
+)
 @click.option("--plot/--no-plot", default=None, help="Show the contact sheets on screen (only with a display).")
 @click.pass_obj
-def edit(session: Session, attribute, strength_range, sample_size, versions, mode, region, orthogonal_to, weights, vectors_path, plot_masks, plot, **kwargs):
+def edit(
+    session: Session,
+    attribute,
+    strength_range,
+    sample_size,
+    versions,
+    mode,
+    region,
+    orthogonal_to,
+    weights,
+    vectors_path,
+    plot_masks,
+    plot,
+    **kwargs,
+):
     """Change an attribute of every face: encode, move along the attribute vector, decode, blend back.
 
     PATHS are images, folders or globs; with none, the config's edit.image_filename (by default the
@@ -85,10 +106,18 @@ def edit(session: Session, attribute, strength_range, sample_size, versions, mod
     args = PhotoArgs.take(kwargs)
     config = session.config(
         {
-            **args.overrides(), "edit.attribute": attribute, "edit.parameter_range": list(strength_range) if strength_range else None,
-            "edit.sample_size": sample_size, "edit.versions": _whole_numbers(versions, "--versions"), "edit.mode": mode,
-            "edit.region": region, "edit.orthogonal_to": orthogonal_to, "edit.vectors": vectors_path, "edit.weights": weights,
-            "edit.plot": plot, "edit.plot_masks": plot_masks,
+            **args.overrides(),
+            "edit.attribute": attribute,
+            "edit.parameter_range": list(strength_range) if strength_range else None,
+            "edit.sample_size": sample_size,
+            "edit.versions": _whole_numbers(versions, "--versions"),
+            "edit.mode": mode,
+            "edit.region": region,
+            "edit.orthogonal_to": orthogonal_to,
+            "edit.vectors": vectors_path,
+            "edit.weights": weights,
+            "edit.plot": plot,
+            "edit.plot_masks": plot_masks,
         }
     )
     section = config["edit"]
@@ -103,9 +132,14 @@ def edit(session: Session, attribute, strength_range, sample_size, versions, mod
         else:
             chosen = sorted(np.random.default_rng(config["seed"]).choice(vectors.versions, section["sample_size"], replace=False).tolist())
         options = EditSettings(
-            attribute=section["attribute"], strengths=tuple(parse_range(*section["parameter_range"])), versions=tuple(chosen),
-            mode=section["mode"], region=section["region"], orthogonal_to=tuple(section["orthogonal_to"]),
-            feather=config["paste"]["feather"], plot_masks=section["plot_masks"],
+            attribute=section["attribute"],
+            strengths=tuple(parse_range(*section["parameter_range"])),
+            versions=tuple(chosen),
+            mode=section["mode"],
+            region=section["region"],
+            orthogonal_to=tuple(section["orthogonal_to"]),
+            feather=config["paste"]["feather"],
+            plot_masks=section["plot_masks"],
         )
         step = EditStep(options, vae, vectors)
     except (FileNotFoundError, WeightsError, VectorsError, UnknownAttribute, ValueError) as error:
@@ -124,7 +158,15 @@ def edit(session: Session, attribute, strength_range, sample_size, versions, mod
 
     default = section["image_filename"] or str(demo_image_path())
     try:
-        run_photos(session, args, config, step, default_inputs=[default], sheet=step.attribute, wrap_job=collect_sheets if section["plot"] else None)
+        run_photos(
+            session,
+            args,
+            config,
+            step,
+            default_inputs=[default],
+            sheet=step.attribute,
+            wrap_job=collect_sheets if section["plot"] else None,
+        )
     finally:
         if section["plot"] and sheets:
             _show(sheets, session)
@@ -144,7 +186,9 @@ def _whole_numbers(text: str | None, option: str) -> list[int] | None:
 
 def _show(paths: list[str], session: Session) -> None:
     """Show contact sheets on screen when a display and an interactive terminal exist; otherwise say why not."""
-    if not (sys.stdout.isatty() and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32"))):
+    if not (
+        sys.stdout.isatty() and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32"))
+    ):
         session.say("--plot: no display or not interactive; the contact sheets are in the output folder")
         return
     import matplotlib.pyplot as plt

@@ -55,7 +55,10 @@ def _train(session: Session, trainer, resume: str | None, max_hours: float) -> N
             raise UsageProblem(f"cannot resume from {resume}: {error}") from None
         session.say(f"resumed from {resume} after epoch {trainer.epoch}")
         if saved.get("epochs") != trainer.settings.epochs:
-            session.say(f"note: the learning-rate schedule now spans {trainer.settings.epochs} epochs (the checkpoint's spanned {saved.get('epochs')})")
+            session.say(
+                f"note: the learning-rate schedule now spans {trainer.settings.epochs} epochs "
+                f"(the checkpoint's spanned {saved.get('epochs')})"
+            )
 
     def progress_factory(epoch: int, steps: int):
         return _LossBar(session.progress(steps, f"epoch {epoch + 1}/{trainer.settings.epochs}"))
@@ -84,7 +87,13 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours) -> None:
         build_cache(Path(section["source"]), cache_dir)
     fields = ("epochs", "batch_size", "lr", "beta", "kl_warmup_epochs", "flip", "max_hours")
     settings = TrainSettings(**{key: section[key] for key in fields}, seed=config["seed"])
-    trainer = VAETrainer(open_cache(cache_dir), VAEConfig(latent=config["vae"]["latent"], channels=config["vae"]["channels"]), settings, Path(section["out"]), device)
+    trainer = VAETrainer(
+        open_cache(cache_dir),
+        VAEConfig(latent=config["vae"]["latent"], channels=config["vae"]["channels"]),
+        settings,
+        Path(section["out"]),
+        device,
+    )
     _train(session, trainer, resume, section["max_hours"])
 
 
@@ -95,7 +104,9 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours) -> None:
 @click.option("--orthogonal-to", default="", help="Comma-separated attributes whose directions are projected out of every vector.")
 @click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="VAE weights (default: the shipped data/vae.pt).")
 @click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (default from configs/train_vae.yaml).")
-@click.option("--out", type=click.Path(dir_okay=False), default="data/attribute_vectors.npz", show_default=True, help="Where to write the vectors.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default="data/attribute_vectors.npz", show_default=True, help="Where to write the vectors."
+)
 @verbosity_options
 @click.pass_obj
 def train_vectors(session: Session, attributes, samples_per_version, version_count, orthogonal_to, weights, cache, out) -> None:
@@ -121,11 +132,24 @@ def train_vectors(session: Session, attributes, samples_per_version, version_cou
     with session.progress(len(rows), "encoding") as bar:
         latents = encode_rows(vae, faces, rows, progress=bar.update)
     columns = [faces.attribute_names.index(n) for n in dict.fromkeys(names + against)]
-    full = compute_vectors(latents, faces.attributes[rows][:, columns], [faces.attribute_names[c] for c in columns], version_count, samples_per_version, config["seed"])
+    full = compute_vectors(
+        latents,
+        faces.attributes[rows][:, columns],
+        [faces.attribute_names[c] for c in columns],
+        version_count,
+        samples_per_version,
+        config["seed"],
+    )
     keep = [full.names.index(n) for n in names]
     vectors = orthogonal_versions(full, against)[keep]
-    meta = {**full.meta, "orthogonal_to": against, "vae": str(weights or "shipped data/vae.pt"), "vae_epochs": vae.meta.get("epochs"),
-            "vae_fingerprint": vae.fingerprint, "command": "faceflex " + " ".join(sys.argv[1:])}
+    meta = {
+        **full.meta,
+        "orthogonal_to": against,
+        "vae": str(weights or "shipped data/vae.pt"),
+        "vae_epochs": vae.meta.get("epochs"),
+        "vae_fingerprint": vae.fingerprint,
+        "command": "faceflex " + " ".join(sys.argv[1:]),
+    }
     result = AttributeVectors(names, vectors, full.samples[keep], meta).save(out)
     session.say(f"wrote {len(names)} attributes x {version_count} versions to {result} (for VAE weights {vae.fingerprint})")
 
@@ -140,7 +164,9 @@ def train_classifier(session: Session, task, epochs, resume, out, data, max_hour
     """Train a mini-Xception classifier on its data's training part (test parts never seen)."""
     from faceflex.train.classifier_trainer import TASKS, ClassifierSettings, ClassifierTrainer
 
-    config = session.config({f"train_classifier.{task}.epochs": epochs, "train_classifier.data": data, "train_classifier.max_hours": max_hours})
+    config = session.config(
+        {f"train_classifier.{task}.epochs": epochs, "train_classifier.data": data, "train_classifier.max_hours": max_hours}
+    )
     section = config["train_classifier"]
     device = torch_device(config)
     data_set = task_data(session, task, section)

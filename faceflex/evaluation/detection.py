@@ -60,9 +60,7 @@ def landmark_error(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 def match(detected: list[Face], labelled: list[LabelledFace], min_iou: float = 0.3) -> list[tuple[int, int]]:
     """Greedy one-to-one matching by IoU: (detected index, labelled index) pairs."""
-    pairs = sorted(
-        ((iou(d.box, t.box), i, j) for i, d in enumerate(detected) for j, t in enumerate(labelled)), reverse=True
-    )
+    pairs = sorted(((iou(d.box, t.box), i, j) for i, d in enumerate(detected) for j, t in enumerate(labelled)), reverse=True)
     used_d: set[int] = set()
     used_t: set[int] = set()
     matched = []

@@ -61,7 +61,12 @@ def evaluate_edits(
     device = next(attribute_model.parameters()).device
     test_rows = np.sort(cache.split("test"))
     rows_per_face = len(versions) if versions else 1
-    report: dict = {"per_side": per_side, "strengths": list(strengths), "versions": list(versions) if versions else "mean of all", "attributes": {}}
+    report: dict = {
+        "per_side": per_side,
+        "strengths": list(strengths),
+        "versions": list(versions) if versions else "mean of all",
+        "attributes": {},
+    }
     for attribute in attributes:
         name = vectors.resolve(attribute)
         column = cache.attribute_names.index(name)

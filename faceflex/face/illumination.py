@@ -40,8 +40,11 @@ class Illumination:
 
     def to_dict(self) -> dict:
         return {
-            "label": self.label, "brightness": round(self.brightness, 1), "contrast": round(self.contrast, 1),
-            "clipped": round(self.clipped, 3), "asymmetry": round(self.asymmetry, 3),
+            "label": self.label,
+            "brightness": round(self.brightness, 1),
+            "contrast": round(self.contrast, 1),
+            "clipped": round(self.clipped, 3),
+            "asymmetry": round(self.asymmetry, 3),
         }
 
 

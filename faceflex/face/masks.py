@@ -104,9 +104,7 @@ def polygon_mask(polygons: list[np.ndarray], size: tuple[int, int]) -> np.ndarra
     return np.asarray(canvas, dtype=np.float32) / 255.0
 
 
-def region_mask(
-    landmarks: np.ndarray, region: str = "face", size: tuple[int, int] = (128, 128), feather: float = 0.04
-) -> np.ndarray:
+def region_mask(landmarks: np.ndarray, region: str = "face", size: tuple[int, int] = (128, 128), feather: float = 0.04) -> np.ndarray:
     """Soft mask of a region: filled polygons blurred by ``feather`` x face width.
 
     The mask falls to exactly zero at least one pixel inside the frame's border, so pasting it

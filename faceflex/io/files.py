@@ -122,7 +122,10 @@ class FolderLock:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise OutputError(f"{self.folder}: another faceflex run (pid {holder}) is writing into this folder; wait for it or choose another --out-dir") from None
+                raise OutputError(
+                    f"{self.folder}: another faceflex run (pid {holder}) is writing into this folder; "
+                    "wait for it or choose another --out-dir"
+                ) from None
             raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

@@ -37,7 +37,9 @@ def load_weights(path: str | Path) -> dict:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "unsupported global" in str(error).lower():  # a class or function inside: code the file would run
-            raise WeightsError(f"{path}: refused: it holds Python objects other than tensors, which faceflex never loads (no code was run)") from None
+            raise WeightsError(
+                f"{path}: refused: it holds Python objects other than tensors, which faceflex never loads (no code was run)"
+            ) from None
         raise WeightsError(f"{path}: not a faceflex weight file (not a torch file)") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise WeightsError(f"{path}: not a faceflex weight file ({type(error).__name__})") from None

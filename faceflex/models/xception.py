@@ -29,14 +29,19 @@ class XceptionConfig:
     @classmethod
     def from_dict(cls, data: dict) -> XceptionConfig:
         return cls(
-            in_channels=int(data["in_channels"]), image_size=int(data["image_size"]), stem=int(data["stem"]),
-            widths=tuple(int(w) for w in data["widths"]), heads={str(k): int(v) for k, v in data["heads"].items()},
+            in_channels=int(data["in_channels"]),
+            image_size=int(data["image_size"]),
+            stem=int(data["stem"]),
+            widths=tuple(int(w) for w in data["widths"]),
+            heads={str(k): int(v) for k, v in data["heads"].items()},
             dropout=float(data["dropout"]),
         )
 
 
 def _separable(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False), nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False), nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)
+    )
 
 
 class _Module(nn.Module):
@@ -45,7 +50,9 @@ class _Module(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=2, bias=False), nn.BatchNorm2d(cout))
-        self.main = nn.Sequential(_separable(cin, cout), nn.ReLU(inplace=True), _separable(cout, cout), nn.MaxPool2d(3, stride=2, padding=1))
+        self.main = nn.Sequential(
+            _separable(cin, cout), nn.ReLU(inplace=True), _separable(cout, cout), nn.MaxPool2d(3, stride=2, padding=1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x) + self.shortcut(x)
@@ -59,8 +66,12 @@ class MiniXception(nn.Module):
         self.config = config
         s = config.stem
         layers: list[nn.Module] = [
-            nn.Conv2d(config.in_channels, s, 3, bias=False), nn.BatchNorm2d(s), nn.ReLU(inplace=True),
-            nn.Conv2d(s, s, 3, bias=False), nn.BatchNorm2d(s), nn.ReLU(inplace=True),
+            nn.Conv2d(config.in_channels, s, 3, bias=False),
+            nn.BatchNorm2d(s),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(s, s, 3, bias=False),
+            nn.BatchNorm2d(s),
+            nn.ReLU(inplace=True),
         ]
         cin = s
         for width in config.widths:

@@ -47,7 +47,13 @@ class PhotoJob:
     def image(self, item: InputItem, outputs: Outputs) -> dict:
         image = load_image(item.path, self.max_pixels)
         result = run_step(image.rgb, self.step, self.detect, self.faces)
-        record = {"kind": "image", "width": image.size[0], "height": image.size[1], "face_count": len(result.crops), "faces": result.records}
+        record = {
+            "kind": "image",
+            "width": image.size[0],
+            "height": image.size[1],
+            "face_count": len(result.crops),
+            "faces": result.records,
+        }
         if image.note:
             record["note"] = image.note
         if self.plot_landmarks:  # also without faces: the picture shows that none was found
@@ -84,7 +90,9 @@ class PhotoJob:
             for product, picture in pictures.items():
                 if product not in writers:
                     rate = frame.rate / self.every
-                    writers[product] = outputs.stream(product, "mp4", lambda path, r=rate: VideoWriter(path, r), info={"fps": round(float(rate), 3)})
+                    writers[product] = outputs.stream(
+                        product, "mp4", lambda path, r=rate: VideoWriter(path, r), info={"fps": round(float(rate), 3)}
+                    )
                 writers[product].write(picture)
         return {"kind": "video", "frames_sampled": sampled, "every": self.every, "face_count": face_count}
 

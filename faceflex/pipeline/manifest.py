@@ -19,9 +19,10 @@ While the batch runs, every finished input is appended to a journal beside the m
 (``<manifest>.partial``, JSON lines, flushed per input). The manifest itself is written at the end
 from the journal (memory stays flat however many inputs), atomically, and the journal removed.
 JSON is written ASCII-safe (other characters as ``\\u`` escapes), so a file name that is not valid
-UTF-8 never breaks it; CSV carries such names as their original bytes. A run stopped by Ctrl-C or SIGTERM still writes its manifest, with ``"complete": false``; after
-kill -9 the journal remains and describes every input finished so far; ``--skip-existing`` reads
-it (or the previous manifest) and skips inputs whose outputs are all there.
+UTF-8 never breaks it; CSV carries such names as their original bytes. A run stopped by Ctrl-C or
+SIGTERM still writes its manifest, with ``"complete": false``; after kill -9 the journal remains
+and describes every input finished so far; ``--skip-existing`` reads it (or the previous
+manifest) and skips inputs whose outputs are all there.
 """
 
 from __future__ import annotations
@@ -182,7 +183,9 @@ class Manifest:
                 self._journal = journal
                 write_atomic(self.path, lambda handle: self._render(_TextSink(handle), closing), self.protected)
         except OSError as error:
-            raise OutputError(f"{self.path}: cannot write the manifest ({describe_os_error(error)}); the records are in {self.journal_path}") from None
+            raise OutputError(
+                f"{self.path}: cannot write the manifest ({describe_os_error(error)}); the records are in {self.journal_path}"
+            ) from None
         os.unlink(self.journal_path)
         return self.path
 

@@ -184,7 +184,14 @@ class RunResult:
 
     def summary(self) -> dict:
         total = self.succeeded + self.skipped + len(self.failures)
-        return {"inputs": total, "succeeded": self.succeeded, "failed": len(self.failures), "skipped": self.skipped, "faces": self.faces, "outputs": self.outputs}
+        return {
+            "inputs": total,
+            "succeeded": self.succeeded,
+            "failed": len(self.failures),
+            "skipped": self.skipped,
+            "faces": self.faces,
+            "outputs": self.outputs,
+        }
 
 
 Job = Callable[[InputItem, Outputs], dict]
@@ -238,7 +245,9 @@ class Runner:
             manifest.add({"file": failure.path, "status": "failed", "error": failure.cause})
         show_bar = not settings.quiet and len(items) > 1 and sys.stdout.isatty() and sys.stderr.isatty()
         try:
-            with click.progressbar(items, label=str(self.header.get("command", "")), file=sys.stderr, hidden=not show_bar, show_pos=True) as bar:
+            with click.progressbar(
+                items, label=str(self.header.get("command", "")), file=sys.stderr, hidden=not show_bar, show_pos=True
+            ) as bar:
                 for item in bar:
                     done = previous.get(str(item.path))
                     if done and done.get("status") == "ok" and all(Path(o["path"]).is_file() for o in done.get("outputs", [])):
@@ -301,7 +310,8 @@ class Runner:
         """Closing lines: counts, the manifest's path, and every failed input listed again."""
         total = result.succeeded + result.skipped + len(result.failures)
         skipped = f" ({result.skipped} done before, skipped)" if result.skipped else ""
-        self.say(f"{result.faces} face{'s' * (result.faces != 1)} in {total} {noun}{skipped}; {result.outputs} file{'s' * (result.outputs != 1)} written")
+        faces, files = f"face{'s' * (result.faces != 1)}", f"file{'s' * (result.outputs != 1)}"
+        self.say(f"{result.faces} {faces} in {total} {noun}{skipped}; {result.outputs} {files} written")
         if result.manifest_path is not None:
             self.say(f"manifest: {result.manifest_path}")
         if result.failures:

@@ -97,7 +97,9 @@ class EditSettings:
             raise ValueError(f"strengths must be finite and between -{MAX_STRENGTH:g} and {MAX_STRENGTH:g}")
         rows = len(self.versions) if self.versions is not None else 1
         if rows * len(self.strengths) > MAX_OUTPUTS:
-            raise ValueError(f"{rows} versions x {len(self.strengths)} strengths = {rows * len(self.strengths)} outputs per photo; at most {MAX_OUTPUTS}")
+            raise ValueError(
+                f"{rows} versions x {len(self.strengths)} strengths = {rows * len(self.strengths)} outputs per photo; at most {MAX_OUTPUTS}"
+            )
 
 
 @dataclass
@@ -130,9 +132,15 @@ class EditStep:
     def settings(self) -> dict:
         s = self.options
         return {
-            "attribute": self.attribute, "strengths": list(s.strengths), "versions": self.rows if s.versions is not None else "mean of all",
-            "mode": s.mode, "region": self.region, "orthogonal_to": self.against, "feather": s.feather,
-            "vae_fingerprint": self.vae.fingerprint, "vectors_vae_fingerprint": self.vectors.vae_fingerprint,
+            "attribute": self.attribute,
+            "strengths": list(s.strengths),
+            "versions": self.rows if s.versions is not None else "mean of all",
+            "mode": s.mode,
+            "region": self.region,
+            "orthogonal_to": self.against,
+            "feather": s.feather,
+            "vae_fingerprint": self.vae.fingerprint,
+            "vectors_vae_fingerprint": self.vectors.vae_fingerprint,
         }
 
     def product(self, row: int, strength: float) -> str:
@@ -145,33 +153,45 @@ class EditStep:
         s = self.options
         latents = self.vae.encode(np.stack([c.aligned.image for c in crops]))
         masks = [region_mask(c.aligned.landmarks, self.region, feather=s.feather) for c in crops]
-        base = self.vae.decode(latents).astype(np.float32) if s.mode == "residual" else None
         pictures = {}
         if s.plot_masks:
             pictures = {f"face{c.index}.mask": mask_panels(c.aligned.image, c.aligned.landmarks, m) for c, m in zip(crops, masks)}
         records = [{"region": self.region} for _ in crops]
-        return StepOutput(records, self._variants(latents, masks, base), pictures, sheet_columns=len(s.strengths))
+        return StepOutput(records, self._variants(latents, masks), pictures, sheet_columns=len(s.strengths))
 
-    def _variants(self, latents: np.ndarray, masks: Sequence[np.ndarray], base: np.ndarray | None) -> Iterator[Variant]:
+    def _variants(self, latents: np.ndarray, masks: Sequence[np.ndarray]) -> Iterator[Variant]:
+        """The outputs in order (rows = versions, columns = strengths), decoded block by block.
+
+        Residual mode also needs decode(z) of every face: it rides along in the first block's decode.
+        """
         s = self.options
         plan = [(row, column, strength) for row in range(len(self.rows)) for column, strength in enumerate(s.strengths)]
-        block = max(1, DECODE_BLOCK // len(latents))
+        faces, size = len(latents), latents.shape[1]
+        block = max(1, DECODE_BLOCK // faces)
+        base = None
         for start in range(0, len(plan), block):
             chunk = plan[start : start + block]
             shifts = np.stack([strength * self.directions[row] for row, _, strength in chunk])  # (B, D)
-            decoded = self.vae.decode((latents[:, None, :] + shifts[None]).reshape(-1, latents.shape[1]))
-            decoded = decoded.reshape(len(latents), len(chunk), *decoded.shape[1:])
+            batch = (latents[:, None, :] + shifts[None]).reshape(-1, size)
+            first = s.mode == "residual" and base is None
+            decoded = self.vae.decode(np.concatenate([latents, batch]) if first else batch)
+            if first:
+                base, decoded = decoded[:faces].astype(np.float32), decoded[faces:]
+            decoded = decoded.reshape(faces, len(chunk), *decoded.shape[1:])
             for c, (row, column, strength) in enumerate(chunk):
-                layers = [self._layer(i, decoded[i, c], masks[i], base, strength) for i in range(len(latents))]
+                layers = [self._layer(i, decoded[i, c], masks[i], base, strength) for i in range(faces)]
                 version = self.rows[row]
                 yield Variant(
-                    self.product(row, strength), lambda layers=layers: layers,
+                    self.product(row, strength),
+                    lambda layers=layers: layers,
                     info={"version": version if version is not None else "mean", "strength": strength},
-                    row=row, column=column,
+                    row=row,
+                    column=column,
                     title=f"{self.attribute}, {strength_name(strength)}" + (f" (v{version})" if len(self.rows) > 1 else ""),
                 )
 
-    def _layer(self, face: int, decoded: np.ndarray, mask: np.ndarray, base: np.ndarray | None, strength: float) -> Layer:
+    @staticmethod
+    def _layer(face: int, decoded: np.ndarray, mask: np.ndarray, base: np.ndarray | None, strength: float) -> Layer:
         if base is None:
             return Layer(face, decoded, mask, "replace")
         delta = decoded.astype(np.float32) - base[face] if strength != 0 else np.zeros_like(base[face])

@@ -11,7 +11,9 @@ from faceflex.inference.vae_codec import VAE
 from faceflex.train.cache import CachedFaces
 
 
-def encode_rows(vae: VAE, cache: CachedFaces, rows: np.ndarray, batch_size: int = 256, progress: Callable[[int], None] | None = None) -> np.ndarray:
+def encode_rows(
+    vae: VAE, cache: CachedFaces, rows: np.ndarray, batch_size: int = 256, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
     """Mean latents (len(rows), D) of cache faces, in batches."""
     out = np.empty((len(rows), vae.latent_size), dtype=np.float32)
     for start in range(0, len(rows), batch_size):

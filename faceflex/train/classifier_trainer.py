@@ -83,7 +83,9 @@ def augment(x: torch.Tensor, settings: ClassifierSettings, generator: torch.Gene
     return ((x - mean) * contrast + mean * brightness).clamp(0, 1)
 
 
-def task_loss(spec: TaskSpec, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], settings: ClassifierSettings) -> torch.Tensor:
+def task_loss(
+    spec: TaskSpec, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], settings: ClassifierSettings
+) -> torch.Tensor:
     """The training loss of one batch."""
     if spec.name == "attributes":
         return F.binary_cross_entropy_with_logits(outputs["attributes"].float(), targets["attributes"])
@@ -104,8 +106,15 @@ def metrics(spec: TaskSpec, outputs: dict[str, np.ndarray], targets: dict[str, n
         truth = targets["expression"]
         confusion = np.zeros((len(EXPRESSIONS), len(EXPRESSIONS)), dtype=int)
         np.add.at(confusion, (truth, predicted), 1)
-        recall = {name: round(float(confusion[i, i] / max(1, confusion[i].sum())), 4) for i, name in enumerate(EXPRESSIONS) if confusion[i].sum()}
-        return {"accuracy": round(float((predicted == truth).mean()), 4), "recall": recall, "confusion": confusion.tolist(), "count": len(truth)}
+        recall = {
+            name: round(float(confusion[i, i] / max(1, confusion[i].sum())), 4) for i, name in enumerate(EXPRESSIONS) if confusion[i].sum()
+        }
+        return {
+            "accuracy": round(float((predicted == truth).mean()), 4),
+            "recall": recall,
+            "confusion": confusion.tolist(),
+            "count": len(truth),
+        }
     age = outputs["age"][:, 0] * AGE_UNIT
     mae = float(np.abs(age - targets["age"]).mean())
     gender = float((outputs["gender"].argmax(1) == targets["gender"]).mean())
@@ -125,11 +134,15 @@ class ClassifierTrainer(Trainer):
     def __init__(self, spec: TaskSpec, data: LabelledSet, settings: ClassifierSettings, out: Path, device: torch.device):
         torch.manual_seed(settings.seed)
         self.spec, self.data, self.name = spec, data, spec.name
-        config = XceptionConfig(spec.in_channels, spec.image_size, settings.stem, tuple(settings.widths), dict(spec.heads), settings.dropout)
+        config = XceptionConfig(
+            spec.in_channels, spec.image_size, settings.stem, tuple(settings.widths), dict(spec.heads), settings.dropout
+        )
         model = MiniXception(config).to(device).to(memory_format=torch.channels_last)
         decay = [p for p in model.parameters() if p.ndim > 1]
         rest = [p for p in model.parameters() if p.ndim <= 1]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=settings.lr)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": settings.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=settings.lr
+        )
         train_rows = data.rows("train")
         self.setup(model, optimizer, train_rows, settings, out, device, warmup_steps=max(1, len(train_rows) // settings.batch_size))
 

@@ -33,8 +33,17 @@ FER_SPLIT_SEED = 2013
 UTK_SPLIT_SEED = 1
 
 # CK+ folder names -> expression classes ("contempt" has none and is left out).
-CKPLUS_TO_FER = {folder: EXPRESSIONS.index(name) for folder, name in
-                 {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "sadness": "sad", "surprise": "surprise"}.items()}
+CKPLUS_TO_FER = {
+    folder: EXPRESSIONS.index(name)
+    for folder, name in {
+        "anger": "angry",
+        "disgust": "disgust",
+        "fear": "fear",
+        "happy": "happy",
+        "sadness": "sad",
+        "surprise": "surprise",
+    }.items()
+}
 
 
 @dataclass
@@ -90,7 +99,9 @@ def expression_set(fer_dir: str | Path) -> LabelledSet:
     paths, labels = read_fer_labels(fer_dir)
     with zipfile.ZipFile(fer_dir / "fer2013_48.zip") as archive:
         images = np.stack([_read_grey(archive, p, 48) for p in paths])[..., None]
-    return LabelledSet(images, {"expression": labels}, seeded_split(len(paths), FER_SPLIT_SEED), {"source": str(fer_dir), "classes": EXPRESSIONS})
+    return LabelledSet(
+        images, {"expression": labels}, seeded_split(len(paths), FER_SPLIT_SEED), {"source": str(fer_dir), "classes": EXPRESSIONS}
+    )
 
 
 def ckplus_set(ck_dir: str | Path, reframe: bool = True) -> LabelledSet:

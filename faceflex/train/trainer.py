@@ -30,8 +30,16 @@ class Trainer:
 
     name = "model"  # the exported weights are <out>/<name>.pt
 
-    def setup(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_rows: np.ndarray, settings, out: Path,
-              device: torch.device, warmup_steps: int = 0) -> None:
+    def setup(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train_rows: np.ndarray,
+        settings,
+        out: Path,
+        device: torch.device,
+        warmup_steps: int = 0,
+    ) -> None:
         self.model, self.optimizer, self.train_rows = model, optimizer, train_rows
         self.settings, self.out, self.device = settings, Path(out), device
         self.steps_per_epoch = max(1, len(train_rows) // settings.batch_size)
@@ -71,9 +79,14 @@ class Trainer:
 
     def state(self) -> dict:
         return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "epoch": self.epoch, "history": self.history,
-            "settings": self.settings_record(), "config": self.architecture(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "settings": self.settings_record(),
+            "config": self.architecture(),
         }
 
     def save_checkpoint(self) -> Path:
@@ -122,7 +135,9 @@ class Trainer:
         self.epoch += 1
         return {key: value / self.steps_per_epoch for key, value in totals.items()}
 
-    def run(self, on_epoch: Callable[[dict], None] | None = None, progress_factory=None, max_hours: float = 0.0, stop_after: int | None = None) -> None:
+    def run(
+        self, on_epoch: Callable[[dict], None] | None = None, progress_factory=None, max_hours: float = 0.0, stop_after: int | None = None
+    ) -> None:
         """Train until ``epochs`` (or past ``max_hours``, or ``stop_after`` epochs in this call),
         checkpointing, exporting and recording after each epoch."""
         start = time.perf_counter()
@@ -131,8 +146,12 @@ class Trainer:
             epoch_start = time.perf_counter()
             with progress_factory(self.epoch, self.steps_per_epoch) if progress_factory else contextlib.nullcontext() as bar:
                 means = self.train_epoch(bar)
-            record = {"epoch": self.epoch, **{k: round(v, 4) for k, v in means.items()}, **self.evaluate(),
-                      "seconds": round(time.perf_counter() - epoch_start, 1)}
+            record = {
+                "epoch": self.epoch,
+                **{k: round(v, 4) for k, v in means.items()},
+                **self.evaluate(),
+                "seconds": round(time.perf_counter() - epoch_start, 1),
+            }
             self.history.append(record)
             self.after_epoch()
             self.save_checkpoint()
