@@ -217,16 +217,17 @@ def _wait_for_journal(journal: Path, records: int, proc: subprocess.Popen, limit
     raise AssertionError("no progress in the journal")
 
 
-def test_sigterm_finishes_the_manifest_and_leaves_no_partial_files(tmp_path, demo_path):
+@pytest.mark.parametrize("signum, name", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")])
+def test_sigterm_and_ctrl_c_finish_the_manifest_and_leave_no_partial_files(tmp_path, demo_path, signum, name):
     folder = _folder_of_copies(tmp_path, demo_path, 30)
     out = tmp_path / "out"
     proc = _start(["detect", str(folder), "-o", str(out), "--plot-landmarks"])
     _wait_for_journal(out / "detect.json.partial", 3, proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode == 128 + signum
     document = json.loads((out / "detect.json").read_text())
-    assert document["complete"] is False and document["interrupted"] == "SIGTERM"
+    assert document["complete"] is False and document["interrupted"] == name
     done = names(document, "ok")
     assert 3 <= len(done) < 30
     assert sorted(p.name for p in out.glob("*.landmarks.png")) == sorted(n.replace(".jpg", ".landmarks.png") for n in done)
@@ -413,3 +414,46 @@ def test_evaluate_vae_writes_nothing_without_out_dir(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
     with_grid = run("evaluate", "vae", "--cache", str(cache), "--limit", "2", "-o", str(tmp_path / "grid"))
     assert with_grid.exit_code == 0 and (tmp_path / "grid" / "vae_reconstructions.png").is_file()
+
+
+def test_a_new_step_joins_the_runner_as_docs_architecture_shows(tmp_path, demo_rgb):
+    """The example step of docs/ARCHITECTURE.md: a step module is all a new command needs."""
+    from dataclasses import dataclass
+
+    from PIL import ImageFilter
+
+    from faceflex.face.detect import DetectSettings
+    from faceflex.face.masks import region_mask
+    from faceflex.io.inputs import iter_inputs
+    from faceflex.pipeline.flow import Layer, StepOutput, Variant
+    from faceflex.pipeline.jobs import PhotoJob
+    from faceflex.pipeline.runner import Runner, RunSettings
+
+    @dataclass
+    class BlurStep:
+        radius: float = 8.0
+        command = "blur"
+        aligned_size = 128
+        writes_variants = True
+        picture_format = None
+
+        def settings(self) -> dict:
+            return {"radius": self.radius}
+
+        def __call__(self, photo, crops):
+            def layers():
+                blurred = [np.asarray(Image.fromarray(c.aligned.image).filter(ImageFilter.GaussianBlur(self.radius))) for c in crops]
+                return [Layer(c.index, b, region_mask(c.aligned.landmarks, "face")) for c, b in zip(crops, blurred)]
+
+            return StepOutput([{} for _ in crops], [Variant("blurred", layers)])
+
+    photo = tmp_path / "hopper.png"
+    Image.fromarray(demo_rgb).save(photo)
+    out = tmp_path / "out"
+    items = [entry for entry in iter_inputs([photo])]
+    runner = Runner({"faceflex": "test", "command": "blur", "settings": {}}, RunSettings(out, str(out / "blur.json")), writes_files=True)
+    result = runner.run(items, [], PhotoJob(BlurStep(), DetectSettings()))
+    assert result.exit_code == 0 and result.outputs == 1
+    blurred = np.asarray(Image.open(out / "hopper.blurred.png"))
+    assert not np.array_equal(blurred, demo_rgb) and np.array_equal(blurred[:60], demo_rgb[:60])  # the face only
+    assert json.loads((out / "blur.json").read_text())["inputs"][0]["outputs"][0]["product"] == "blurred"

@@ -69,18 +69,6 @@ def torch_device(config: dict):
         raise UsageProblem(str(error)) from None
 
 
-def usage_errors(*kinds: type[BaseException]):
-    """Run a setup callable, turning the listed exception kinds into one-line usage errors (exit 2)."""
-
-    def call(function: Callable, *args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except kinds as error:
-            raise UsageProblem(str(error)) from None
-
-    return call
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="faceflex")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file (overrides configs/default.yaml).")
@@ -125,6 +113,7 @@ def photo_options(command):
         click.option("-o", "--out-dir", type=click.Path(file_okay=False), help="Folder for written files (default ./out)."),
         click.option(
             "--manifest",
+            metavar="FILE",
             help="Records file ('-' for stdout). Default: OUT_DIR/<command>.<format> when an output folder is set "
             "or photos are edited, else stdout.",
         ),
