@@ -6,6 +6,7 @@ Heavy modules (numpy, Pillow, dlib, torch) are imported inside the commands, so 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -53,10 +54,14 @@ class Session:
         if not self.quiet:
             click.echo(message, err=True)
 
-    def progress(self, length: int, label: str):
+    def progress(self, length: int | None = None, label: str = "", items=None):
         """A progress bar on stderr (hidden unless both streams are terminals and not --quiet)."""
         show = not self.quiet and sys.stdout.isatty() and sys.stderr.isatty()
-        return click.progressbar(length=length, label=label, file=sys.stderr, hidden=not show, show_pos=True)
+        return click.progressbar(items, length=length, label=label, file=sys.stderr, hidden=not show, show_pos=True)
+
+    def error(self, message: str) -> None:
+        """An error line on stderr (never silenced)."""
+        click.echo(message, err=True)
 
 
 def torch_device(config: dict):
@@ -236,13 +241,29 @@ def run_photos(
         verbose=session.verbose,
     )
     job = PhotoJob(step, detect_settings, which, config["input"]["max_pixels"], args.plot_landmarks, every, sheet)
-    runner = Runner(header, run_settings, writes_files)
+    runner = Runner(header, run_settings, writes_files, reporter=_BatchReporter(session))
     try:
         result = runner.run(items, missing, wrap_job(job) if wrap_job else job)
     except OutputError as error:
         raise UsageProblem(str(error)) from None
     runner.report_summary(result, "inputs")
     sys.exit(result.exit_code)
+
+
+class _BatchReporter:
+    """The runner's messages through the session: progress lines, errors, a progress bar for batches."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def say(self, message: str) -> None:
+        self.session.say(message)
+
+    def error(self, message: str) -> None:
+        self.session.error(message)
+
+    def progress(self, items, label: str):
+        return self.session.progress(label=label, items=items) if len(items) > 1 else contextlib.nullcontext(items)
 
 
 def _refuse_out_dir_inside_inputs(out_dir: Path, specs: list[str], recursive: bool) -> None:

@@ -21,7 +21,7 @@ from faceflex.face.detect import DetectSettings
 from faceflex.io.images import DEFAULT_MAX_PIXELS, load_image
 from faceflex.io.inputs import InputItem
 from faceflex.pipeline.flow import PhotoResult, Step, run_step
-from faceflex.pipeline.runner import Outputs, TextStream
+from faceflex.pipeline.outputs import Outputs, TextStream
 from faceflex.viz import contact_sheet, draw_landmarks, faces_crop
 
 KEEP_FORMATS = ("jpg", "jpeg", "png", "webp", "tif", "tiff")  # variants keep these input formats; others become PNG

@@ -10,25 +10,20 @@ output folder, the manifest written as the batch goes (:mod:`faceflex.pipeline.m
 
 from __future__ import annotations
 
-import hashlib
-import os
+import contextlib
 import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-import click
-import numpy as np
-
-from faceflex.io.files import FolderLock, OutputError, commit, describe_os_error, remove_stale_temps, temp_path, write_text
-from faceflex.io.images import save_image
+from faceflex.io.files import FolderLock, OutputError, describe_os_error, remove_stale_temps
 from faceflex.io.inputs import InputError, InputItem
 from faceflex.pipeline.manifest import Manifest
-
-NAME_LIMIT = 255  # bytes in one file name on common file systems
+from faceflex.pipeline.outputs import OutputNames, Outputs
 
 
 class Interrupted(BaseException):
@@ -37,45 +32,6 @@ class Interrupted(BaseException):
     def __init__(self, name: str, exit_code: int) -> None:
         super().__init__(name)
         self.name, self.exit_code = name, exit_code
-
-
-class OutputNames:
-    """Stable output paths: ``<out_dir>/<relative parent>/<stem>.<product>.<ext>``.
-
-    ``relative`` is the input's path inside a folder input (its name for a file input). When two
-    inputs would get the same name, the later one (in input order) gets ``-2``, ``-3``, ... added
-    to its stem. A name longer than the file system allows keeps the start of the stem and adds
-    ``~`` and 8 hex digits of the full stem's hash.
-    """
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = Path(out_dir)
-        self._stems: dict[Path, Path] = {}
-        self._taken: set[Path] = set()
-
-    def stem(self, item: InputItem) -> Path:
-        """The output stem of an input, without product or extension (fixed on first use)."""
-        if item.path not in self._stems:
-            base = self.out_dir / item.relative.parent / item.relative.stem
-            stem, n = base, 1
-            while stem in self._taken:
-                n += 1
-                stem = base.with_name(f"{base.name}-{n}")
-            self._taken.add(stem)
-            self._stems[item.path] = stem
-        return self._stems[item.path]
-
-    def path(self, item: InputItem, product: str, ext: str) -> Path:
-        """Output path for one product of an input."""
-        stem = self.stem(item)
-        tail = f".{product}.{ext.lstrip('.')}"
-        name = stem.name + tail
-        if len(os.fsencode(name)) > NAME_LIMIT:
-            digest = hashlib.sha1(os.fsencode(stem.name)).hexdigest()[:8]
-            room = NAME_LIMIT - len(os.fsencode(tail)) - 9
-            short = os.fsencode(stem.name)[: max(room, 1)].decode("utf-8", "ignore") or "x"
-            name = f"{short}~{digest}{tail}"
-        return stem.with_name(name)
 
 
 @dataclass(frozen=True)
@@ -89,77 +45,6 @@ class RunSettings:
     jpeg_quality: int = 95
     quiet: bool = False
     verbose: bool = False
-
-
-class Outputs:
-    """The files one input produces; every write is atomic, and all of them are removed if the input fails."""
-
-    def __init__(self, item: InputItem, names: OutputNames, settings: RunSettings, protected: list[Path]) -> None:
-        self.item, self.names, self.settings, self.protected = item, names, settings, protected
-        self.written: list[dict] = []
-        self._open: list = []
-
-    def _record(self, path: Path, product: str, info: dict | None) -> Path:
-        self.written.append({"path": str(path), "product": product, **(info or {})})
-        return path
-
-    def image(self, product: str, rgb: np.ndarray, ext: str, alpha: np.ndarray | None = None, info: dict | None = None) -> Path:
-        """Save a picture ``<stem>.<product>.<ext>`` (alpha kept where the format allows; quality from the config)."""
-        path = self.names.path(self.item, product, ext)
-        save_image(rgb, path, alpha=alpha, jpeg_quality=self.settings.jpeg_quality, protected=self.protected)
-        return self._record(path, product, info)
-
-    def text(self, product: str, ext: str, text: str, info: dict | None = None) -> Path:
-        path = self.names.path(self.item, product, ext)
-        write_text(text, path, protected=self.protected)
-        return self._record(path, product, info)
-
-    def stream(self, product: str, ext: str, opener: Callable[[Path], object], info: dict | None = None):
-        """A streamed output (a video, a frame log): ``opener(path)`` must return an object with
-        ``close()`` (moves the file into place) and ``abort()`` (drops it). Closed by :meth:`finish`."""
-        path = self.names.path(self.item, product, ext)
-        stream = opener(path)
-        self._open.append((stream, path, product, info))
-        return stream
-
-    def finish(self) -> None:
-        """Close every stream (their files appear only now)."""
-        while self._open:
-            stream, path, product, info = self._open.pop(0)
-            stream.close()
-            self._record(path, product, info)
-
-    def discard(self) -> None:
-        """Drop open streams and remove every file written for this input (no partial outputs)."""
-        for stream, *_ in self._open:
-            try:
-                stream.abort()
-            except Exception:  # noqa: BLE001 - best effort while failing anyway
-                pass
-        self._open.clear()
-        for entry in self.written:
-            Path(entry["path"]).unlink(missing_ok=True)
-        self.written.clear()
-
-
-class TextStream:
-    """A text output written line by line to a temporary file and moved into place on ``close``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.temp = temp_path(path)
-        self.handle = open(self.temp, "x", encoding="utf-8")
-
-    def write(self, text: str) -> None:
-        self.handle.write(text)
-
-    def close(self) -> Path:
-        self.handle.close()
-        return commit(self.temp, self.path)
-
-    def abort(self) -> None:
-        self.handle.close()
-        self.temp.unlink(missing_ok=True)
 
 
 @dataclass
@@ -197,15 +82,43 @@ class RunResult:
 Job = Callable[[InputItem, Outputs], dict]
 
 
+class Reporter(Protocol):
+    """Where a run's messages go: progress lines (silenced by --quiet), error lines, a progress bar."""
+
+    def say(self, message: str) -> None: ...
+
+    def error(self, message: str) -> None: ...
+
+    def progress(self, items: list[InputItem], label: str) -> contextlib.AbstractContextManager[Iterable[InputItem]]: ...
+
+
+class StderrReporter:
+    """Plain lines on stderr and no progress bar (the CLI passes one with a bar)."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr)
+
+    def error(self, message: str) -> None:
+        print(message, file=sys.stderr)
+
+    @contextlib.contextmanager
+    def progress(self, items: list[InputItem], label: str) -> Iterator[Iterable[InputItem]]:
+        yield items
+
+
 class Runner:
     """Runs a job over a batch of inputs with one manifest (see the module docstring)."""
 
-    def __init__(self, header: dict, settings: RunSettings, writes_files: bool) -> None:
+    def __init__(self, header: dict, settings: RunSettings, writes_files: bool, reporter: Reporter | None = None) -> None:
         self.header, self.settings, self.writes_files = header, settings, writes_files
+        self.reporter = reporter or StderrReporter(settings.quiet)
 
     def say(self, message: str) -> None:
-        if not self.settings.quiet:
-            click.echo(message, err=True)
+        self.reporter.say(message)
 
     def run(self, items: list[InputItem], missing: Iterable[InputError], job: Job) -> RunResult:
         """Run ``job`` on every input; raises :class:`OutputError` before any work when the outputs
@@ -243,11 +156,8 @@ class Runner:
         for failure in result.failures:
             self._report(failure)
             manifest.add({"file": failure.path, "status": "failed", "error": failure.cause})
-        show_bar = not settings.quiet and len(items) > 1 and sys.stdout.isatty() and sys.stderr.isatty()
         try:
-            with click.progressbar(
-                items, label=str(self.header.get("command", "")), file=sys.stderr, hidden=not show_bar, show_pos=True
-            ) as bar:
+            with self.reporter.progress(items, str(self.header.get("command", ""))) as bar:
                 for item in bar:
                     done = previous.get(str(item.path))
                     if done and done.get("status") == "ok" and all(Path(o["path"]).is_file() for o in done.get("outputs", [])):
@@ -263,7 +173,7 @@ class Runner:
             result.interrupted = Interrupted("SIGINT", 130)
         except OutputError as error:  # the journal itself cannot be written: stop, say why
             result.manifest_error = error
-            click.echo(f"error: {error}; stopping the batch", err=True)
+            self.reporter.error(f"error: {error}; stopping the batch")
             return
         if result.interrupted is not None:
             self.say(f"interrupted ({result.interrupted.name}): the manifest lists the {result.succeeded + result.skipped} inputs finished")
@@ -273,10 +183,10 @@ class Runner:
             )
         except OutputError as error:
             result.manifest_error = error
-            click.echo(f"error: {error}", err=True)
+            self.reporter.error(f"error: {error}")
 
     def _one(self, item: InputItem, job: Job, names: OutputNames, protected: list[Path], result: RunResult) -> dict:
-        outputs = Outputs(item, names, self.settings, protected)
+        outputs = Outputs(item, names, self.settings.jpeg_quality, protected)
         try:
             record = job(item, outputs)
             outputs.finish()
@@ -302,9 +212,8 @@ class Runner:
             self.say(f"{item.path}: {record.get('face_count')} face(s), {len(outputs.written)} file(s) written")
         return record
 
-    @staticmethod
-    def _report(error: InputError) -> None:
-        click.echo(f"error: {error}", err=True)
+    def _report(self, error: InputError) -> None:
+        self.reporter.error(f"error: {error}")
 
     def report_summary(self, result: RunResult, noun: str = "inputs") -> None:
         """Closing lines: counts, the manifest's path, and every failed input listed again."""
@@ -315,9 +224,9 @@ class Runner:
         if result.manifest_path is not None:
             self.say(f"manifest: {result.manifest_path}")
         if result.failures:
-            click.echo(f"{len(result.failures)} of {total} {noun} failed:", err=True)
+            self.reporter.error(f"{len(result.failures)} of {total} {noun} failed:")
             for failure in result.failures:
-                click.echo(f"  {failure.path}: {failure.cause}", err=True)
+                self.reporter.error(f"  {failure.path}: {failure.cause}")
 
 
 def _as_input_error(item: InputItem, error: BaseException) -> InputError:
