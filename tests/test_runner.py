@@ -203,7 +203,13 @@ def _folder_of_copies(tmp_path: Path, demo_path: Path, count: int) -> Path:
 
 def _start(args: list[str]) -> subprocess.Popen:
     code = "import sys; from faceflex.cli import main; sys.argv = ['faceflex'] + sys.argv[1:]; main()"
-    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def default_sigint() -> None:  # a background job (as CI may run us) inherits SIGINT ignored; a terminal's Ctrl-C is not
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
 
 
 def _wait_for_journal(journal: Path, records: int, proc: subprocess.Popen, limit: float = 60) -> None:
