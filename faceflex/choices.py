@@ -8,6 +8,8 @@ DETECTORS = ("hog", "cnn")  # dlib's HOG (fast, frontal) or CNN (MMOD: slower, m
 FACES = ("all", "largest")  # which faces of a photo a command works on
 MANIFEST_FORMATS = ("json", "jsonl", "csv")
 REGIONS = ("face", "mouth", "eyes", "upper-lip")  # soft landmark masks (faceflex.face.masks)
-EDIT_MODES = ("residual", "replace")  # residual: photo + mask x (decode(z + a v) - decode(z)); replace: the decoded face
+# residual: photo + mask x (decode(z + a v) - decode(z)); replace: the decoded face; warp: the photo's own
+# pixels moved as the latent moves the landmarks; hybrid: warp, then the appearance change a warp cannot make
+EDIT_MODES = ("residual", "replace", "warp", "hybrid")
 EDIT_REGIONS = ("auto", *REGIONS)  # auto: the region where the attribute lives (faceflex.steps.edit.AUTO_REGIONS)
 CLASSIFIER_TASKS = ("attributes", "expression", "age")

@@ -149,6 +149,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "edit.weights": _path,
     "edit.plot": _boolean,
     "edit.plot_masks": _boolean,
+    "edit.identity": _boolean,
     "vae.latent": _number(int, 8, 4096),
     "vae.channels": _int_list,
     "train_vae.source": _path,

@@ -368,20 +368,6 @@ def test_edit_keeps_transparency_in_formats_that_carry_it(tmp_path, demo_rgb, ex
         assert written.mode == "RGBA" and np.array_equal(np.asarray(written)[..., 3], alpha)
 
 
-def test_strength_zero_is_the_photo_bit_for_bit_in_lossless_formats(tmp_path, demo_rgb):
-    photo = tmp_path / "hopper.png"
-    Image.fromarray(demo_rgb).save(photo)
-    out = tmp_path / "out"
-    for mode in ("residual", "replace"):
-        assert (
-            run("-q", "edit", "--mode", mode, "--range", "0", "1", "1", "--versions", "0", "-o", str(out / mode), str(photo)).exit_code == 0
-        )
-    assert np.array_equal(np.asarray(Image.open(out / "residual" / "hopper.Smiling.v0.0.0.png")), demo_rgb)
-    # replace mode pastes the decoded face even at strength 0; outside the mask the photo is kept exactly
-    replaced = np.asarray(Image.open(out / "replace" / "hopper.Smiling.v0.0.0.png"))
-    assert not np.array_equal(replaced, demo_rgb) and np.array_equal(replaced[:100], demo_rgb[:100])
-
-
 def test_jpeg_quality_is_applied_and_strength_zero_is_the_decoded_photo_re_encoded(tmp_path, demo_path):
     sizes, errors = {}, {}
     for quality in (10, 95):

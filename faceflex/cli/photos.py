@@ -73,9 +73,11 @@ def classify(session: Session, annotate: bool, every: int, **kwargs) -> None:
     "--plot-masks", is_flag=True, default=None, help="Also save each aligned face with its landmarks, its mask and the masked face."
 )
 @click.option("--plot/--no-plot", default=None, help="Show the contact sheets on screen (only with a display).")
+@click.option("--identity/--no-identity", default=None, help="Measure each output's face-descriptor distance from the person (default on).")
 @click.pass_obj
 def edit(
     session: Session,
+    identity,
     attribute,
     strength_range,
     sample_size,
@@ -118,6 +120,7 @@ def edit(
             "edit.weights": weights,
             "edit.plot": plot,
             "edit.plot_masks": plot_masks,
+            "edit.identity": identity,
         }
     )
     section = config["edit"]
@@ -140,6 +143,7 @@ def edit(
             orthogonal_to=tuple(section["orthogonal_to"]),
             feather=config["paste"]["feather"],
             plot_masks=section["plot_masks"],
+            identity=section["identity"],
         )
         step = EditStep(options, vae, vectors)
     except (FileNotFoundError, WeightsError, VectorsError, UnknownAttribute, ValueError) as error:

@@ -154,6 +154,44 @@ def train_vectors(session: Session, attributes, samples_per_version, version_cou
     session.say(f"wrote {len(names)} attributes x {version_count} versions to {result} (for VAE weights {vae.fingerprint})")
 
 
+@train.command("landmarks")
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="VAE weights (default: the shipped data/vae.pt).")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (default from configs/train_vae.yaml).")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default="data/latent_landmarks.npz", show_default=True, help="Where to write the regressor."
+)
+@verbosity_options
+@click.pass_obj
+def train_landmarks(session: Session, weights, cache, out) -> None:
+    """The latent -> 68 landmarks ridge regression that moves a face's shape in warp edits."""
+    import numpy as np
+
+    from faceflex.inference.vae_codec import load_vae
+    from faceflex.models.weights import WeightsError
+    from faceflex.train.attribute_vectors import encode_rows
+    from faceflex.train.cache import open_cache
+    from faceflex.train.latent_landmarks import fit_landmark_regressor
+
+    config = session.config({"train_vae.cache": cache})
+    device = torch_device(config)
+    try:
+        faces = open_cache(config["train_vae"]["cache"])
+        vae = load_vae(weights, device=device.type)
+    except (FileNotFoundError, WeightsError) as error:
+        raise UsageProblem(str(error)) from None
+    rows = np.arange(len(faces.ids))
+    with session.progress(len(rows), "encoding") as bar:
+        latents = encode_rows(vae, faces, rows, progress=bar.update)
+    meta = {
+        "vae": str(weights or "shipped data/vae.pt"),
+        "vae_fingerprint": vae.fingerprint,
+        "command": "faceflex " + " ".join(sys.argv[1:]),
+    }
+    regressor = fit_landmark_regressor(latents, np.asarray(faces.landmarks), faces.split("train"), faces.split("test"), meta)
+    regressor.save(out)
+    session.say(f"wrote {out}: held-out error {regressor.meta['held_out_error']} (mean shape: {regressor.meta['mean_shape_error']})")
+
+
 @train.command("classifier")
 @click.option("--task", type=click.Choice(CLASSIFIER_TASKS), required=True, help="Which model to train.")
 @training_options

@@ -71,3 +71,40 @@ def paste_delta(photo: np.ndarray, delta: np.ndarray, matrix: np.ndarray, mask: 
     roi = result[y0:y1, x0:x1].astype(np.float32) + change
     result[y0:y1, x0:x1] = np.clip(np.rint(roi), 0, 255).astype(np.uint8)
     return result
+
+
+def warp_weight(points: np.ndarray, box: tuple[int, int, int, int], inner: float = 1.1, outer: float = 1.3) -> np.ndarray:
+    """Soft elliptical weight over ``box`` (x0, y0, x1, y1): 1 within ``inner`` x the points' half-extent
+    of their centre, falling smoothly to exactly 0 at ``outer`` x (float32, (y1 - y0, x1 - x0))."""
+    x0, y0, x1, y1 = box
+    centre = (points.min(axis=0) + points.max(axis=0)) / 2
+    radii = np.maximum((points.max(axis=0) - points.min(axis=0)) / 2, 1.0)
+    xs, ys = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
+    rho = np.sqrt(((xs - centre[0]) / radii[0]) ** 2 + ((ys - centre[1]) / radii[1]) ** 2)
+    t = np.clip((outer - rho) / (outer - inner), 0.0, 1.0)
+    return (t * t * (3 - 2 * t)).astype(np.float32)  # smoothstep: no visible edge
+
+
+def paste_warp(photo: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """A copy of ``photo`` with its own pixels moved so that the points at ``sources`` (N, 2, photo
+    pixels) appear at ``targets``: a thin-plate spline anchored on a ring around the points, blended
+    in by :func:`warp_weight`, so pixels beyond 1.3 x the points' extent stay bit for bit."""
+    from faceflex.face.warp import anchor_ring, warp_points
+
+    sources, targets = np.asarray(sources, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    result = photo.copy()
+    if np.allclose(sources, targets):
+        return result
+    anchors = anchor_ring(sources, scale=1.35)
+    height, width = photo.shape[:2]
+    x0, y0 = np.floor(anchors.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(anchors.max(axis=0)).astype(int) + 1
+    box = (max(int(x0), 0), max(int(y0), 0), min(int(x1), width), min(int(y1), height))
+    if box[0] >= box[2] or box[1] >= box[3]:
+        return result
+    weight = warp_weight(sources, box)[..., None]
+    warped = warp_points(photo, sources, targets, anchors, box)
+    roi = result[box[1] : box[3], box[0] : box[2]].astype(np.float32)
+    blended = roi + weight * (warped - roi)
+    result[box[1] : box[3], box[0] : box[2]] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return result

@@ -19,12 +19,12 @@ from typing import Protocol
 
 import numpy as np
 
-from faceflex.face.align import AlignedFace, align_face
-from faceflex.face.blend import paste_back, paste_delta
+from faceflex.face.align import AlignedFace, align_face, invert_affine, transform_points
+from faceflex.face.blend import paste_back, paste_delta, paste_warp
 from faceflex.face.detect import DetectSettings, Face, detect_faces
 
 FACES_CHOICES = ("all", "largest")
-LAYER_MODES = ("replace", "add")
+LAYER_MODES = ("replace", "add", "warp")
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,14 @@ class Layer:
 
     ``mode`` ``"replace"``: ``pixels`` (S, S, 3) uint8 are blended in through ``mask``;
     ``"add"``: ``pixels`` (S, S, 3) float32 is a change in 0-255 units added through ``mask``
-    (an all-zero change leaves the photo bit for bit).
+    (an all-zero change leaves the photo bit for bit); ``"warp"``: ``pixels`` (2, N, 2) are points
+    in the aligned frame, [sources, targets]: the photo's own pixels move so that the sources land
+    on the targets (:func:`faceflex.face.blend.paste_warp`; ``mask`` unused).
     """
 
     face: int
     pixels: np.ndarray
-    mask: np.ndarray  # (S, S) float32 in [0, 1]
+    mask: np.ndarray | None  # (S, S) float32 in [0, 1]
     mode: str = "replace"
 
 
@@ -56,8 +58,10 @@ class Variant:
     """One output image of a photo: the photo with ``layers`` pasted on it.
 
     ``layers`` is a callable so that the pixels of a variant exist only while it is being
-    composed. ``info`` goes into the manifest beside the output's path; ``row``/``column``/``title``
-    place it in the contact sheet (steps without a sheet leave ``row`` None).
+    composed. ``info`` goes into the manifest beside the output's path; ``measure``, when set, is
+    called on the composed image and its result joins ``info`` (a ``"warning"`` key is also said
+    to the user); ``row``/``column``/``title`` place it in the contact sheet (steps without a
+    sheet leave ``row`` None).
     """
 
     product: str  # output name part: <stem>.<product>.<ext>
@@ -66,6 +70,7 @@ class Variant:
     row: int | None = None
     column: int = 0
     title: str = ""
+    measure: Callable[[np.ndarray], dict] | None = None
 
 
 @dataclass
@@ -126,7 +131,10 @@ def compose(photo: np.ndarray, crops: Sequence[FaceCrop], layers: Iterable[Layer
         aligned = crops[layer.face].aligned
         if aligned is None:
             raise ValueError("a layer needs its face's aligned crop (the step's aligned_size is None)")
-        if layer.mode == "add":
+        if layer.mode == "warp":
+            to_photo = invert_affine(aligned.matrix)
+            result = paste_warp(result, transform_points(layer.pixels[0], to_photo), transform_points(layer.pixels[1], to_photo))
+        elif layer.mode == "add":
             result = paste_delta(result, layer.pixels, aligned.matrix, layer.mask)
         elif layer.mode == "replace":
             result = paste_back(result, layer.pixels, aligned.matrix, layer.mask)

@@ -63,13 +63,19 @@ class PhotoJob:
         for product, picture in result.output.pictures.items():
             outputs.image(product, picture, self.step.picture_format or ext)
         sheet = _Sheet(result) if self.sheet and result.output.sheet_columns else None
+        warnings = []
         for variant, rgb in result.images():
-            outputs.image(variant.product, rgb, ext, alpha=image.alpha, info=variant.info)
+            info = {**variant.info, **(variant.measure(rgb) if variant.measure else {})}
+            if "warning" in info:
+                warnings.append(f"{variant.product}: {info['warning']}")
+            outputs.image(variant.product, rgb, ext, alpha=image.alpha, info=info)
             if sheet is not None and variant.row is not None:
                 sheet.add(variant.row, variant.column, variant.title, rgb)
         if sheet is not None and sheet.cells:
             picture, note = sheet.render()
             outputs.image(f"{self.sheet}.sheet", picture, "png", info={"note": note} if note else None)
+        if warnings:
+            record["warnings"] = warnings
         return record
 
     def video(self, item: InputItem, outputs: Outputs) -> dict:

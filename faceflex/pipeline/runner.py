@@ -206,6 +206,8 @@ class Runner:
         result.outputs += len(outputs.written)
         if record.get("note"):
             self.say(f"{item.path}: note: {record['note']}")
+        for warning in record.get("warnings", []):
+            self.reporter.error(f"{item.path}: warning: {warning}")
         if record.get("face_count", 1) == 0:
             self.say(f"{item.path}: no face found" + ("; nothing written" if self.writes_files and not outputs.written else ""))
         elif self.settings.verbose:
