@@ -49,22 +49,23 @@ def main() -> None:
     print(f"start-up: loading the VAE and the vectors {(time.perf_counter() - start) * 1000:.0f} ms")
     rgb = photo_1024(demo_image_path())
     strengths = (0.0, 1.0, 2.0, 3.0, 4.0)
-    for mode in ("residual", "replace"):
-        step = EditStep(EditSettings("Smiling", strengths, (0,), mode, "auto"), vae, vectors)
+    for mode, identity in (("residual", False), ("replace", False), ("warp", False), ("hybrid", False), ("residual", True)):
+        step = EditStep(EditSettings("Smiling", strengths, (0,), mode, "auto", identity=identity), vae, vectors)
         edit(rgb, step)
         times = []
         for _ in range(args.repeats):
             t = time.perf_counter()
             edit(rgb, step)
             times.append(time.perf_counter() - t)
-        print(f"{mode}: 1024-px demo photo, 1 face, 5 strengths: {statistics.median(times) * 1000:.0f} ms (median of {args.repeats})")
-    step = EditStep(EditSettings("Smiling", strengths, (0, 1, 2), "residual", "auto"), vae, vectors)
+        label = mode + (" + identity distances" if identity else "")
+        print(f"{label}: 1024-px demo photo, 1 face, 5 strengths: {statistics.median(times) * 1000:.0f} ms (median of {args.repeats})")
+    step = EditStep(EditSettings("Smiling", strengths, (0, 1, 2), "residual", "auto", identity=False), vae, vectors)
     edit(rgb, step)
     t = time.perf_counter()
     for _ in range(args.repeats):
         edit(rgb, step)
     print(f"residual, 3 versions x 5 strengths (15 outputs, one encode): {(time.perf_counter() - t) / args.repeats * 1000:.0f} ms")
-    step = EditStep(EditSettings("Smiling", strengths, (0,), "residual", "auto"), vae, vectors)
+    step = EditStep(EditSettings("Smiling", strengths, (0,), "residual", "auto", identity=False), vae, vectors)
     peaks = []
     for i in range(30):
         edit(np.roll(rgb, i * 7, axis=1), step)
@@ -74,14 +75,14 @@ def main() -> None:
         demo = Image.fromarray(load_image(demo_image_path()).rgb)
         big = np.asarray(demo.resize((5400, 7400), Image.Resampling.BICUBIC))  # 40 MP
         before = peak_mb()
-        count = edit(big, EditStep(EditSettings("Smiling", (0.0, 1.0, 2.0, 3.0, 4.0, 5.0), (0,)), vae, vectors))
+        count = edit(big, EditStep(EditSettings("Smiling", (0.0, 1.0, 2.0, 3.0, 4.0, 5.0), (0,), identity=False), vae, vectors))
         print(
             f"40-MP photo ({big.shape[1]}x{big.shape[0]}, {big.nbytes / 1e6:.0f} MB as RGB), {count} strengths: "
             f"peak RSS {peak_mb():.0f} MB (was {before:.0f})"
         )
         before = peak_mb()
         long_range = tuple(round(-10 + 0.02 * i, 2) for i in range(1000))
-        count = edit(rgb, EditStep(EditSettings("Smiling", long_range, (0,)), vae, vectors))
+        count = edit(rgb, EditStep(EditSettings("Smiling", long_range, (0,), identity=False), vae, vectors))
         print(f"1,000-strength range on the 1024-px photo: {count} outputs, peak RSS {peak_mb():.0f} MB (was {before:.0f})")
 
 

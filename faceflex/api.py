@@ -42,6 +42,7 @@ class EditedImage:
     version: int | str  # vector version, or "mean" (the mean of all versions)
     strength: float
     image: np.ndarray  # (H, W, 3) uint8, full resolution
+    identity_distance: list[float] | None = None  # per face: dlib descriptor distance from the original (>= 0.6: lost)
 
 
 def edit_photo(
@@ -50,10 +51,11 @@ def edit_photo(
     strengths: Sequence[float] = (0.0, 1.0, 2.0, 3.0),
     *,
     versions: Sequence[int] | None = None,
-    mode: str = "residual",
+    mode: str = "auto",
     region: str = "auto",
     orthogonal_to: Sequence[str] = (),
     feather: float = 0.04,
+    identity: bool = False,
     weights: str | Path | None = None,
     vectors: str | Path | None = None,
     device: str = "auto",
@@ -62,7 +64,9 @@ def edit_photo(
 ) -> list[EditedImage]:
     """The photo with every face's ``attribute`` moved by each strength (as ``faceflex edit``).
 
-    ``versions`` None uses the mean of all vector versions; strength 0 in residual mode returns the photo unchanged.
+    ``versions`` None uses the mean of all vector versions; strength 0 returns the photo unchanged
+    in every mode. ``mode``: residual, replace, warp or hybrid (see ``faceflex.steps.edit``).
+    ``identity`` also measures each face's dlib descriptor distance from the original.
     """
     from faceflex.inference.attribute_vectors import load_vectors
     from faceflex.inference.vae_codec import load_vae
@@ -76,7 +80,12 @@ def edit_photo(
         region,
         tuple(orthogonal_to),
         feather,
+        identity=identity,
     )
     step = EditStep(options, load_vae(weights, device), load_vectors(vectors))
     result = run_step(_rgb(photo), step, detect, faces)
-    return [EditedImage(variant.info["version"], variant.info["strength"], image) for variant, image in result.images()]
+    edited = []
+    for variant, image in result.images():
+        distances = variant.measure(image)["identity_distance"] if variant.measure else None
+        edited.append(EditedImage(variant.info["version"], variant.info["strength"], image, distances))
+    return edited

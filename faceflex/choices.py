@@ -9,7 +9,8 @@ FACES = ("all", "largest")  # which faces of a photo a command works on
 MANIFEST_FORMATS = ("json", "jsonl", "csv")
 REGIONS = ("face", "mouth", "eyes", "upper-lip")  # soft landmark masks (faceflex.face.masks)
 # residual: photo + mask x (decode(z + a v) - decode(z)); replace: the decoded face; warp: the photo's own
-# pixels moved as the latent moves the landmarks; hybrid: warp, then the appearance change a warp cannot make
-EDIT_MODES = ("residual", "replace", "warp", "hybrid")
+# pixels moved as the latent moves the landmarks; hybrid: warp, then the appearance change a warp cannot make;
+# auto: the mode measured best for the attribute (faceflex.steps.edit.AUTO_MODES)
+EDIT_MODES = ("auto", "residual", "replace", "warp", "hybrid")
 EDIT_REGIONS = ("auto", *REGIONS)  # auto: the region where the attribute lives (faceflex.steps.edit.AUTO_REGIONS)
 CLASSIFIER_TASKS = ("attributes", "expression", "age")

@@ -261,8 +261,14 @@ def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_
     for mode in ("residual", "replace"):
         assert smiling[mode]["faces_lacking"] == 2 and smiling[mode]["faces_having"] == 0
         assert smiling[mode]["success"] == {"0.0": 0.0, "5.0": 0.0}  # the classifier's bias keeps every face below 0.5
-    # strength 0 in residual mode is the photo itself: the person is kept; the untrained decoder's
+    # strength 0 is the photo itself in every mode: the person is kept; the untrained decoder's
     # face pasted over the whole face (Male's region) is nobody
     male = report["attributes"]["Male"]
-    assert smiling["residual"]["identity_kept"]["0.0"] == 1.0 and male["residual"]["identity_kept"]["0.0"] == 1.0
-    assert male["replace"]["identity_kept"]["0.0"] == 0.0
+    assert all(report["attributes"][a][m]["identity_kept"]["0.0"] == 1.0 for a in ("Smiling", "Male") for m in ("residual", "replace"))
+    assert male["replace"]["identity_kept"]["5.0"] == 0.0
+    assert smiling["residual"]["leakage"]["Male"]["0.0"] == 0.0 and set(smiling["residual"]["leakage"]) == {
+        "Male",
+        "Young",
+        "Eyeglasses",
+        "No_Beard",
+    }

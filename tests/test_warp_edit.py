@@ -114,3 +114,22 @@ def test_warp_edits_every_face_and_moves_the_mouth_corners_out_and_up(demo_rgb):
         width_gain = (np.linalg.norm(b.landmarks[54] - b.landmarks[48]) - np.linalg.norm(a.landmarks[54] - a.landmarks[48])) / iod
         lift = ((a.landmarks[48, 1] + a.landmarks[54, 1]) - (b.landmarks[48, 1] + b.landmarks[54, 1])) / 2 / iod
         assert width_gain > 0.05 and lift > 0.03  # measured by dlib on the edited photo
+
+
+@needs_models
+def test_edit_to_a_target_probability_reaches_it_and_never_over_edits(tmp_path, demo_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["-q", "edit", "--to", "0.8", "--versions", "21", "-o", str(out), str(demo_path)])
+    assert result.exit_code == 0, result.output
+    (edited,) = [o for o in json.loads((out / "edit.json").read_text())["inputs"][0]["outputs"] if "target" in o]
+    assert edited["product"] == "Smiling.v21.to0.8" and edited["strengths"][0] > 0
+    assert 0.8 <= edited["probabilities"][0] < 0.85  # just past the target (measured 0.805 at strength 0.86)
+    # she already wears glasses (p = 0.998): asked for 0.9, the photo is left as it is
+    glasses = CliRunner().invoke(
+        cli, ["-q", "edit", "-a", "Eyeglasses", "--to", "0.9", "--versions", "21", "-o", str(tmp_path / "g"), str(demo_path)]
+    )
+    assert glasses.exit_code == 0, glasses.output
+    (kept,) = [o for o in json.loads((tmp_path / "g" / "edit.json").read_text())["inputs"][0]["outputs"] if "target" in o]
+    assert kept["strengths"] == [0.0] and kept["identity_distance"] == [0.0]
+    bad = CliRunner().invoke(cli, ["edit", "-a", "Big_Nose", "--to", "0.9", str(demo_path)])
+    assert bad.exit_code == 2 and "--to needs an attribute the classifier reads" in bad.stderr

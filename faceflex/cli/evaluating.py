@@ -94,7 +94,9 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
 @click.option(
     "--per-side", type=click.IntRange(min=1), default=40, show_default=True, help="Held-out faces lacking / having each attribute."
 )
-@click.option("--modes", default=",".join(EDIT_MODES), show_default=True, help="Comma-separated modes.")
+@click.option(
+    "--modes", default="residual,replace,warp,hybrid", show_default=True, help="Comma-separated modes (auto: each attribute's own)."
+)
 @click.option("--versions", help="Comma-separated vector versions whose mean is the direction (default: all).")
 @click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="VAE weights (default: the shipped data/vae.pt).")
 @click.option(

@@ -57,9 +57,20 @@ def classify(session: Session, annotate: bool, every: int, **kwargs) -> None:
 @photo_options
 @click.option("-a", "--attribute", help="CelebA attribute to change (case-insensitive), e.g. Smiling, Young, Male, Mustache.")
 @click.option("--range", "strength_range", nargs=3, type=float, metavar="START END STEP", help="Strengths; END included when reached.")
+@click.option(
+    "--to",
+    "target",
+    type=float,
+    help="Instead of --range: edit each face until the classifier's probability of the attribute reaches this (e.g. 0.9).",
+)
 @click.option("--sample-size", type=int, help="How many vector versions to render (rows), chosen with the seed.")
 @click.option("--versions", help="Explicit comma-separated version numbers, e.g. 0,3 (instead of --sample-size).")
-@click.option("--mode", type=click.Choice(EDIT_MODES), help="residual keeps the photo's detail; replace pastes the decoded face.")
+@click.option(
+    "--mode",
+    type=click.Choice(EDIT_MODES),
+    help="auto: the best measured per attribute; residual: the decoded change added; replace: the decoded face; "
+    "warp: the photo's own pixels moved like the landmarks; hybrid: warp + the change a warp cannot make.",
+)
 @click.option("--region", type=click.Choice(EDIT_REGIONS), help="Mask region (auto: where the attribute lives).")
 @click.option("--orthogonal-to", help="Comma-separated attributes whose directions are projected out, e.g. Male,Eyeglasses.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="VAE weight file (default: the shipped data/vae.pt).")
@@ -77,6 +88,7 @@ def classify(session: Session, annotate: bool, every: int, **kwargs) -> None:
 @click.pass_obj
 def edit(
     session: Session,
+    target,
     identity,
     attribute,
     strength_range,
@@ -144,6 +156,7 @@ def edit(
             feather=config["paste"]["feather"],
             plot_masks=section["plot_masks"],
             identity=section["identity"],
+            target=target,
         )
         step = EditStep(options, vae, vectors)
     except (FileNotFoundError, WeightsError, VectorsError, UnknownAttribute, ValueError) as error:

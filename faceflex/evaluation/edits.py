@@ -29,6 +29,7 @@ from faceflex.train.cache import CachedFaces
 
 # attribute-vector name -> the attribute model's output (the same CelebA names)
 EVALUATED = ("Smiling", "Male", "Young", "Mustache", "Eyeglasses")
+LEAKAGE = ("Male", "Young", "Eyeglasses", "Smiling", "No_Beard")  # non-target attributes watched for flips
 
 
 def face_from_landmarks(landmarks: np.ndarray) -> Face:
@@ -37,9 +38,20 @@ def face_from_landmarks(landmarks: np.ndarray) -> Face:
     return Face((float(x0), float(y0), float(x1), float(y1)), 0.0, np.asarray(landmarks, dtype=np.float64))
 
 
-def _probability(model: MiniXception, images: np.ndarray, attribute: str, device: torch.device) -> np.ndarray:
-    logits = predict(model, attribute_input(images), device)["attributes"][:, ATTRIBUTES.index(attribute)]
-    return 1.0 / (1.0 + np.exp(-logits))
+def _probabilities(model: MiniXception, images: np.ndarray, device: torch.device) -> np.ndarray:
+    """(N, len(ATTRIBUTES)) probabilities of the attribute classifier."""
+    return 1.0 / (1.0 + np.exp(-predict(model, attribute_input(images), device)["attributes"]))
+
+
+def mouth_geometry(image: np.ndarray, landmarks: np.ndarray) -> tuple[float, float]:
+    """(mouth width, mouth-corner height above the outer eye corners' line), both over the
+    inter-ocular distance, from dlib's landmarks re-fitted on ``image`` near ``landmarks``."""
+    from faceflex.face.detect import predict_landmarks
+
+    points = predict_landmarks(image, (*landmarks.min(axis=0), *landmarks.max(axis=0)))
+    iod = float(np.linalg.norm(points[45] - points[36]))
+    corners = (points[48, 1] + points[54, 1]) / 2 - (points[36, 1] + points[45, 1]) / 2
+    return float(np.linalg.norm(points[54] - points[48])) / iod, -float(corners) / iod
 
 
 def evaluate_edits(
@@ -54,7 +66,10 @@ def evaluate_edits(
     versions: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Success and identity rates per attribute, mode and strength on the held-out split.
+    """Per attribute, mode and strength on the held-out split: success, identity kept, leakage
+    (how often each other attribute of :data:`LEAKAGE` flips) and, for Smiling, the change of mouth
+    width and mouth-corner lift (over the inter-ocular distance) that dlib measures on the edited
+    faces that lacked the smile.
 
     ``versions``: the vector versions rendered (each counted); None: the mean of all versions.
     """
@@ -70,7 +85,9 @@ def evaluate_edits(
     for attribute in attributes:
         name = vectors.resolve(attribute)
         column = cache.attribute_names.index(name)
-        before = _probability(attribute_model, np.asarray(cache.faces[test_rows]), name, device)
+        target = ATTRIBUTES.index(name)
+        watched = [a for a in LEAKAGE if a != name]
+        before = _probabilities(attribute_model, np.asarray(cache.faces[test_rows]), device)[:, target]
         labels = cache.attributes[test_rows, column]
         sides = {
             +1: test_rows[(labels < 0) & (before < 0.5)][:per_side],
@@ -80,9 +97,13 @@ def evaluate_edits(
         for mode in modes:
             success = np.zeros(len(strengths))
             same = np.zeros(len(strengths))
+            flips = np.zeros((len(watched), len(strengths)))
+            geometry = np.zeros((2, len(strengths)))
             count = 0
             for sign, rows in sides.items():
-                options = EditSettings(name, tuple(sign * s for s in strengths), tuple(versions) if versions else None, mode, "auto")
+                options = EditSettings(
+                    name, tuple(sign * s for s in strengths), tuple(versions) if versions else None, mode, "auto", identity=False
+                )  # the same auto region (and auto mode) the command picks
                 step = EditStep(options, vae, vectors)
                 for row in rows:
                     photo, landmarks = np.asarray(cache.faces[row]), cache.landmarks[row]
@@ -90,8 +111,18 @@ def evaluate_edits(
                     output = step(photo, crops)
                     edited = np.stack([compose(photo, crops, variant.layers()) for variant in output.variants])
                     columns = np.tile(np.arange(len(strengths)), rows_per_face)
-                    p = _probability(attribute_model, edited, name, device)
+                    probabilities = _probabilities(attribute_model, np.concatenate([photo[None], edited]), device)
+                    p = probabilities[1:, target]
                     hit = (p > 0.5) if sign > 0 else (p < 0.5)
+                    for w, other in enumerate(watched):
+                        k = ATTRIBUTES.index(other)
+                        flipped = (probabilities[1:, k] > 0.5) != (probabilities[0, k] > 0.5)
+                        flips[w] += np.bincount(columns, flipped, len(strengths)) / rows_per_face
+                    if name == "Smiling" and sign > 0:
+                        width0, lift0 = mouth_geometry(photo, landmarks)
+                        for j, o in enumerate(edited):
+                            width, lift = mouth_geometry(o, landmarks)
+                            geometry[:, columns[j]] += np.array([width - width0, lift - lift0]) / rows_per_face
                     original = face_descriptor(photo, landmarks)
                     kept = np.array([descriptor_distance(original, face_descriptor(o, landmarks)) < SAME_PERSON for o in edited])
                     success += np.bincount(columns, hit, len(strengths)) / rows_per_face
@@ -99,12 +130,18 @@ def evaluate_edits(
                     count += 1
                     if progress:
                         progress(1)
+            per_strength = lambda values: dict(zip(map(str, strengths), np.round(values, 3).tolist()))  # noqa: E731
             results[mode] = {
                 "faces": count,
                 "faces_lacking": int(len(sides[+1])),
                 "faces_having": int(len(sides[-1])),
-                "success": dict(zip(map(str, strengths), (success / max(count, 1)).round(3).tolist())),
-                "identity_kept": dict(zip(map(str, strengths), (same / max(count, 1)).round(3).tolist())),
+                "success": per_strength(success / max(count, 1)),
+                "identity_kept": per_strength(same / max(count, 1)),
+                "leakage": {other: per_strength(flips[w] / max(count, 1)) for w, other in enumerate(watched)},
+                "leakage_max": per_strength(flips.max(axis=0) / max(count, 1)),
             }
+            if name == "Smiling" and len(sides[+1]):
+                results[mode]["mouth_width_change_iod"] = per_strength(geometry[0] / len(sides[+1]))
+                results[mode]["corner_lift_iod"] = per_strength(geometry[1] / len(sides[+1]))
         report["attributes"][name] = results
     return report
