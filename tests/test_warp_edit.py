@@ -133,3 +133,31 @@ def test_edit_to_a_target_probability_reaches_it_and_never_over_edits(tmp_path, 
     assert kept["strengths"] == [0.0] and kept["identity_distance"] == [0.0]
     bad = CliRunner().invoke(cli, ["edit", "-a", "Big_Nose", "--to", "0.9", str(demo_path)])
     assert bad.exit_code == 2 and "--to needs an attribute the classifier reads" in bad.stderr
+
+
+def test_harmonic_fill_reproduces_a_plane_from_its_border():
+    from faceflex.face.blend import harmonic_fill
+
+    ys, xs = np.mgrid[0:64, 0:64].astype(np.float32)
+    plane = (0.5 * xs - 0.25 * ys + 3)[..., None]
+    fixed = np.ones((64, 64), bool)
+    fixed[8:56, 8:56] = False
+    assert np.abs(harmonic_fill(plane, fixed) - plane).max() < 0.05
+
+
+def test_a_seamless_change_is_zero_where_the_mask_ends_and_keeps_local_detail():
+    from faceflex.face.blend import seamless_change
+    from faceflex.face.masks import gaussian_blur
+
+    ys, xs = np.mgrid[0:128, 0:128]
+    mask = gaussian_blur(((xs - 64) ** 2 + (ys - 64) ** 2 < 40**2).astype(np.float32), 3)
+    mask[mask < 1e-4] = 0
+    tint = np.full((128, 128, 3), 30.0, np.float32)  # a uniform tone shift: the cause of halos
+    bump = np.zeros((128, 128, 3), np.float32)
+    bump[60:68, 60:68] = 40.0  # a local change (a shadow, a lip colour)
+    change = seamless_change(tint + bump, mask)
+    support = mask > 0
+    edge = support & ~np.roll(support, 3, 0) | support & ~np.roll(support, -3, 0)
+    assert np.abs(change[edge]).max() < 3.0  # no step where the mask ends (the tint alone would give 30)
+    assert np.abs(change[40:50, 40:50]).max() < 3.0  # the uniform tint is gone
+    assert change[62:66, 62:66].mean() > 30.0  # the local change stays

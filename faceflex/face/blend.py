@@ -108,3 +108,42 @@ def paste_warp(photo: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> n
     blended = roi + weight * (warped - roi)
     result[box[1] : box[3], box[0] : box[2]] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return result
+
+
+def harmonic_fill(values: np.ndarray, fixed: np.ndarray, iterations: int = 60) -> np.ndarray:
+    """The smooth (harmonic: Laplacian 0) field that equals ``values`` where ``fixed`` is True.
+
+    ``values`` (H, W, C) float32, ``fixed`` (H, W) bool, H and W divisible by 2 down to 16 px (the
+    aligned 128-px frame). Solved coarse to fine: a half-size solution starts each level, then
+    ``iterations`` Jacobi sweeps (4-neighbour average, edges replicated).
+    """
+    height, width = fixed.shape
+    values = np.asarray(values, dtype=np.float32)
+    if min(height, width) > 16 and height % 2 == 0 and width % 2 == 0:
+        weights = fixed.reshape(height // 2, 2, width // 2, 2).sum(axis=(1, 3))
+        sums = np.where(fixed[..., None], values, 0).reshape(height // 2, 2, width // 2, 2, -1).sum(axis=(1, 3))
+        coarse = harmonic_fill(sums / np.maximum(weights, 1)[..., None], weights > 0, iterations)
+        guess = np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)
+    else:
+        guess = np.broadcast_to(values[fixed].mean(axis=0) if fixed.any() else 0.0, values.shape)
+    field = np.where(fixed[..., None], values, guess)
+    for _ in range(iterations):
+        padded = np.pad(field, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        mean = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]) / 4
+        field = np.where(fixed[..., None], values, mean)
+    return field
+
+
+def seamless_change(delta: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``delta`` (S, S, 3) minus the smooth field that matches it around the mask's support, so that
+    the change is 0 where the mask ends: no tone step (halo) at the border, local detail kept.
+
+    This is the membrane of seamless cloning: inside the support, delta - h with h harmonic and
+    h = delta outside. A change that is uniform over the face (a tint) vanishes; its local
+    variations (shadow, stubble, lips) stay.
+    """
+    support = mask > 0
+    if not support.any():
+        return np.zeros_like(delta, dtype=np.float32)
+    smooth = harmonic_fill(delta, ~support)
+    return np.where(support[..., None], delta - smooth, 0.0).astype(np.float32)

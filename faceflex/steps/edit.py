@@ -4,8 +4,9 @@ Every face of a photo is encoded once (mean latent); each output (vector version
 decoded for all faces together, in blocks of at most :data:`DECODE_BLOCK` images, so memory stays
 bounded for long ranges. Modes:
 
-- ``residual`` (default): photo + mask x (decode(z + a v) - decode(z)). Strength 0 returns the
-  photo bit for bit, and the photo's own texture, lighting and identity carry through.
+- ``residual``: photo + mask x (decode(z + a v) - decode(z)), made seamless first (the smooth
+  field matching the change around the mask is taken out, so no tone step shows at its border).
+  The photo's own texture, lighting and identity carry through.
 - ``replace``: the decoded face decode(z + a v) itself is blended in (the original Face Flex).
 - ``warp``: the photo's own full-resolution pixels move the way the latent edit moves the 68
   landmarks (``faceflex.inference.latent_landmarks``: displacement = a x (v @ W), mapped into the
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from faceflex.choices import EDIT_MODES, EDIT_REGIONS
+from faceflex.face.blend import seamless_change
 from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
 from faceflex.face.masks import region_mask
 from faceflex.face.warp import anchor_ring, warp_points
@@ -407,4 +409,4 @@ class EditStep:
         if move is not None:
             sources = crop.aligned.landmarks
             reference = warp_points(reference, sources, sources + move, anchor_ring(sources, scale=1.35), (0, 0, 128, 128))
-        return Layer(face, decoded.astype(np.float32) - reference, mask, "add")
+        return Layer(face, seamless_change(decoded.astype(np.float32) - reference, mask), mask, "add")
