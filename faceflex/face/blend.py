@@ -134,16 +134,17 @@ def harmonic_fill(values: np.ndarray, fixed: np.ndarray, iterations: int = 60) -
     return field
 
 
-def seamless_change(delta: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``delta`` (S, S, 3) minus the smooth field that matches it around the mask's support, so that
-    the change is 0 where the mask ends: no tone step (halo) at the border, local detail kept.
+def seamless_change(delta: np.ndarray, mask: np.ndarray, core: float = 0.5) -> np.ndarray:
+    """``delta`` (S, S, 3) minus the smooth field that matches it where the mask fades out, so that
+    the change reaches the mask's edge without a tone step (halo), local detail kept.
 
-    This is the membrane of seamless cloning: inside the support, delta - h with h harmonic and
-    h = delta outside. A change that is uniform over the face (a tint) vanishes; its local
-    variations (shadow, stubble, lips) stay.
+    The membrane of seamless cloning, with its boundary inside the feather: ``h`` is harmonic where
+    ``mask >= core`` and equals ``delta`` where the mask is below it (the feathered rim, on the
+    face itself, so unrelated changes outside the face never enter). Returned: ``delta - h``,
+    0 on the rim. A change uniform over the face (a tint) vanishes; its local variations stay.
     """
-    support = mask > 0
-    if not support.any():
+    inner = mask >= core
+    if not inner.any():
         return np.zeros_like(delta, dtype=np.float32)
-    smooth = harmonic_fill(delta, ~support)
-    return np.where(support[..., None], delta - smooth, 0.0).astype(np.float32)
+    smooth = harmonic_fill(delta, ~inner)
+    return np.where(inner[..., None], delta - smooth, 0.0).astype(np.float32)

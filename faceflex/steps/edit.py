@@ -273,9 +273,12 @@ class EditStep:
             if mode == "warp":
                 layers.append(self._warp(i, crops[i], move))
             elif mode == "hybrid":  # the lips may part: the decoder paints what lies between them
-                layers += [self._warp(i, crops[i], move, keep_closed=False), self._residual(i, decoded[i], masks[i], base, crops[i], move)]
+                layers += [
+                    self._warp(i, crops[i], move, keep_closed=False),
+                    self._residual(i, decoded[i], masks[i], base, self.region, crops[i], move),
+                ]
             elif mode == "residual":
-                layers.append(self._residual(i, decoded[i], masks[i], base))
+                layers.append(self._residual(i, decoded[i], masks[i], base, self.region))
             else:
                 layers.append(Layer(i, decoded[i], masks[i], "replace"))
         return layers
@@ -403,10 +406,18 @@ class EditStep:
         return Layer(face, np.stack([sources, sources + (closed_lips(sources, move) if keep_closed else move)]), None, "warp")
 
     @staticmethod
-    def _residual(face: int, decoded: np.ndarray, mask: np.ndarray, base: np.ndarray, crop: FaceCrop | None = None, move=None) -> Layer:
-        """decode(z + a v) - decode(z) as a change; with ``move`` (hybrid), decode(z) warped the same way first."""
+    def _residual(
+        face: int, decoded: np.ndarray, mask: np.ndarray, base: np.ndarray, region: str, crop: FaceCrop | None = None, move=None
+    ) -> Layer:
+        """decode(z + a v) - decode(z) as a change; with ``move`` (hybrid), decode(z) warped the same way first.
+
+        Over the whole face the change is made seamless (no tone step where the mask ends); in the
+        small regions (mouth, eyes, upper lip) the change *is* a local tone (lipstick, a moustache,
+        frames) and is kept whole.
+        """
         reference = base[face]
         if move is not None:
             sources = crop.aligned.landmarks
             reference = warp_points(reference, sources, sources + move, anchor_ring(sources, scale=1.35), (0, 0, 128, 128))
-        return Layer(face, seamless_change(decoded.astype(np.float32) - reference, mask), mask, "add")
+        change = decoded.astype(np.float32) - reference
+        return Layer(face, seamless_change(change, mask) if region == "face" else change, mask, "add")
