@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 GRID_STEP = 4  # the spline is evaluated every GRID_STEP pixels and interpolated bilinearly in between
+MESH_CELLS = 32  # photo warps: the face's extent is cut into about this many bilinear quads a side (2-16 px each)
 
 
 def _kernel(r2: np.ndarray) -> np.ndarray:
@@ -105,3 +106,35 @@ def warp_points(
     """The pixels of ``box`` in ``image`` after moving ``sources`` to ``targets`` (anchors fixed);
     float32 (y1 - y0, x1 - x0, C). With no movement this is the box itself, exactly."""
     return sample_bilinear(image, backward_map(sources, targets, anchors, box))
+
+
+def mesh_warp(
+    image: np.ndarray, sources: np.ndarray, targets: np.ndarray, anchors: np.ndarray, box: tuple[int, int, int, int]
+) -> np.ndarray:
+    """As :func:`warp_points` for a uint8 RGB ``image``, returning uint8: the spline is evaluated on
+    a grid of cells (the face's extent / :data:`MESH_CELLS`, 2-16 px) and each cell is resampled by
+    Pillow (bilinear, in C) from the source quad its corners map to. The spline is smooth at the
+    scale of a face, so the cells' bilinear patches follow it to a small fraction of a pixel."""
+    x0, y0, x1, y1 = box
+    height, width = image.shape[:2]
+    step = int(np.clip(np.ptp(sources, axis=0).max() / MESH_CELLS, 2, 16))
+    spline = ThinPlateSpline.fit(np.vstack([targets, anchors]), np.vstack([sources, anchors]))
+    xs = np.arange(x0, x1 + step, step, dtype=np.float64)
+    ys = np.arange(y0, y1 + step, step, dtype=np.float64)
+    nodes = np.stack(np.meshgrid(xs, ys), axis=-1)
+    # our frame has pixel centres at integers; Pillow's has them at +0.5: an output cell spanning
+    # our [x - 0.5, x + STEP - 0.5] reads the source quad the spline maps those corners to.
+    mapped = spline((nodes - 0.5).reshape(-1, 2)).reshape(nodes.shape) + 0.5
+    # the source is cut to the area the quads can reach (plus a pixel), not the whole photo
+    sx0, sy0 = np.maximum(np.floor(mapped.reshape(-1, 2).min(axis=0)).astype(int) - 1, 0)
+    sx1, sy1 = np.minimum(np.ceil(mapped.reshape(-1, 2).max(axis=0)).astype(int) + 1, [width, height])
+    source = Image.fromarray(np.ascontiguousarray(image[sy0:sy1, sx0:sx1]))
+    mapped -= (sx0, sy0)
+    mesh = []
+    for j in range(len(ys) - 1):
+        for i in range(len(xs) - 1):
+            bx, by = int(xs[i]) - x0, int(ys[j]) - y0
+            quad = (*mapped[j, i], *mapped[j + 1, i], *mapped[j + 1, i + 1], *mapped[j, i + 1])  # NW, SW, SE, NE
+            mesh.append(((bx, by, bx + step, by + step), quad))
+    out = source.transform((x1 - x0, y1 - y0), Image.Transform.MESH, mesh, resample=Image.Resampling.BILINEAR)
+    return np.asarray(out)

@@ -223,7 +223,8 @@ class EditStep:
         if not crops:
             return StepOutput([])
         s = self.options
-        latents = self.vae.encode(np.stack([c.aligned.image for c in crops]))
+        # the warp needs no latent: the regressor is linear, so a x (v @ W) moves every face alike
+        latents = self.vae.encode(np.stack([c.aligned.image for c in crops])) if self.mode != "warp" else np.zeros((len(crops), 0))
         masks = [region_mask(c.aligned.landmarks, self.region, feather=s.feather) for c in crops]
         pictures = {}
         if s.plot_masks:
