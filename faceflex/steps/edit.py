@@ -84,20 +84,15 @@ def strength_name(value: float) -> str:
 
 INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip landmarks facing each other
 OUTER_LIP_PAIRS = ((50, 58), (51, 57), (52, 56))  # upper / lower outer-lip landmarks facing each other
-CLOSED_GAP = 0.06  # inner lips closer than this x the inter-ocular distance count as touching
 
 
-def closed_lips(landmarks: np.ndarray, move: np.ndarray) -> np.ndarray:
-    """``move`` (68, 2) with touching lips moved together (each facing pair by its mean), so they
-    stay closed and keep their thickness.
-
-    Lips count as touching when every facing pair of inner-lip points in ``landmarks`` is closer
-    than :data:`CLOSED_GAP` x the inter-ocular distance (outer eye corners 36, 45).
+def lips_kept(move: np.ndarray) -> np.ndarray:
+    """``move`` (68, 2) with each facing pair of lip points (upper / lower, inner and outer) moved
+    together, by their mean: the lips keep their opening and thickness while the mouth widens
+    and its corners lift. A warp cannot paint what parting lips would show (teeth, the inside of
+    the mouth): it would only stretch the line between closed lips into a dark smear, or an open
+    mouth's teeth and gums into a grimace.
     """
-    iod = float(np.linalg.norm(landmarks[45] - landmarks[36]))
-    gaps = [np.linalg.norm(landmarks[a] - landmarks[b]) for a, b in INNER_LIP_PAIRS]
-    if max(gaps) >= CLOSED_GAP * iod:
-        return move
     move = move.copy()
     for a, b in INNER_LIP_PAIRS + OUTER_LIP_PAIRS:
         move[a] = move[b] = (move[a] + move[b]) / 2
@@ -275,7 +270,7 @@ class EditStep:
                 layers.append(self._warp(i, crops[i], move))
             elif mode == "hybrid":  # the lips may part: the decoder paints what lies between them
                 layers += [
-                    self._warp(i, crops[i], move, keep_closed=False),
+                    self._warp(i, crops[i], move, keep_lips=False),
                     self._residual(i, decoded[i], masks[i], base, self.region, crops[i], move),
                 ]
             elif mode == "residual":
@@ -397,14 +392,11 @@ class EditStep:
         return probability
 
     @staticmethod
-    def _warp(face: int, crop: FaceCrop, move: np.ndarray, keep_closed: bool = True) -> Layer:
-        """The photo's pixels moved: the face's own aligned landmarks go to themselves + ``move``.
-
-        With ``keep_closed``, lips that touch in the photo stay together: a warp cannot paint the
-        inside of a mouth, so parting closed lips would only stretch the line between them.
-        """
+    def _warp(face: int, crop: FaceCrop, move: np.ndarray, keep_lips: bool = True) -> Layer:
+        """The photo's pixels moved: the face's own aligned landmarks go to themselves + ``move``
+        (with ``keep_lips``, the lips keep their opening: :func:`lips_kept`)."""
         sources = crop.aligned.landmarks
-        return Layer(face, np.stack([sources, sources + (closed_lips(sources, move) if keep_closed else move)]), None, "warp")
+        return Layer(face, np.stack([sources, sources + (lips_kept(move) if keep_lips else move)]), None, "warp")
 
     @staticmethod
     def _residual(
