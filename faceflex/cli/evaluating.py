@@ -9,7 +9,7 @@ import click
 
 from faceflex.choices import CLASSIFIER_TASKS, EDIT_MODES
 from faceflex.cli.app import Session, UsageProblem, cli, torch_device, verbosity_options
-from faceflex.cli.training import task_data
+from faceflex.cli.training import faces_and_vae, task_data
 
 
 @cli.group()
@@ -37,17 +37,8 @@ def _report(report: dict, out_path: str | None) -> None:
 def evaluate_vae(session: Session, weights, cache, limit, out_dir) -> None:
     """PSNR and SSIM of reconstructions of the held-out CelebA-HQ faces, and timing."""
     from faceflex.evaluation.reconstruction import evaluate_reconstruction
-    from faceflex.inference.vae_codec import load_vae
-    from faceflex.models.weights import WeightsError
-    from faceflex.train.cache import open_cache
 
-    config = session.config({"train_vae.cache": cache})
-    device = torch_device(config)
-    try:
-        faces = open_cache(config["train_vae"]["cache"])
-        vae = load_vae(weights, device=device.type)
-    except (FileNotFoundError, WeightsError) as error:
-        raise UsageProblem(str(error)) from None
+    faces, vae = faces_and_vae(session, cache, weights)
     grid = Path(out_dir) / "vae_reconstructions.png" if out_dir else None
     _report(evaluate_reconstruction(vae, faces, limit=limit, grid_path=grid), None)
 
@@ -115,15 +106,11 @@ def evaluate_edit(session: Session, attributes, strengths, per_side, modes, vers
     from faceflex.evaluation.edits import evaluate_edits
     from faceflex.inference.attribute_vectors import UnknownAttribute, VectorsError, load_vectors
     from faceflex.inference.classifiers import load_task_model
-    from faceflex.inference.vae_codec import load_vae
     from faceflex.models.weights import WeightsError
-    from faceflex.train.cache import open_cache
 
-    config = session.config({"train_vae.cache": cache})
-    device = torch_device(config)
+    faces, vae = faces_and_vae(session, cache, weights)
     try:
-        faces = open_cache(config["train_vae"]["cache"])
-        vae, vectors = load_vae(weights, device=device.type), load_vectors(vectors_path)
+        vectors = load_vectors(vectors_path)
         vectors.check_vae(vae.fingerprint)
         names = [vectors.resolve(n) for n in comma_list(attributes)]
         values = [float(v) for v in comma_list(strengths)]
@@ -131,7 +118,7 @@ def evaluate_edit(session: Session, attributes, strengths, per_side, modes, vers
         if any(m not in EDIT_MODES for m in mode_list):
             raise ValueError(f"modes must be among {', '.join(EDIT_MODES)}, not {modes!r}")
         chosen = [int(v) for v in comma_list(versions)] if versions else None
-        classifier = load_task_model("attributes", None, device)
+        classifier = load_task_model("attributes", None, vae.device)
     except (FileNotFoundError, UnknownAttribute, ValueError, WeightsError, VectorsError) as error:
         raise UsageProblem(str(error)) from None
     with session.progress(len(names) * len(mode_list) * 2 * per_side, "editing held-out faces") as bar:

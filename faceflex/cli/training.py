@@ -113,20 +113,14 @@ def train_vectors(session: Session, attributes, samples_per_version, version_cou
     """Attribute vectors from the CelebA-HQ training split's mean latents (held-out ids never used)."""
     from faceflex.config import comma_list
     from faceflex.inference.attribute_vectors import AttributeVectors, UnknownAttribute, resolve_attribute
-    from faceflex.inference.vae_codec import load_vae
-    from faceflex.models.weights import WeightsError
     from faceflex.train.attribute_vectors import compute_vectors, encode_rows, orthogonal_versions
-    from faceflex.train.cache import open_cache
 
-    config = session.config({"train_vae.cache": cache})
-    device = torch_device(config)
+    faces, vae = faces_and_vae(session, cache, weights)
+    known = faces.attribute_names
     try:
-        faces = open_cache(config["train_vae"]["cache"])
-        known = faces.attribute_names
         names = known if attributes.strip().lower() == "all" else [resolve_attribute(n, known) for n in comma_list(attributes)]
         against = [resolve_attribute(n, known) for n in comma_list(orthogonal_to)]
-        vae = load_vae(weights, device=device.type)
-    except (FileNotFoundError, UnknownAttribute, WeightsError) as error:
+    except UnknownAttribute as error:
         raise UsageProblem(str(error)) from None
     rows = faces.split("train")
     with session.progress(len(rows), "encoding") as bar:
@@ -138,7 +132,7 @@ def train_vectors(session: Session, attributes, samples_per_version, version_cou
         [faces.attribute_names[c] for c in columns],
         version_count,
         samples_per_version,
-        config["seed"],
+        session.config()["seed"],
     )
     keep = [full.names.index(n) for n in names]
     vectors = orthogonal_versions(full, against)[keep]
@@ -166,19 +160,10 @@ def train_landmarks(session: Session, weights, cache, out) -> None:
     """The latent -> 68 landmarks ridge regression that moves a face's shape in warp edits."""
     import numpy as np
 
-    from faceflex.inference.vae_codec import load_vae
-    from faceflex.models.weights import WeightsError
     from faceflex.train.attribute_vectors import encode_rows
-    from faceflex.train.cache import open_cache
     from faceflex.train.latent_landmarks import fit_landmark_regressor
 
-    config = session.config({"train_vae.cache": cache})
-    device = torch_device(config)
-    try:
-        faces = open_cache(config["train_vae"]["cache"])
-        vae = load_vae(weights, device=device.type)
-    except (FileNotFoundError, WeightsError) as error:
-        raise UsageProblem(str(error)) from None
+    faces, vae = faces_and_vae(session, cache, weights)
     rows = np.arange(len(faces.ids))
     with session.progress(len(rows), "encoding") as bar:
         latents = encode_rows(vae, faces, rows, progress=bar.update)
@@ -211,6 +196,21 @@ def train_classifier(session: Session, task, epochs, resume, out, data, max_hour
     settings = ClassifierSettings(**section[task], seed=config["seed"])
     trainer = ClassifierTrainer(TASKS[task], data_set, settings, Path(out or Path(section["out"]) / task), device)
     _train(session, trainer, resume, section["max_hours"])
+
+
+def faces_and_vae(session: Session, cache: str | None, weights: str | None):
+    """The aligned face cache (``--cache`` or the config's) and a VAE (``--weights`` or the shipped
+    one) on the configured device; a missing or unusable file is a usage error."""
+    from faceflex.inference.vae_codec import load_vae
+    from faceflex.models.weights import WeightsError
+    from faceflex.train.cache import open_cache
+
+    config = session.config({"train_vae.cache": cache})
+    device = torch_device(config)
+    try:
+        return open_cache(config["train_vae"]["cache"]), load_vae(weights, device=device.type)
+    except (FileNotFoundError, WeightsError) as error:
+        raise UsageProblem(str(error)) from None
 
 
 def task_data(session: Session, task: str, section: dict):
