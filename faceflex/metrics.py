@@ -29,3 +29,12 @@ def ssim(images: torch.Tensor, references: torch.Tensor, window: int = 11, sigma
     c1, c2 = 0.01**2, 0.03**2
     score = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return score.flatten(1).mean(dim=1)
+
+
+def high_frequency_energy(images: torch.Tensor) -> torch.Tensor:
+    """Mean squared response of a 3x3 Laplacian on the luma of (N, 3, H, W) images in [0, 1], per
+    image: how much fine detail (edges, texture) a picture holds. A reconstruction's value over its
+    original's is its sharpness relative to the original (1.0: as sharp)."""
+    luma = (images.float() * torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=images.device).view(1, 1, 3, 3)
+    return F.conv2d(luma, kernel).pow(2).flatten(1).mean(dim=1)

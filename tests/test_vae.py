@@ -151,3 +151,21 @@ def test_train_prepare_and_bad_source_via_the_cli(tmp_path, demo_path):
     assert bad.exit_code == 2 and "not a CelebA-HQ folder" in bad.stderr
     missing = runner.invoke(cli, ["evaluate", "vae", "--cache", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "no face cache here" in missing.stderr
+
+
+def test_sharpness_and_identity_measures_tell_a_blur_and_a_stranger_apart(demo_rgb, demo_faces):
+    from PIL import Image, ImageFilter
+
+    from faceflex.face.align import align_face
+    from faceflex.face.identity import descriptor_distance, face_descriptor
+    from faceflex.metrics import high_frequency_energy
+
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    blurred = np.asarray(Image.fromarray(aligned.image).filter(ImageFilter.GaussianBlur(1.5)))
+    as_tensor = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    ratio = float(high_frequency_energy(as_tensor(blurred)) / high_frequency_energy(as_tensor(aligned.image)))
+    assert ratio < 0.3  # a 1.5-px blur keeps a small fraction of the fine detail
+    original = face_descriptor(aligned.image, aligned.landmarks)
+    assert descriptor_distance(original, face_descriptor(blurred, aligned.landmarks)) < 0.6  # still her
+    noise = np.random.default_rng(0).integers(0, 255, aligned.image.shape, dtype=np.uint8)
+    assert descriptor_distance(original, face_descriptor(noise, aligned.landmarks)) > 0.6  # not a face at all
