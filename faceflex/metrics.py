@@ -38,3 +38,18 @@ def high_frequency_energy(images: torch.Tensor) -> torch.Tensor:
     luma = (images.float() * torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
     kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=images.device).view(1, 1, 3, 3)
     return F.conv2d(luma, kernel).pow(2).flatten(1).mean(dim=1)
+
+
+def laplacian_pyramid_l1(images: torch.Tensor, references: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """Per image, the L1 distance between the Laplacian pyramids (band-pass detail at ``levels``
+    scales, 2x apart, plus the coarsest residual) of (N, C, H, W) images, summed over each band's
+    values: differences in fine detail weigh as much as in colour (an L2 loss lets blur win)."""
+    x, y = images.float(), references.float()
+    total = torch.zeros(x.shape[0], device=x.device)
+    for _ in range(levels):
+        x_down, y_down = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        x_band = x - F.interpolate(x_down, scale_factor=2, mode="bilinear", align_corners=False)
+        y_band = y - F.interpolate(y_down, scale_factor=2, mode="bilinear", align_corners=False)
+        total = total + (x_band - y_band).abs().flatten(1).sum(dim=1)
+        x, y = x_down, y_down
+    return total + (x - y).abs().flatten(1).sum(dim=1)

@@ -169,3 +169,34 @@ def test_sharpness_and_identity_measures_tell_a_blur_and_a_stranger_apart(demo_r
     assert descriptor_distance(original, face_descriptor(blurred, aligned.landmarks)) < 0.6  # still her
     noise = np.random.default_rng(0).integers(0, 255, aligned.image.shape, dtype=np.uint8)
     assert descriptor_distance(original, face_descriptor(noise, aligned.landmarks)) > 0.6  # not a face at all
+
+
+def test_decoder_only_warm_start_keeps_the_encoder_and_its_latents(tmp_path):
+    first = VAETrainer(tiny_cache(), TINY, TrainSettings(epochs=1, batch_size=8), tmp_path / "a", torch.device("cpu"))
+    first.run()
+    settings = TrainSettings(
+        epochs=1, batch_size=8, init=str(tmp_path / "a" / "vae.pt"), decoder_only=True, ssim_weight=500.0, laplacian_weight=0.5
+    )
+    second = VAETrainer(tiny_cache(), TINY, settings, tmp_path / "b", torch.device("cpu"))
+    start = {k: v.clone() for k, v in second.model.state_dict().items()}
+    second.run()
+    assert np.isfinite(second.history[0]["loss"]) and second.history[0]["1-ssim"] > 0 and second.history[0]["lap"] > 0
+    after = second.model.state_dict()
+    assert all(torch.equal(start[k], after[k]) for k in start if k.startswith(("encoder.", "to_mean.", "to_logvar.")))
+    assert any(not torch.equal(start[k], after[k]) for k in start if k.startswith("decoder."))
+    faces = tiny_cache().faces[:4]
+    np.testing.assert_allclose(
+        load_vae(tmp_path / "a" / "vae.pt", "cpu").encode(faces), load_vae(tmp_path / "b" / "vae.pt", "cpu").encode(faces), atol=2e-2
+    )
+    with pytest.raises(ValueError, match="architecture"):
+        VAETrainer(tiny_cache(), VAEConfig(latent=8, channels=(8, 16, 16, 16, 16)), settings, tmp_path / "c", torch.device("cpu"))
+
+
+def test_laplacian_pyramid_l1_sees_detail_that_a_blur_removes():
+    from faceflex.metrics import laplacian_pyramid_l1
+
+    sharp = torch.from_numpy(tiny_cache(2).faces.astype(np.float32) / 255).permute(0, 3, 1, 2)
+    blurred = torch.nn.functional.avg_pool2d(sharp, 5, stride=1, padding=2)
+    assert torch.all(laplacian_pyramid_l1(sharp, sharp) == 0)
+    shifted = sharp + 0.01  # the same detail, a slightly different colour
+    assert torch.all(laplacian_pyramid_l1(blurred, sharp) > 10 * laplacian_pyramid_l1(shifted, sharp))

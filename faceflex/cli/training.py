@@ -71,21 +71,44 @@ def _train(session: Session, trainer, resume: str | None, max_hours: float) -> N
 @training_options
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, grids and weights.")
 @click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (built first if missing).")
+@click.option("--init", type=click.Path(dir_okay=False, exists=True), help="Warm start from a VAE weight file (e.g. data/vae.pt).")
+@click.option("--decoder-only", is_flag=True, default=None, help="Train the decoder alone (latents and attribute vectors stay valid).")
 @click.pass_obj
-def train_vae(session: Session, epochs, resume, out, cache, max_hours) -> None:
+def train_vae(session: Session, epochs, resume, out, cache, max_hours, init, decoder_only) -> None:
     """Train the face VAE on the CelebA-HQ training split (held-out ids 28001-30000 never seen)."""
     from faceflex.models.face_vae import VAEConfig
     from faceflex.train.cache import build_cache, open_cache
     from faceflex.train.vae_trainer import TrainSettings, VAETrainer
 
-    config = session.config({"train_vae.epochs": epochs, "train_vae.out": out, "train_vae.cache": cache, "train_vae.max_hours": max_hours})
+    config = session.config(
+        {
+            "train_vae.epochs": epochs,
+            "train_vae.out": out,
+            "train_vae.cache": cache,
+            "train_vae.max_hours": max_hours,
+            "train_vae.init": init,
+            "train_vae.decoder_only": decoder_only,
+        }
+    )
     section = config["train_vae"]
     device = torch_device(config)
     cache_dir = Path(section["cache"])
     if not (cache_dir / "meta.json").is_file():
         session.say(f"no face cache in {cache_dir}: building it from {section['source']}")
         build_cache(Path(section["source"]), cache_dir)
-    fields = ("epochs", "batch_size", "lr", "beta", "kl_warmup_epochs", "flip", "max_hours")
+    fields = (
+        "epochs",
+        "batch_size",
+        "lr",
+        "beta",
+        "kl_warmup_epochs",
+        "flip",
+        "max_hours",
+        "init",
+        "decoder_only",
+        "ssim_weight",
+        "laplacian_weight",
+    )
     settings = TrainSettings(**{key: section[key] for key in fields}, seed=config["seed"])
     trainer = VAETrainer(
         open_cache(cache_dir),

@@ -1,7 +1,10 @@
 """Training the face VAE (on the shared :class:`~faceflex.train.trainer.Trainer`): deterministic, resumable.
 
 Loss per image = sum of squared errors over its 128x128x3 values in [0, 1]
-+ beta x KL(q(z|x) || N(0, I)), beta ramped up linearly over ``kl_warmup_epochs``.
++ beta x KL(q(z|x) || N(0, I)), beta ramped up linearly over ``kl_warmup_epochs``
+[+ ssim_weight x (1 - SSIM) + laplacian_weight x Laplacian-pyramid L1, for sharpness].
+``init`` starts from a weight file; ``decoder_only`` freezes the encoder (and so the latent space:
+the attribute vectors and the landmark regressor stay valid).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import numpy as np
 import torch
 
 from faceflex.io.images import save_image
+from faceflex.metrics import laplacian_pyramid_l1, ssim
 from faceflex.models.face_vae import FaceVAE, VAEConfig
+from faceflex.models.weights import load_weights
 from faceflex.train.cache import CachedFaces
 from faceflex.train.trainer import Trainer
 
@@ -29,6 +34,10 @@ class TrainSettings:
     kl_warmup_epochs: float = 1.0
     flip: bool = True
     max_hours: float = 0.0
+    init: str | None = None  # warm start from a VAE weight file
+    decoder_only: bool = False  # encoder frozen: latents (and attribute vectors) stay valid
+    ssim_weight: float = 0.0  # + weight x (1 - SSIM) per image
+    laplacian_weight: float = 0.0  # + weight x Laplacian-pyramid L1 per image
     seed: int = 0
 
 
@@ -58,9 +67,20 @@ class VAETrainer(Trainer):
     def __init__(self, cache: CachedFaces, vae_config: VAEConfig, settings: TrainSettings, out: Path, device: torch.device):
         torch.manual_seed(settings.seed)
         self.cache = cache
-        model = FaceVAE(vae_config).to(device).to(memory_format=torch.channels_last)
+        model = FaceVAE(vae_config)
+        if settings.init:
+            record = load_weights(settings.init)
+            if VAEConfig.from_dict(record["config"]) != vae_config:
+                raise ValueError(f"{settings.init}: its architecture {record['config']} differs from the config's {vae_config.to_dict()}")
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()})
+        model = model.to(device).to(memory_format=torch.channels_last)
+        trained = model.parameters()
+        if settings.decoder_only:
+            for part in (model.encoder, model.to_mean, model.to_logvar):
+                part.requires_grad_(False)
+            trained = [p for p in model.parameters() if p.requires_grad]
         self.test_rows = cache.split("test")
-        self.setup(model, torch.optim.Adam(model.parameters(), lr=settings.lr), cache.split("train"), settings, out, device)
+        self.setup(model, torch.optim.Adam(trained, lr=settings.lr), cache.split("train"), settings, out, device)
 
     def beta_at(self, step: int) -> float:
         warm = self.settings.kl_warmup_epochs * self.steps_per_epoch
@@ -69,10 +89,19 @@ class VAETrainer(Trainer):
     def step_loss(self, rows: np.ndarray, generator: torch.Generator):
         flips = torch.rand(len(rows), generator=generator) < 0.5 if self.settings.flip else None
         x = batch_tensor(self.cache.faces, rows, flips, self.device)
+        if self.settings.decoder_only:
+            self.model.encoder.eval()  # frozen: its batch-norm statistics stay those of the shipped model
         recon, mean, logvar = self.model(x, generator if self.device.type == "cpu" else None)
         step = self.scheduler.last_epoch  # optimiser steps taken so far
         loss, sse, kl = vae_loss(recon, x, mean, logvar, self.beta_at(step))
-        return loss, {"sse": sse, "kl": kl}
+        logged = {"sse": sse, "kl": kl}
+        if self.settings.ssim_weight:
+            structure = (1 - ssim(recon.float(), x)).mean()
+            loss, logged["1-ssim"] = loss + self.settings.ssim_weight * structure, structure
+        if self.settings.laplacian_weight:
+            detail = laplacian_pyramid_l1(recon, x).mean()
+            loss, logged["lap"] = loss + self.settings.laplacian_weight * detail, detail
+        return loss, logged
 
     def evaluate(self) -> dict:
         return {"held_out_psnr": round(self.held_out_psnr(), 3)}
