@@ -95,12 +95,13 @@ class VAETrainer(Trainer):
         step = self.scheduler.last_epoch  # optimiser steps taken so far
         loss, sse, kl = vae_loss(recon, x, mean, logvar, self.beta_at(step))
         logged = {"sse": sse, "kl": kl}
-        if self.settings.ssim_weight:
-            structure = (1 - ssim(recon.float(), x)).mean()
-            loss, logged["1-ssim"] = loss + self.settings.ssim_weight * structure, structure
-        if self.settings.laplacian_weight:
-            detail = laplacian_pyramid_l1(recon, x).mean()
-            loss, logged["lap"] = loss + self.settings.laplacian_weight * detail, detail
+        with torch.autocast(self.device.type, enabled=False):  # SSIM's variances cancel badly in bf16
+            if self.settings.ssim_weight:
+                structure = (1 - ssim(recon.float(), x)).mean()
+                loss, logged["1-ssim"] = loss + self.settings.ssim_weight * structure, structure
+            if self.settings.laplacian_weight:
+                detail = laplacian_pyramid_l1(recon.float(), x).mean()
+                loss, logged["lap"] = loss + self.settings.laplacian_weight * detail, detail
         return loss, logged
 
     def evaluate(self) -> dict:
