@@ -9,7 +9,7 @@ import click
 
 from faceflex.choices import CLASSIFIER_TASKS, EDIT_MODES
 from faceflex.cli.app import Session, UsageProblem, cli, torch_device, verbosity_options
-from faceflex.cli.training import faces_and_vae, task_data
+from faceflex.cli.training import faces_and_vae, task_data, vae_and_cache_options
 
 
 @cli.group()
@@ -28,8 +28,7 @@ def _report(report: dict, out_path: str | None) -> None:
 
 
 @evaluate.command("vae")
-@click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="Weight file (default: the shipped data/vae.pt).")
-@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache holding the held-out faces.")
+@vae_and_cache_options
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N held-out faces.")
 @click.option("-o", "--out-dir", type=click.Path(file_okay=False), help="Also write a grid PNG of originals and reconstructions here.")
 @verbosity_options
@@ -89,14 +88,13 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
     "--modes", default="residual,replace,warp,hybrid", show_default=True, help="Comma-separated modes (auto: each attribute's own)."
 )
 @click.option("--versions", help="Comma-separated vector versions whose mean is the direction (default: all).")
-@click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="VAE weights (default: the shipped data/vae.pt).")
+@vae_and_cache_options
 @click.option(
     "--vectors",
     "vectors_path",
     type=click.Path(dir_okay=False, exists=True),
     help="Attribute vectors made for those weights (default: shipped).",
 )
-@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache holding the held-out faces.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @verbosity_options
 @click.pass_obj

@@ -38,6 +38,17 @@ def train_prepare(session: Session, source, cache) -> None:
     session.say(f"cached {meta['faces']} aligned faces in {cache_dir} ({len(meta['skipped_no_face'])} without a face skipped)")
 
 
+def vae_and_cache_options(command):
+    """--weights (a VAE weight file) and --cache (the aligned face cache), for the commands that read
+    latents of the CelebA-HQ faces (:func:`faces_and_vae` opens both)."""
+    command = click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (default from configs/train_vae.yaml).")(
+        command
+    )
+    return click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="VAE weights (default: the shipped data/vae.pt).")(
+        command
+    )
+
+
 def training_options(command):
     """--epochs, --resume and --max-hours (and -q/-v), shared by every training command."""
     command = click.option("--max-hours", type=float, help="Stop after the epoch that passes this many hours.")(command)
@@ -125,8 +136,7 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours, init, dec
 @click.option("--samples-per-version", type=click.IntRange(min=1), default=200, show_default=True, help="Faces per side in each version.")
 @click.option("--version-count", type=click.IntRange(min=1), default=25, show_default=True, help="Disjoint versions per attribute.")
 @click.option("--orthogonal-to", default="", help="Comma-separated attributes whose directions are projected out of every vector.")
-@click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="VAE weights (default: the shipped data/vae.pt).")
-@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (default from configs/train_vae.yaml).")
+@vae_and_cache_options
 @click.option(
     "--out", type=click.Path(dir_okay=False), default="data/attribute_vectors.npz", show_default=True, help="Where to write the vectors."
 )
@@ -172,8 +182,7 @@ def train_vectors(session: Session, attributes, samples_per_version, version_cou
 
 
 @train.command("landmarks")
-@click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="VAE weights (default: the shipped data/vae.pt).")
-@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (default from configs/train_vae.yaml).")
+@vae_and_cache_options
 @click.option(
     "--out", type=click.Path(dir_okay=False), default="data/latent_landmarks.npz", show_default=True, help="Where to write the regressor."
 )
