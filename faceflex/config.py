@@ -152,6 +152,8 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "edit.identity": _boolean,
     "vae.latent": _number(int, 8, 4096),
     "vae.channels": _int_list,
+    "vae.spatial": _boolean,
+    "vae.res_blocks": _number(int, 0, 64),
     "train_vae.source": _path,
     "train_vae.cache": _path,
     "train_vae.out": _path,

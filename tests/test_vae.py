@@ -45,6 +45,51 @@ def test_shapes_and_ranges():
     assert recon.min() >= 0 and recon.max() <= 1
 
 
+SPATIAL = VAEConfig(latent=4 * 16 * 16, channels=(8, 16, 16), spatial=True, res_blocks=2)
+
+
+def test_a_spatial_latent_is_a_flat_vector_whose_values_act_locally():
+    model = FaceVAE(SPATIAL).eval()
+    x = torch.rand(2, 3, 128, 128)
+    mean, logvar = model.encode(x)
+    assert mean.shape == logvar.shape == (2, 1024)
+    assert model.decode(mean).shape == x.shape
+    # one latent value of the 16x16 map (channel 0, row 2, column 3) changes only pixels near it
+    z = mean.detach().clone()
+    moved = z.clone()
+    moved[:, 0 * 256 + 2 * 16 + 3] += 5.0
+    with torch.no_grad():
+        delta = (model.decode(moved) - model.decode(z)).abs().sum(dim=(0, 1))
+    rows, cols = torch.nonzero(delta > 1e-6, as_tuple=True)
+    assert len(rows) and rows.max() < 100 and cols.max() < 100  # near (row 20, column 28) in pixels, not across the face
+    with pytest.raises(ValueError, match="grid"):
+        VAEConfig(latent=1000, channels=(8, 16, 16), spatial=True)
+    assert VAEConfig.from_dict(TINY.to_dict()) == TINY and VAEConfig.from_dict(SPATIAL.to_dict()) == SPATIAL
+
+
+def test_a_new_architecture_warm_starts_from_the_layers_that_match(tmp_path):
+    flat = VAETrainer(
+        tiny_cache(),
+        VAEConfig(latent=16, channels=(8, 16, 16, 16, 16)),
+        TrainSettings(epochs=1, batch_size=8),
+        tmp_path / "a",
+        torch.device("cpu"),
+    )
+    flat.run()
+    spatial = VAETrainer(
+        tiny_cache(),
+        SPATIAL,
+        TrainSettings(epochs=1, batch_size=8, init=str(tmp_path / "a" / "vae.pt")),
+        tmp_path / "b",
+        torch.device("cpu"),
+    )
+    assert "tensors (names and shapes that match)" in spatial.init_note
+    old, new = flat.model.state_dict(), spatial.model.state_dict()
+    for key in ("encoder.0.0.weight", "encoder.2.0.weight", "decoder.2.1.weight", "decoder.5.weight"):
+        assert torch.equal(old[key].half().float(), new[key].float()), key  # shipped weights are fp16
+    assert "to_mean.weight" in new and new["to_mean.weight"].shape != old["to_mean.weight"].shape
+
+
 def test_loss_is_finite_and_falls_on_a_repeated_batch():
     torch.manual_seed(0)
     model = FaceVAE(TINY).to(memory_format=torch.channels_last)

@@ -123,11 +123,13 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours, init, dec
     settings = TrainSettings(**{key: section[key] for key in fields}, seed=config["seed"])
     trainer = VAETrainer(
         open_cache(cache_dir),
-        VAEConfig(latent=config["vae"]["latent"], channels=config["vae"]["channels"]),
+        VAEConfig(**{key: config["vae"][key] for key in ("latent", "channels", "spatial", "res_blocks")}),
         settings,
         Path(section["out"]),
         device,
     )
+    if trainer.init_note:
+        session.say(trainer.init_note)
     _train(session, trainer, resume, section["max_hours"])
 
 

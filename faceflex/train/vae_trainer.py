@@ -52,6 +52,26 @@ def batch_tensor(faces: np.ndarray, rows: np.ndarray, flips: torch.Tensor | None
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def warm_start(model: FaceVAE, path: str, vae_config: VAEConfig, decoder_only: bool) -> str:
+    """Load ``path``'s weights into ``model``; what was loaded, in words.
+
+    Same architecture: every tensor. A different one (e.g. a spatial latent warm-started from the
+    shipped global-latent VAE): the tensors whose names and shapes match, the rest stay as
+    initialised. Training the decoder alone needs the same architecture (the latent must be the same).
+    """
+    record = load_weights(path)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
+    if VAEConfig.from_dict(record["config"]) == vae_config:
+        model.load_state_dict(state)
+        return f"warm start: all {len(state)} tensors from {path}"
+    if decoder_only:
+        raise ValueError(f"{path}: its architecture {record['config']} differs from the config's {vae_config.to_dict()}")
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)
+    return f"warm start: {len(matching)} of {len(own)} tensors (names and shapes that match) from {path}"
+
+
 def vae_loss(recon: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, beta: float):
     """(total, reconstruction SSE, KL), each averaged over the batch."""
     sse = (recon.float() - x).pow(2).sum(dim=(1, 2, 3)).mean()
@@ -68,11 +88,9 @@ class VAETrainer(Trainer):
         torch.manual_seed(settings.seed)
         self.cache = cache
         model = FaceVAE(vae_config)
+        self.init_note = ""
         if settings.init:
-            record = load_weights(settings.init)
-            if VAEConfig.from_dict(record["config"]) != vae_config:
-                raise ValueError(f"{settings.init}: its architecture {record['config']} differs from the config's {vae_config.to_dict()}")
-            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()})
+            self.init_note = warm_start(model, settings.init, vae_config, settings.decoder_only)
         model = model.to(device).to(memory_format=torch.channels_last)
         trained = model.parameters()
         if settings.decoder_only:
