@@ -109,8 +109,9 @@ def test_loss_is_finite_and_falls_on_a_repeated_batch():
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_resume_continues_exactly(tmp_path):
-    settings = TrainSettings(epochs=2, batch_size=8, seed=3)
+@pytest.mark.parametrize("adversarial", [0.0, 0.5], ids=["plain", "with-critic"])
+def test_resume_continues_exactly(tmp_path, adversarial):
+    settings = TrainSettings(epochs=2, batch_size=8, seed=3, adversarial_weight=adversarial, adversarial_start=1)
     straight = VAETrainer(tiny_cache(), TINY, settings, tmp_path / "a", torch.device("cpu"))
     straight.run()
     first = VAETrainer(tiny_cache(), TINY, settings, tmp_path / "b", torch.device("cpu"))
@@ -123,6 +124,10 @@ def test_resume_continues_exactly(tmp_path):
         assert torch.equal(a, b), name
     assert [h["loss"] for h in straight.history] == [h["loss"] for h in resumed.history]
     assert (tmp_path / "a" / "epoch_002.png").is_file() and (tmp_path / "a" / "vae.pt").is_file()
+    if adversarial:  # the critic joins from the second epoch, with a finite positive adaptive weight
+        assert "critic" not in straight.history[0] and straight.history[1]["adv_w"] > 0 and np.isfinite(straight.history[1]["loss"])
+        for (name, a), b in zip(straight.critic.state_dict().items(), resumed.critic.state_dict().values()):
+            assert torch.equal(a, b), name
 
 
 def test_exported_weights_load_and_encode_deterministically(tmp_path):

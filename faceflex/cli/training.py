@@ -119,6 +119,9 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours, init, dec
         "decoder_only",
         "ssim_weight",
         "laplacian_weight",
+        "adversarial_weight",
+        "adversarial_start",
+        "critic_lr",
     )
     settings = TrainSettings(**{key: section[key] for key in fields}, seed=config["seed"])
     trainer = VAETrainer(
