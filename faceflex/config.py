@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from faceflex.choices import CLASSIFIER_TASKS, DETECTORS, DEVICES, EDIT_MODES, EDIT_REGIONS, FACES, MANIFEST_FORMATS
+from faceflex.choices import CLASSIFIER_TASKS, DETECTORS, DEVICES, EDIT_MODES, EDIT_REGIONS, FACES, MANIFEST_FORMATS, MASK_TYPES
 
 
 class ConfigError(ValueError):
@@ -118,6 +118,10 @@ def _name(key: str, value: Any) -> str:
     return value.strip()
 
 
+def _optional_name(key: str, value: Any) -> str | None:
+    return None if value is None else _name(key, value)
+
+
 SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "device": _choice(*DEVICES),
     "seed": _number(int, 0, 2**32 - 1),
@@ -150,6 +154,9 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "edit.plot": _boolean,
     "edit.plot_masks": _boolean,
     "edit.identity": _boolean,
+    "mask.type": _choice(*MASK_TYPES),
+    "mask.color": _optional_name,
+    "mask.texture": _optional_name,
     "vae.latent": _number(int, 8, 4096),
     "vae.channels": _int_list,
     "vae.spatial": _boolean,

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from faceflex.choices import EDIT_MODES, EDIT_REGIONS
+from faceflex.choices import EDIT_MODES, EDIT_REGIONS, MASK_TYPES
 from faceflex.cli.app import PhotoArgs, Session, UsageProblem, cli, photo_options, run_photos, torch_device
 
 
@@ -51,6 +51,32 @@ def classify(session: Session, annotate: bool, every: int, **kwargs) -> None:
     except (FileNotFoundError, WeightsError) as error:
         raise UsageProblem(str(error)) from None
     run_photos(session, args, config, step, default_inputs=[str(demo_image_path())], videos=True, every=every)
+
+
+@cli.command()
+@photo_options
+@click.option("--type", "kind", type=click.Choice(MASK_TYPES), help="Mask template (random: one per face, drawn from --seed).")
+@click.option("--color", help="Recolour the mask: a CSS colour name or hex code (navy, #1f4e79).")
+@click.option("--texture", help="A shipped texture (check/check_1, floral/floral_3, fruits/lemon, ...) or random.")
+@click.pass_obj
+def mask(session: Session, kind, color, texture, **kwargs) -> None:
+    """Put a face mask on every face (MaskTheFace's templates, fitted to the 68 landmarks).
+
+    PATHS are images, folders or globs; with none, the demo face. Writes <name>.masked.<ext> per
+    photo (alpha kept) and OUT_DIR/mask.json with each face's mask type, template view and how much
+    of the face it covers.
+    """
+    from faceflex.io.inputs import demo_image_path
+    from faceflex.steps.mask import MaskSettings, MaskStep
+
+    args = PhotoArgs.take(kwargs)
+    config = session.config({**args.overrides(), "mask.type": kind, "mask.color": color, "mask.texture": texture})
+    section = config["mask"]
+    try:
+        step = MaskStep(MaskSettings(section["type"], section["color"], section["texture"], config["seed"]))
+    except ValueError as error:
+        raise UsageProblem(str(error)) from None
+    run_photos(session, args, config, step, default_inputs=[str(demo_image_path())])
 
 
 @cli.command()

@@ -53,6 +53,22 @@ def paste_back(photo: np.ndarray, aligned: np.ndarray, matrix: np.ndarray, mask:
     return result
 
 
+def paste_over(photo: np.ndarray, patch: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+    """A copy of ``photo`` (RGB) with the RGBA ``patch`` (h, w, 4 uint8, straight alpha) composited
+    with its top-left pixel at ``origin`` (x0, y0); the patch must lie inside the photo. Where the
+    alpha is 0 the photo is unchanged, bit for bit."""
+    x0, y0 = origin
+    h, w = patch.shape[:2]
+    if x0 < 0 or y0 < 0 or x0 + w > photo.shape[1] or y0 + h > photo.shape[0]:
+        raise ValueError(f"a {w}x{h} patch at {origin} does not fit a {photo.shape[1]}x{photo.shape[0]} photo")
+    result = photo.copy()
+    roi = Image.fromarray(np.ascontiguousarray(result[y0 : y0 + h, x0 : x0 + w]), "RGB")
+    over = Image.fromarray(np.ascontiguousarray(patch), "RGBA")
+    roi.paste(over, (0, 0), over)
+    result[y0 : y0 + h, x0 : x0 + w] = np.asarray(roi)
+    return result
+
+
 def paste_delta(photo: np.ndarray, delta: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Add an aligned-frame change ``delta`` (S x S x 3 float, in 0-255 units), weighted by ``mask``, to a copy of ``photo``.
 

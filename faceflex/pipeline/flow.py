@@ -20,11 +20,11 @@ from typing import Protocol
 import numpy as np
 
 from faceflex.face.align import AlignedFace, align_face, invert_affine, transform_points
-from faceflex.face.blend import paste_back, paste_delta, paste_warp
+from faceflex.face.blend import paste_back, paste_delta, paste_over, paste_warp
 from faceflex.face.detect import DetectSettings, Face, detect_faces
 
 FACES_CHOICES = ("all", "largest")
-LAYER_MODES = ("replace", "add", "warp")
+LAYER_MODES = ("replace", "add", "warp", "over")
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,16 @@ class Layer:
     ``"add"``: ``pixels`` (S, S, 3) float32 is a change in 0-255 units added through ``mask``
     (an all-zero change leaves the photo bit for bit); ``"warp"``: ``pixels`` (2, N, 2) are points
     in the aligned frame, [sources, targets]: the photo's own pixels move so that the sources land
-    on the targets (:func:`faceflex.face.blend.paste_warp`; ``mask`` unused).
+    on the targets (:func:`faceflex.face.blend.paste_warp`; ``mask`` unused); ``"over"``: ``pixels``
+    (h, w, 4) uint8 RGBA in *photo* pixels, composited with their alpha at ``origin`` (x0, y0), the
+    patch's top-left pixel (``mask`` unused; the face needs no aligned crop).
     """
 
     face: int
     pixels: np.ndarray
     mask: np.ndarray | None  # (S, S) float32 in [0, 1]
     mode: str = "replace"
+    origin: tuple[int, int] = (0, 0)  # "over" only
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,9 @@ def compose(photo: np.ndarray, crops: Sequence[FaceCrop], layers: Iterable[Layer
     """The photo with each layer pasted back through its face's inverse alignment (a new array)."""
     result = photo
     for layer in layers:
+        if layer.mode == "over":
+            result = paste_over(result, layer.pixels, layer.origin)
+            continue
         aligned = crops[layer.face].aligned
         if aligned is None:
             raise ValueError("a layer needs its face's aligned crop (the step's aligned_size is None)")
