@@ -17,9 +17,10 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from faceflex.choices import MASK_KINDS
+from faceflex.face.blend import paste_over
 from faceflex.face.pose import FRONTAL_DEGREES, estimate_pose
 from faceflex.shipped import shipped
 
@@ -206,3 +207,40 @@ def scene_brightness(image: np.ndarray, landmarks: np.ndarray) -> float:
         return 1.0
     luma = float(np.median(box.reshape(-1, 3) @ np.array([0.299, 0.587, 0.114])))
     return float(np.clip(np.sqrt(luma / 150.0), 0.55, 1.1))
+
+
+def synthetic_mask(
+    image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, templates: MaskTemplates | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A randomly varied mask on ``image`` (RGB uint8, any size) for training data: (masked image,
+    the mask's alpha (H, W) float32 in [0, 1], the exact segmentation label).
+
+    Varied: the type (surgical ones twice as likely), the template's own colours (40 %), a random
+    colour (30 %) or a random texture (30 %), each anchor moved by up to 3 % of the face width, the
+    top edge raised or lowered (nose covered or not), brightness x 0.6-1.15 of the photo's light,
+    and a blur of 0-1 px (camera softness)."""
+    templates = templates or load_mask_templates()
+    weights = np.array([2.0 if kind.startswith("surgical") else 1.0 for kind in MASK_KINDS])
+    kind = str(rng.choice(MASK_KINDS, p=weights / weights.sum()))
+    template = templates.template(kind, view_for(landmarks))
+    style = rng.random()
+    if style < 0.4:
+        rgba = template.rgba
+    elif style < 0.7:
+        rgba = styled(template, color=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    else:
+        rgba = styled(template, texture=templates.texture(str(rng.choice(sorted(templates.textures)))))
+    targets = anchor_points(landmarks)
+    width = np.linalg.norm(targets[2] - targets[0])
+    targets = targets + rng.normal(0.0, 0.015 * width, targets.shape).clip(-0.03 * width, 0.03 * width)
+    targets[:3, 1] += rng.uniform(-0.06, 0.08) * width  # the top edge: over the nose bridge or lower
+    size = (image.shape[1], image.shape[0])
+    placed = render_mask(rgba, template.anchors, targets, size)
+    if placed is None:
+        return image.copy(), np.zeros(image.shape[:2], np.float32)
+    patch, origin = placed
+    sigma = rng.uniform(0.0, 1.0)
+    if sigma > 0.2:
+        patch = np.asarray(Image.fromarray(patch, "RGBA").convert("RGBa").filter(ImageFilter.GaussianBlur(sigma)).convert("RGBA"))
+    patch = dimmed(patch, scene_brightness(image, landmarks) * rng.uniform(0.6, 1.15))
+    return paste_over(image[..., :3], patch, origin), coverage(patch, origin, size)
