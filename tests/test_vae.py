@@ -126,7 +126,7 @@ def test_resume_continues_exactly(tmp_path, adversarial):
     assert (tmp_path / "a" / "epoch_002.png").is_file() and (tmp_path / "a" / "vae.pt").is_file()
     if adversarial:  # the critic joins from the second epoch, with a finite positive adaptive weight
         assert "critic" not in straight.history[0] and straight.history[1]["adv_w"] > 0 and np.isfinite(straight.history[1]["loss"])
-        for (name, a), b in zip(straight.critic.state_dict().items(), resumed.critic.state_dict().values()):
+        for (name, a), b in zip(straight.adversarial.critic.state_dict().items(), resumed.adversarial.critic.state_dict().values()):
             assert torch.equal(a, b), name
 
 

@@ -53,6 +53,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
         self.epoch = 0
         self.history: list[dict] = []
+        self.adversarial = None  # a generating trainer's AdversarialTerm (its critic is checkpointed too)
 
     # -- what a subclass provides ------------------------------------------------------------
     def step_loss(self, rows: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -87,6 +88,7 @@ class Trainer:
             "history": self.history,
             "settings": self.settings_record(),
             "config": self.architecture(),
+            **(self.adversarial.state() if self.adversarial else {}),
         }
 
     def save_checkpoint(self) -> Path:
@@ -102,6 +104,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        if self.adversarial:
+            self.adversarial.load_state(state)
         return dict(state["settings"])
 
     def export(self, path: Path | None = None) -> Path:

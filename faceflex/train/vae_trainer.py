@@ -22,8 +22,8 @@ import torch
 from faceflex.io.images import save_image
 from faceflex.metrics import laplacian_pyramid_l1, ssim
 from faceflex.models.face_vae import FaceVAE, VAEConfig
-from faceflex.models.patch_critic import PatchCritic
 from faceflex.models.weights import load_weights
+from faceflex.train.adversarial import AdversarialTerm
 from faceflex.train.cache import CachedFaces
 from faceflex.train.trainer import Trainer
 
@@ -107,10 +107,7 @@ class VAETrainer(Trainer):
             trained = [p for p in model.parameters() if p.requires_grad]
         self.test_rows = cache.split("test")
         self.setup(model, torch.optim.Adam(trained, lr=settings.lr), cache.split("train"), settings, out, device)
-        self.critic = self.critic_optimizer = None
-        if settings.adversarial_weight:
-            self.critic = PatchCritic().to(device).to(memory_format=torch.channels_last)
-            self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=settings.critic_lr, betas=(0.5, 0.9))
+        self.adversarial = AdversarialTerm(settings.adversarial_weight, settings.critic_lr, device) if settings.adversarial_weight else None
 
     def beta_at(self, step: int) -> float:
         warm = self.settings.kl_warmup_epochs * self.steps_per_epoch
@@ -132,46 +129,9 @@ class VAETrainer(Trainer):
             if self.settings.laplacian_weight:
                 detail = laplacian_pyramid_l1(recon.float(), x).mean()
                 loss, logged["lap"] = loss + self.settings.laplacian_weight * detail, detail
-        if self.critic is not None and self.epoch >= self.settings.adversarial_start:
-            loss = loss + self.adversarial_term(recon, x, loss, logged)
+        if self.adversarial and self.epoch >= self.settings.adversarial_start:
+            loss = loss + self.adversarial(recon, x, loss, self.model.decoder[-2].weight, logged)
         return loss, logged
-
-    def adversarial_term(self, recon: torch.Tensor, x: torch.Tensor, rest: torch.Tensor, logged: dict) -> torch.Tensor:
-        """One critic step (hinge) on this batch, then the decoder's adaptively weighted term."""
-        self.critic.requires_grad_(True)
-        real_logits, _ = self.critic(x)
-        fake_logits, _ = self.critic(recon.detach())
-        critic_loss = torch.relu(1 - real_logits.float()).mean() + torch.relu(1 + fake_logits.float()).mean()
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
-        self.critic.requires_grad_(False)  # the decoder's term must not train the critic
-        with torch.no_grad():
-            _, real_features = self.critic(x)
-        fake_logits, fake_features = self.critic(recon)
-        matching = sum((f.float() - r.float()).abs().mean() for f, r in zip(fake_features, real_features))
-        term = -fake_logits.float().mean() + matching
-        last = self.model.decoder[-2].weight  # the output convolution
-        (rest_grad,) = torch.autograd.grad(rest, last, retain_graph=True)
-        (term_grad,) = torch.autograd.grad(term, last, retain_graph=True)
-        weight = (rest_grad.float().norm() / (term_grad.float().norm() + 1e-4)).clamp(0, 1e4).detach() * self.settings.adversarial_weight
-        logged.update({"critic": critic_loss.detach(), "match": matching.detach(), "adv_w": weight})
-        return weight * term
-
-    def state(self) -> dict:
-        state = super().state()
-        if self.critic is not None:
-            state["critic"], state["critic_optimizer"] = self.critic.state_dict(), self.critic_optimizer.state_dict()
-        return state
-
-    def load_checkpoint(self, path: Path) -> dict:
-        saved = super().load_checkpoint(path)
-        if self.critic is not None:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-            if "critic" in state:  # a checkpoint from a run without the critic: it starts afresh
-                self.critic.load_state_dict(state["critic"])
-                self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        return saved
 
     def evaluate(self) -> dict:
         return {"held_out_psnr": round(self.held_out_psnr(), 3)}

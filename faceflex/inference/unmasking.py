@@ -1,0 +1,91 @@
+"""The unmasking network for inference: find the face mask on aligned faces and paint what it hides.
+
+Deterministic (eval mode, no sampling). Only pixels inside the *paint region* change: the
+predicted mask (probability >= 0.5) grown by ``GROW`` px and feathered by one, so the mask's
+antialiased rim, which mixes mask and skin colours, is repainted too.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from faceflex.device import resolve_device
+from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
+from faceflex.models.weights import WeightsError, fingerprint, load_weights
+from faceflex.shipped import shipped
+
+SHIPPED_WEIGHTS = "unmask.pt"
+GROW = 2  # px (128-px frame) the paint region reaches beyond the mask
+
+
+def paint_region(mask: torch.Tensor, grow: int = GROW) -> torch.Tensor:
+    """Where a mask (N, 1, H, W) in [0, 1] is repainted: its >= 0.5 part grown by ``grow`` px
+    (a square max filter) and softened by a 3x3 box blur; values in [0, 1]."""
+    hard = (mask >= 0.5).float()
+    grown = F.max_pool2d(hard, 2 * grow + 1, stride=1, padding=grow) if grow else hard
+    return F.avg_pool2d(grown, 3, stride=1, padding=1, count_include_pad=False)
+
+
+def composite(images: torch.Tensor, painted: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """``images`` with ``painted`` blended in through ``region`` (all (N, C, H, W) in [0, 1])."""
+    return images + region * (painted - images)
+
+
+class Unmasker:
+    """A loaded unmasking network. Faces are (N, 128, 128, 3) uint8 RGB aligned faces."""
+
+    def __init__(self, model: UnmaskNet, device: torch.device, meta: dict | None = None, fingerprint: str | None = None) -> None:
+        self.model = model.eval().to(device)
+        self.device = device
+        self.meta = meta or {}
+        self.fingerprint = fingerprint
+
+    @torch.inference_mode()
+    def __call__(self, faces: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """(unmasked faces (N, 128, 128, 3) uint8, mask probabilities (N, 128, 128) float32).
+
+        Pixels outside the paint region come back unchanged, bit for bit."""
+        faces = np.asarray(faces)
+        if faces.ndim != 4 or faces.shape[1:] != (128, 128, 3) or faces.dtype != np.uint8:
+            raise ValueError(f"the unmasker needs (N, 128, 128, 3) uint8 aligned faces, got {faces.shape} {faces.dtype}")
+        out, probabilities = faces.copy(), np.zeros(faces.shape[:3], np.float32)
+        for start in range(0, len(faces), batch_size):
+            x = torch.from_numpy(faces[start : start + batch_size]).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+            logits, painted = self.model(x.contiguous(memory_format=torch.channels_last))
+            mask = torch.sigmoid(logits.float())
+            result = composite(x, painted.float(), paint_region(mask))
+            result = (result.permute(0, 2, 3, 1) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+            region = paint_region(mask)[:, 0].cpu().numpy() > 0
+            block = out[start : start + len(x)]
+            block[region] = result[region]
+            probabilities[start : start + len(x)] = mask[:, 0].cpu().numpy()
+        return out, probabilities
+
+
+def unmasker_from_file(path: str | Path, device: str = "auto") -> Unmasker:
+    """Load unmasking weights (fp16 on disk, float32 in memory)."""
+    record = load_weights(path)
+    try:
+        model = UnmaskNet(UnmaskConfig.from_dict(record["config"]))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise WeightsError(f"{path}: not unmasking weights ({type(error).__name__})") from None
+    return Unmasker(model.float(), resolve_device(device), record.get("meta"), fingerprint(path))
+
+
+@functools.cache
+def _shipped(device: str) -> Unmasker:
+    path = shipped(SHIPPED_WEIGHTS)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the shipped unmasking weights are missing (train them with `faceflex train unmask`)")
+    return unmasker_from_file(path, device)
+
+
+def load_unmasker(path: str | Path | None = None, device: str = "auto") -> Unmasker:
+    """The shipped unmasker (loaded once per process), or the weight file at ``path``."""
+    return _shipped(device) if path is None else unmasker_from_file(path, device)

@@ -1,0 +1,183 @@
+"""Training the unmasking network (on the shared :class:`~faceflex.train.trainer.Trainer`).
+
+Data: the CelebA-HQ training split of the aligned face cache; every face gets a fresh synthetic
+mask each epoch (:func:`faceflex.face.mask_overlay.synthetic_mask`, seeded by (seed, epoch, row)),
+whose alpha is the exact segmentation label. The held-out split is measured with fixed masks
+(seeded by the row alone), the same ones ``faceflex evaluate unmask`` uses.
+
+Loss per batch = mask_weight x (BCE + Dice) of the mask logits against the alpha
++ l1_weight x L1 of the painted face inside the paint region (mean over its pixels)
++ ssim_weight x (1 - SSIM) + laplacian_weight x Laplacian-pyramid L1 of the composite
+(the input with the painted face blended in through the paint region of the true mask)
+[+ the patch critic's adaptively weighted hinge + feature-matching term on the composite, from
+``adversarial_start`` on, as for the VAE].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from faceflex.face.mask_overlay import load_mask_templates, synthetic_mask
+from faceflex.inference.unmasking import composite, paint_region
+from faceflex.io.images import save_image
+from faceflex.metrics import laplacian_pyramid_l1, psnr, ssim
+from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
+from faceflex.train.adversarial import AdversarialTerm
+from faceflex.train.cache import CachedFaces
+from faceflex.train.trainer import Trainer
+
+
+@dataclass(frozen=True)
+class UnmaskSettings:
+    """The ``train_unmask`` section of the config."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    flip: bool = True
+    max_hours: float = 0.0
+    mask_weight: float = 1.0
+    l1_weight: float = 1.0
+    ssim_weight: float = 0.5
+    laplacian_weight: float = 0.02
+    adversarial_weight: float = 0.0
+    adversarial_start: int = 0
+    critic_lr: float = 2e-4
+    seed: int = 0
+
+
+def masked_batch(cache: CachedFaces, rows: np.ndarray, seeds: list[list[int]], flips: np.ndarray | None = None):
+    """(masked faces, alphas, true faces) as float tensors (N, C, 128, 128) in [0, 1] for cache
+    rows, each masked by :func:`synthetic_mask` with its own seed; ``flips`` mirrors chosen faces."""
+    templates = load_mask_templates()
+    masked, alphas, truth = [], [], []
+    for row, seed in zip(rows, seeds):
+        face = cache.faces[row]
+        image, alpha = synthetic_mask(face, cache.landmarks[row], np.random.default_rng(seed), templates)
+        masked.append(image)
+        alphas.append(alpha)
+        truth.append(face)
+    masked_t = torch.from_numpy(np.stack(masked)).permute(0, 3, 1, 2).float().div_(255.0)
+    truth_t = torch.from_numpy(np.stack(truth)).permute(0, 3, 1, 2).float().div_(255.0)
+    alpha_t = torch.from_numpy(np.stack(alphas))[:, None]
+    if flips is not None and flips.any():
+        chosen = torch.from_numpy(flips)
+        for t in (masked_t, truth_t, alpha_t):
+            t[chosen] = t[chosen].flip(-1)
+    return masked_t, alpha_t, truth_t
+
+
+def mask_loss(logits: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice of mask logits against the alpha (both (N, 1, H, W))."""
+    bce = F.binary_cross_entropy_with_logits(logits.float(), alpha)
+    p = torch.sigmoid(logits.float())
+    dice = 1 - (2 * (p * alpha).sum(dim=(1, 2, 3)) + 1) / (p.sum(dim=(1, 2, 3)) + alpha.sum(dim=(1, 2, 3)) + 1)
+    return bce + dice.mean()
+
+
+def mask_iou(probabilities: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Per-face IoU of (probability >= 0.5) and (alpha >= 0.5)."""
+    p, a = probabilities >= 0.5, alpha >= 0.5
+    inter = (p & a).sum(dim=(1, 2, 3)).float()
+    union = (p | a).sum(dim=(1, 2, 3)).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+def masked_psnr(images: torch.Tensor, references: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-face PSNR (dB) over the pixels where ``weight`` (N, 1, H, W) >= 0.5."""
+    inside = (weight >= 0.5).float()
+    se = ((images - references) ** 2 * inside).sum(dim=(1, 2, 3)) / (3 * inside.sum(dim=(1, 2, 3)).clamp(min=1))
+    return 10 * torch.log10(1.0 / se.clamp(min=1e-10))
+
+
+class UnmaskTrainer(Trainer):
+    """Trains the unmasking network on synthetic masks over the cache's training split."""
+
+    name = "unmask"
+
+    def __init__(
+        self, cache: CachedFaces, config: UnmaskConfig, settings: UnmaskSettings, out: Path, device: torch.device, init: str | None = None
+    ):
+        torch.manual_seed(settings.seed)
+        self.cache = cache
+        model = UnmaskNet(config)
+        if init:
+            from faceflex.models.weights import load_weights
+
+            record = load_weights(init)
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()})
+        model = model.to(device).to(memory_format=torch.channels_last)
+        self.test_rows = cache.split("test")
+        self.setup(
+            model, torch.optim.Adam(model.parameters(), lr=settings.lr), cache.split("train"), settings, out, device, warmup_steps=200
+        )
+        self.adversarial = AdversarialTerm(settings.adversarial_weight, settings.critic_lr, device) if settings.adversarial_weight else None
+
+    def step_loss(self, rows: np.ndarray, generator: torch.Generator):
+        s = self.settings
+        flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if s.flip else None
+        seeds = [[s.seed, self.epoch, int(r)] for r in rows]
+        masked, alpha, truth = (
+            t.to(self.device).contiguous(memory_format=torch.channels_last) for t in masked_batch(self.cache, rows, seeds, flips)
+        )
+        logits, painted = self.model(masked)
+        region = paint_region(alpha)
+        painted = painted.float()
+        l1 = ((painted - truth).abs() * region).sum() / (3 * region.sum()).clamp(min=1)
+        segmentation = mask_loss(logits, alpha)
+        loss = s.mask_weight * segmentation + s.l1_weight * l1
+        logged = {"seg": segmentation, "l1": l1}
+        with torch.autocast(self.device.type, enabled=False):
+            result = composite(masked, painted, region)
+            if s.ssim_weight:
+                structure = (1 - ssim(result, truth)).mean()
+                loss, logged["1-ssim"] = loss + s.ssim_weight * structure, structure
+            if s.laplacian_weight:
+                detail = laplacian_pyramid_l1(result, truth).mean()
+                loss, logged["lap"] = loss + s.laplacian_weight * detail, detail
+        if self.adversarial and self.epoch >= s.adversarial_start:
+            loss = loss + self.adversarial(result, truth, loss, self.model.to_face.weight, logged)
+        return loss, logged
+
+    @torch.no_grad()
+    def measure(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """Per-face figures on ``rows`` with their fixed evaluation masks (seeded by the row)."""
+        self.model.eval()
+        figures: dict[str, list[torch.Tensor]] = {"psnr": [], "psnr_inside": [], "ssim": [], "iou": [], "coverage": []}
+        for start in range(0, len(rows), 64):
+            block = rows[start : start + 64]
+            masked, alpha, truth = (t.to(self.device) for t in masked_batch(self.cache, block, [[int(r)] for r in block]))
+            logits, painted = self.model(masked.contiguous(memory_format=torch.channels_last))
+            probabilities = torch.sigmoid(logits.float())
+            result = composite(masked, painted.float(), paint_region(probabilities))
+            figures["psnr"].append(psnr(result, truth))
+            figures["psnr_inside"].append(masked_psnr(result, truth, alpha))
+            figures["ssim"].append(ssim(result, truth))
+            figures["iou"].append(mask_iou(probabilities, alpha))
+            figures["coverage"].append(alpha.mean(dim=(1, 2, 3)))
+        return {k: torch.cat(v) for k, v in figures.items()}
+
+    def evaluate(self) -> dict:
+        figures = self.measure(self.test_rows[:256])
+        return {f"held_out_{k}": round(float(v.mean()), 4) for k, v in figures.items() if k != "coverage"}
+
+    def after_epoch(self) -> None:
+        self.save_grid(self.out / f"epoch_{self.epoch:03d}.png")
+
+    @torch.no_grad()
+    def save_grid(self, path: Path) -> Path:
+        """PNG rows: 8 held-out faces masked, unmasked, the true faces, the predicted masks."""
+        self.model.eval()
+        rows = self.test_rows[:8]
+        masked, _, truth = masked_batch(self.cache, rows, [[int(r)] for r in rows])
+        logits, painted = self.model(masked.to(self.device).contiguous(memory_format=torch.channels_last))
+        probabilities = torch.sigmoid(logits.float()).cpu()
+        result = composite(masked, painted.float().cpu(), paint_region(probabilities))
+        strips = [torch.cat(list(t.clamp(0, 1)), dim=2) for t in (masked, result, truth, probabilities.expand(-1, 3, -1, -1))]
+        grid = (torch.cat(strips, dim=1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        return save_image(grid, path)
