@@ -178,6 +178,20 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "train_vae.adversarial_weight": _number(float, 0.0, 100.0),
     "train_vae.adversarial_start": _number(int, 0, 10000),
     "train_vae.critic_lr": _number(float, 1e-7, 1.0),
+    "unmask_net.channels": _int_list,
+    "unmask_net.bottleneck_blocks": _number(int, 0, 64),
+    "train_unmask.cache": _path,
+    "train_unmask.out": _path,
+    "train_unmask.init": _path,
+    "train_unmask.epochs": _number(int, 1, 10000),
+    "train_unmask.batch_size": _number(int, 1, 4096),
+    "train_unmask.lr": _number(float, 1e-7, 1.0),
+    "train_unmask.flip": _boolean,
+    "train_unmask.max_hours": _number(float, 0.0, 1000.0),
+    **{f"train_unmask.{key}": _number(float, 0.0, 1e6) for key in ("mask_weight", "l1_weight", "ssim_weight", "laplacian_weight")},
+    "train_unmask.adversarial_weight": _number(float, 0.0, 100.0),
+    "train_unmask.adversarial_start": _number(int, 0, 10000),
+    "train_unmask.critic_lr": _number(float, 1e-7, 1.0),
     "train_classifier.data": _path,
     "train_classifier.cache": _path,
     "train_classifier.out": _path,
@@ -201,7 +215,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     },
 }
 
-DEFAULT_FILES = ("default.yaml", "train_vae.yaml", "train_classifier.yaml")
+DEFAULT_FILES = ("default.yaml", "train_vae.yaml", "train_classifier.yaml", "train_unmask.yaml")
 
 
 @functools.cache

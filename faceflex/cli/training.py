@@ -136,6 +136,39 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours, init, dec
     _train(session, trainer, resume, section["max_hours"])
 
 
+@train.command("unmask")
+@training_options
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, grids and weights.")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (built first if missing).")
+@click.option("--init", type=click.Path(dir_okay=False, exists=True), help="Warm start from an unmasking weight file.")
+@click.pass_obj
+def train_unmask(session: Session, epochs, resume, out, cache, max_hours, init) -> None:
+    """Train the unmasking network on the CelebA-HQ training split with synthetic masks drawn on the fly."""
+    from faceflex.models.unmask_net import UnmaskConfig
+    from faceflex.train.cache import build_cache, open_cache
+    from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer
+
+    config = session.config(
+        {
+            "train_unmask.epochs": epochs,
+            "train_unmask.out": out,
+            "train_unmask.cache": cache,
+            "train_unmask.max_hours": max_hours,
+            "train_unmask.init": init,
+        }
+    )
+    section = config["train_unmask"]
+    cache_dir = Path(section["cache"])
+    if not (cache_dir / "meta.json").is_file():
+        session.say(f"no face cache in {cache_dir}: building it from {config['train_vae']['source']}")
+        build_cache(Path(config["train_vae"]["source"]), cache_dir)
+    fields = [f for f in UnmaskSettings.__dataclass_fields__ if f != "seed"]
+    settings = UnmaskSettings(**{key: section[key] for key in fields}, seed=config["seed"])
+    network = UnmaskConfig(tuple(config["unmask_net"]["channels"]), config["unmask_net"]["bottleneck_blocks"])
+    trainer = UnmaskTrainer(open_cache(cache_dir), network, settings, Path(section["out"]), torch_device(config), init=section["init"])
+    _train(session, trainer, resume, section["max_hours"])
+
+
 @train.command("vectors")
 @click.option("--attributes", default="all", show_default=True, help="'all' or comma-separated CelebA attribute names.")
 @click.option("--samples-per-version", type=click.IntRange(min=1), default=200, show_default=True, help="Faces per side in each version.")

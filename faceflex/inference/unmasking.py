@@ -55,7 +55,7 @@ class Unmasker:
             raise ValueError(f"the unmasker needs (N, 128, 128, 3) uint8 aligned faces, got {faces.shape} {faces.dtype}")
         out, probabilities = faces.copy(), np.zeros(faces.shape[:3], np.float32)
         for start in range(0, len(faces), batch_size):
-            x = torch.from_numpy(faces[start : start + batch_size]).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+            x = torch.from_numpy(np.array(faces[start : start + batch_size])).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
             logits, painted = self.model(x.contiguous(memory_format=torch.channels_last))
             mask = torch.sigmoid(logits.float())
             result = composite(x, painted.float(), paint_region(mask))

@@ -1,0 +1,82 @@
+"""Unmasking: synthetic training masks, the network's contract, training with exact resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from faceflex.face.align import template_landmarks
+from faceflex.face.mask_overlay import synthetic_mask
+from faceflex.inference.unmasking import load_unmasker, paint_region
+from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
+from faceflex.train.cache import CachedFaces
+from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer, mask_iou
+
+TINY = UnmaskConfig(channels=(8, 8, 16, 16, 16), bottleneck_blocks=1)
+
+
+def face_cache(demo_aligned: np.ndarray, n: int = 24) -> CachedFaces:
+    """The demo face n times (slightly shifted in tone) with the template landmarks; 8 held-out ids."""
+    faces = np.stack([np.clip(demo_aligned.astype(int) + (i % 7) - 3, 0, 255).astype(np.uint8) for i in range(n)])
+    landmarks = np.repeat(template_landmarks()[None].astype(np.float32), n, axis=0)
+    ids = np.concatenate([np.arange(1, n - 7), np.arange(28001, 28009)])
+    return CachedFaces(faces, np.ones((n, 40), np.int8), landmarks, ids, [f"a{i}" for i in range(40)])
+
+
+def aligned_demo(demo_rgb, demo_faces) -> np.ndarray:
+    from faceflex.face.align import align_face
+
+    return align_face(demo_rgb, demo_faces[0].landmarks).image
+
+
+def test_synthetic_masks_cover_the_lower_face_with_an_exact_label(demo_rgb, demo_faces):
+    face = aligned_demo(demo_rgb, demo_faces)
+    lm = template_landmarks()
+    for seed in range(6):
+        masked, alpha = synthetic_mask(face, lm, np.random.default_rng(seed))
+        assert masked.shape == face.shape and alpha.shape == (128, 128)
+        assert alpha[int(lm[57, 1]), int(lm[57, 0])] > 0.9 and alpha[int(lm[37, 1]), int(lm[37, 0])] < 0.1
+        changed = np.any(masked != face, axis=2)
+        assert not changed[alpha == 0].any()  # the label is exact: nothing changes outside it
+    again = synthetic_mask(face, lm, np.random.default_rng(3))
+    assert np.array_equal(again[0], synthetic_mask(face, lm, np.random.default_rng(3))[0])
+
+
+def test_the_network_paints_only_inside_its_mask(demo_rgb, demo_faces):
+    from faceflex.inference.unmasking import Unmasker
+
+    torch.manual_seed(0)
+    unmasker = Unmasker(UnmaskNet(TINY), torch.device("cpu"))
+    face = aligned_demo(demo_rgb, demo_faces)
+    out, probabilities = unmasker(face[None])
+    region = paint_region(torch.from_numpy(probabilities)[:, None])[0, 0].numpy() > 0
+    assert np.array_equal(out[0][~region], face[~region])
+    assert probabilities.shape == (1, 128, 128) and 0 <= probabilities.min() <= probabilities.max() <= 1
+
+
+def test_paint_region_grows_the_mask_and_iou_is_one_for_a_perfect_mask():
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 10:20, 10:20] = 1
+    region = paint_region(mask, grow=2)
+    assert region[0, 0, 9, 15] == 1 and region[0, 0, 15, 9] == 1 and 0 < region[0, 0, 15, 7] < 1 and region[0, 0, 15, 6] == 0
+    assert float(mask_iou(mask, mask)[0]) == 1.0
+
+
+def test_training_runs_resumes_exactly_and_exports_loadable_weights(tmp_path, demo_rgb, demo_faces):
+    cache = face_cache(aligned_demo(demo_rgb, demo_faces))
+    settings = UnmaskSettings(epochs=2, batch_size=8, seed=1)
+    straight = UnmaskTrainer(cache, TINY, settings, tmp_path / "a", torch.device("cpu"))
+    straight.run()
+    assert all(np.isfinite(h["loss"]) for h in straight.history) and 0 <= straight.history[-1]["held_out_iou"] <= 1
+    first = UnmaskTrainer(cache, TINY, settings, tmp_path / "b", torch.device("cpu"))
+    first.run(stop_after=1)
+    resumed = UnmaskTrainer(cache, TINY, settings, tmp_path / "c", torch.device("cpu"))
+    resumed.load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    resumed.run()
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    unmasker = load_unmasker(tmp_path / "a" / "unmask.pt", "cpu")
+    faces = cache.faces[:2]
+    first_run, second_run = unmasker(faces), unmasker(faces)
+    assert np.array_equal(first_run[0], second_run[0])  # deterministic
+    assert (tmp_path / "a" / "epoch_002.png").is_file()
