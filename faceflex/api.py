@@ -58,6 +58,7 @@ def edit_photo(
     identity: bool = False,
     weights: str | Path | None = None,
     vectors: str | Path | None = None,
+    landmarks: str | Path | None = None,
     device: str = "auto",
     detect: DetectSettings | None = None,
     faces: str = "all",
@@ -67,8 +68,11 @@ def edit_photo(
     ``versions`` None uses the mean of all vector versions; strength 0 returns the photo unchanged
     in every mode. ``mode``: residual, replace, warp or hybrid (see ``faceflex.steps.edit``).
     ``identity`` also measures each face's dlib descriptor distance from the original.
+    ``weights``, ``vectors``, ``landmarks``: a VAE, its attribute vectors and its latent-landmark
+    regressor (None: the shipped ones).
     """
     from faceflex.inference.attribute_vectors import load_vectors
+    from faceflex.inference.latent_landmarks import load_landmark_regressor
     from faceflex.inference.vae_codec import load_vae
     from faceflex.steps.edit import EditSettings, EditStep
 
@@ -82,7 +86,8 @@ def edit_photo(
         feather,
         identity=identity,
     )
-    step = EditStep(options, load_vae(weights, device), load_vectors(vectors))
+    regressor = load_landmark_regressor(landmarks) if landmarks is not None else None
+    step = EditStep(options, load_vae(weights, device), load_vectors(vectors), regressor)
     result = run_step(_rgb(photo), step, detect, faces)
     edited = []
     for variant, image in result.images():

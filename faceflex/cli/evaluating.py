@@ -95,15 +95,24 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
     type=click.Path(dir_okay=False, exists=True),
     help="Attribute vectors made for those weights (default: shipped).",
 )
+@click.option(
+    "--landmarks",
+    "landmarks_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Latent-landmark regressor made for those weights (default: shipped).",
+)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @verbosity_options
 @click.pass_obj
-def evaluate_edit(session: Session, attributes, strengths, per_side, modes, versions, weights, vectors_path, cache, out_path) -> None:
+def evaluate_edit(
+    session: Session, attributes, strengths, per_side, modes, versions, weights, vectors_path, landmarks_path, cache, out_path
+) -> None:
     """Edit success (classifier crosses 0.5) and identity kept (dlib descriptor < 0.6) on held-out faces."""
     from faceflex.config import comma_list
     from faceflex.evaluation.edits import evaluate_edits
     from faceflex.inference.attribute_vectors import UnknownAttribute, VectorsError, load_vectors
     from faceflex.inference.classifiers import load_task_model
+    from faceflex.inference.latent_landmarks import load_landmark_regressor
     from faceflex.models.weights import WeightsError
 
     faces, vae = faces_and_vae(session, cache, weights)
@@ -117,8 +126,11 @@ def evaluate_edit(session: Session, attributes, strengths, per_side, modes, vers
             raise ValueError(f"modes must be among {', '.join(EDIT_MODES)}, not {modes!r}")
         chosen = [int(v) for v in comma_list(versions)] if versions else None
         classifier = load_task_model("attributes", None, vae.device)
+        regressor = load_landmark_regressor(landmarks_path) if landmarks_path else None
     except (FileNotFoundError, UnknownAttribute, ValueError, WeightsError, VectorsError) as error:
         raise UsageProblem(str(error)) from None
     with session.progress(len(names) * len(mode_list) * 2 * per_side, "editing held-out faces") as bar:
-        report = evaluate_edits(vae, vectors, classifier, faces, names, values, per_side, mode_list, chosen, progress=bar.update)
+        report = evaluate_edits(
+            vae, vectors, classifier, faces, names, values, per_side, mode_list, chosen, progress=bar.update, landmarks=regressor
+        )
     _report(report, out_path)

@@ -107,6 +107,12 @@ def mask(session: Session, kind, color, texture, **kwargs) -> None:
     help="Attribute vectors made for those weights (default: the shipped ones).",
 )
 @click.option(
+    "--landmarks",
+    "landmarks_path",
+    type=click.Path(dir_okay=False),
+    help="Latent-landmark regressor made for those weights (warp and hybrid modes; default: the shipped one).",
+)
+@click.option(
     "--plot-masks", is_flag=True, default=None, help="Also save each aligned face with its landmarks, its mask and the masked face."
 )
 @click.option("--plot/--no-plot", default=None, help="Show the contact sheets on screen (only with a display).")
@@ -125,6 +131,7 @@ def edit(
     orthogonal_to,
     weights,
     vectors_path,
+    landmarks_path,
     plot_masks,
     plot,
     **kwargs,
@@ -138,6 +145,7 @@ def edit(
     import numpy as np
 
     from faceflex.inference.attribute_vectors import UnknownAttribute, VectorsError, load_vectors
+    from faceflex.inference.latent_landmarks import load_landmark_regressor
     from faceflex.inference.vae_codec import load_vae
     from faceflex.io.inputs import demo_image_path
     from faceflex.models.weights import WeightsError
@@ -155,6 +163,7 @@ def edit(
             "edit.region": region,
             "edit.orthogonal_to": orthogonal_to,
             "edit.vectors": vectors_path,
+            "edit.landmarks": landmarks_path,
             "edit.weights": weights,
             "edit.plot": plot,
             "edit.plot_masks": plot_masks,
@@ -184,7 +193,8 @@ def edit(
             identity=section["identity"],
             target=target,
         )
-        step = EditStep(options, vae, vectors)
+        regressor = load_landmark_regressor(section["landmarks"]) if section["landmarks"] else None
+        step = EditStep(options, vae, vectors, regressor)
     except (FileNotFoundError, WeightsError, VectorsError, UnknownAttribute, ValueError) as error:
         raise UsageProblem(str(error)) from None
     if section["vectors"] is None and section["weights"] is not None and vectors.vae_fingerprint is None:
