@@ -144,7 +144,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "edit.image_filename": _path,
     "edit.attribute": _name,
     "edit.parameter_range": _range,
-    "edit.sample_size": _number(int, 1, 1000),
+    "edit.sample_size": _number(int, 0, 1000),
     "edit.versions": _index_list,
     "edit.mode": _choice(*EDIT_MODES),
     "edit.region": _choice(*EDIT_REGIONS),

@@ -161,3 +161,12 @@ def test_a_seamless_change_is_zero_where_the_mask_ends_and_keeps_local_detail():
     assert np.abs(change[edge]).max() < 3.0  # no step where the mask ends (the tint alone would give 30)
     assert np.abs(change[40:50, 40:50]).max() < 3.0  # the uniform tint is gone
     assert change[62:66, 62:66].mean() > 30.0  # the local change stays
+
+
+def test_by_default_edit_renders_the_mean_of_all_vector_versions(tmp_path, demo_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["-q", "edit", "--range", "0", "1", "1", "-o", str(out), str(demo_path)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "edit.json").read_text())
+    assert manifest["settings"]["versions"] == "mean of all"
+    assert sorted(p.name for p in out.glob("*.Smiling.*.jpg")) == ["grace_hopper.Smiling.mean.0.0.jpg", "grace_hopper.Smiling.mean.1.0.jpg"]

@@ -131,6 +131,6 @@ def evaluate_edit(
         raise UsageProblem(str(error)) from None
     with session.progress(len(names) * len(mode_list) * 2 * per_side, "editing held-out faces") as bar:
         report = evaluate_edits(
-            vae, vectors, classifier, faces, names, values, per_side, mode_list, chosen, progress=bar.update, landmarks=regressor
+            vae, vectors, classifier, faces, names, values, per_side, mode_list, chosen, progress=bar.update, regressor=regressor
         )
     _report(report, out_path)

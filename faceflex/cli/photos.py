@@ -89,7 +89,9 @@ def mask(session: Session, kind, color, texture, **kwargs) -> None:
     type=float,
     help="Instead of --range: edit each face until the classifier's probability of the attribute reaches this (e.g. 0.9).",
 )
-@click.option("--sample-size", type=int, help="How many vector versions to render (rows), chosen with the seed.")
+@click.option(
+    "--sample-size", type=int, help="How many vector versions to render (rows), chosen with the seed; 0: their mean (the default)."
+)
 @click.option("--versions", help="Explicit comma-separated version numbers, e.g. 0,3 (instead of --sample-size).")
 @click.option(
     "--mode",
@@ -177,6 +179,8 @@ def edit(
         vectors = load_vectors(section["vectors"])
         if section["versions"] is not None:
             chosen = list(section["versions"])
+        elif section["sample_size"] == 0:
+            chosen = None  # one row: the mean of all versions
         elif section["sample_size"] > vectors.versions:
             raise ValueError(f"sample_size {section['sample_size']} is more than the {vectors.versions} versions there are")
         else:
@@ -184,7 +188,7 @@ def edit(
         options = EditSettings(
             attribute=section["attribute"],
             strengths=tuple(parse_range(*section["parameter_range"])),
-            versions=tuple(chosen),
+            versions=tuple(chosen) if chosen is not None else None,
             mode=section["mode"],
             region=section["region"],
             orthogonal_to=tuple(section["orthogonal_to"]),

@@ -66,7 +66,7 @@ def evaluate_edits(
     modes: Sequence[str] = ("residual", "replace"),
     versions: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
-    landmarks: LandmarkRegressor | None = None,
+    regressor: LandmarkRegressor | None = None,
 ) -> dict:
     """Per attribute, mode and strength on the held-out split: success, identity kept, leakage
     (how often each other attribute of :data:`LEAKAGE` flips) and, for Smiling, the change of mouth
@@ -106,7 +106,7 @@ def evaluate_edits(
                 options = EditSettings(
                     name, tuple(sign * s for s in strengths), tuple(versions) if versions else None, mode, "auto", identity=False
                 )  # the same auto region (and auto mode) the command picks
-                step = EditStep(options, vae, vectors, landmarks)
+                step = EditStep(options, vae, vectors, regressor)
                 for row in rows:
                     photo, landmarks = np.asarray(cache.faces[row]), cache.landmarks[row]
                     crops = [FaceCrop(0, face_from_landmarks(landmarks), align_face(photo, landmarks))]
