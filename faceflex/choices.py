@@ -4,7 +4,7 @@ Plain tuples only (no imports), so the CLI can build its ``--help`` without load
 """
 
 DEVICES = ("auto", "cpu", "cuda")
-DETECTORS = ("hog", "cnn")  # dlib's HOG (fast, frontal) or CNN (MMOD: slower, more poses)
+DETECTORS = ("hog", "cnn", "hog+cnn")  # dlib's HOG (fast, frontal), CNN (MMOD: slower, more poses, masked faces), or both merged
 FACES = ("all", "largest")  # which faces of a photo a command works on
 MANIFEST_FORMATS = ("json", "jsonl", "csv")
 REGIONS = ("face", "mouth", "eyes", "upper-lip")  # soft landmark masks (faceflex.face.masks)

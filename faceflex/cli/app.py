@@ -134,7 +134,9 @@ def photo_options(command):
             "--plot-landmarks", is_flag=True, help="Also save each photo with boxes, scores and numbered landmarks (<name>.landmarks.png)."
         ),
         click.option(
-            "--detector", type=click.Choice(DETECTORS, case_sensitive=False), help="dlib detector (hog: fast; cnn: slower, more poses)."
+            "--detector",
+            type=click.Choice(DETECTORS, case_sensitive=False),
+            help="dlib detector (hog: fast; cnn: slower, more poses and masked faces; hog+cnn: both, merged).",
         ),
         click.option("--upsample", type=int, help="Extra dlib upsampling of the working copy (0-3), for tiny faces."),
         click.option("--min-face", type=float, help="Smallest face box side kept, in photo pixels."),

@@ -81,6 +81,35 @@ def mask(session: Session, kind, color, texture, **kwargs) -> None:
 
 @cli.command()
 @photo_options
+@click.option("--save-mask", is_flag=True, default=None, help="Also save the predicted mask (<name>.mask.png, white = mask).")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Unmasking weights (default: the shipped data/unmask.pt).")
+@click.pass_obj
+def unmask(session: Session, save_mask, weights, **kwargs) -> None:
+    """Take face masks off: find the mask on every face and paint the face it hides.
+
+    PATHS are images, folders or globs; with none, the demo face. The lower face is synthesised
+    (a plausible face, not the person's own); a face without a mask is left untouched. Detection:
+    unmask.detector (hog+cnn: dlib's HOG misses most masked faces) unless --detector is given.
+    Writes <name>.unmasked.<ext> and OUT_DIR/unmask.json (per face: mask found, its coverage, the box).
+    """
+    from faceflex.io.inputs import demo_image_path
+    from faceflex.models.weights import WeightsError
+    from faceflex.steps.unmask import UnmaskStep
+
+    args = PhotoArgs.take(kwargs)
+    config = session.config({**args.overrides(), "unmask.save_mask": save_mask, "unmask.weights": weights})
+    if args.detector is None:
+        config["detect"]["detector"] = config["unmask"]["detector"]
+    section = config["unmask"]
+    try:
+        step = UnmaskStep(save_mask=section["save_mask"], weights=section["weights"], device=torch_device(config).type)
+    except (FileNotFoundError, WeightsError) as error:
+        raise UsageProblem(str(error)) from None
+    run_photos(session, args, config, step, default_inputs=[str(demo_image_path())])
+
+
+@cli.command()
+@photo_options
 @click.option("-a", "--attribute", help="CelebA attribute to change (case-insensitive), e.g. Smiling, Young, Male, Mustache.")
 @click.option("--range", "strength_range", nargs=3, type=float, metavar="START END STEP", help="Strengths; END included when reached.")
 @click.option(

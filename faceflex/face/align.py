@@ -110,14 +110,17 @@ class AlignedFace:
     landmarks: np.ndarray  # (68, 2) landmarks in the aligned frame
 
 
-def alignment_matrix(landmarks: np.ndarray, size: int = ALIGNED_SIZE) -> np.ndarray:
-    """Similarity transform taking a face's 68 photo landmarks onto the template at ``size`` px."""
+def alignment_matrix(landmarks: np.ndarray, size: int = ALIGNED_SIZE, points: np.ndarray | None = None) -> np.ndarray:
+    """Similarity transform taking a face's 68 photo landmarks onto the template at ``size`` px,
+    fitted on the landmarks ``points`` (indices; None: all 68)."""
     template = (template_landmarks() + 0.5) * (size / ALIGNED_SIZE) - 0.5  # pixel centres kept
-    return estimate_similarity(landmarks, template)
+    chosen = slice(None) if points is None else np.asarray(points)
+    return estimate_similarity(np.asarray(landmarks)[chosen], template[chosen])
 
 
-def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = ALIGNED_SIZE) -> AlignedFace:
-    """Rotate, scale and crop a face so its landmarks best match the template (pixels really warped)."""
-    matrix = alignment_matrix(landmarks, size)
+def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = ALIGNED_SIZE, points: np.ndarray | None = None) -> AlignedFace:
+    """Rotate, scale and crop a face so its landmarks (those in ``points``; None: all) best match
+    the template (pixels really warped)."""
+    matrix = alignment_matrix(landmarks, size, points)
     image = warp_image(rgb, matrix, (size, size))
     return AlignedFace(image=image, matrix=matrix, landmarks=transform_points(landmarks, matrix))

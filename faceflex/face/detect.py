@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from faceflex.choices import DETECTORS
 from faceflex.face import dlib_models
 
 
@@ -21,7 +22,7 @@ from faceflex.face import dlib_models
 class DetectSettings:
     """How faces are searched for; every field is also a ``detect:`` key of the config."""
 
-    detector: str = "hog"  # "hog" (fast) or "cnn" (dlib's MMOD CNN: slower, finds more poses)
+    detector: str = "hog"  # "hog" (fast), "cnn" (dlib's MMOD CNN: slower, more poses and masked faces) or "hog+cnn" (both, merged)
     max_side: int = 800  # photos larger than this are searched on a copy shrunk to it
     upscale_side: int = 1024  # smaller photos are enlarged towards this long side ...
     max_upscale: float = 2.0  # ... by at most this factor
@@ -30,8 +31,8 @@ class DetectSettings:
     min_face: float = 0.0  # drop faces whose box side (in photo px) is smaller than this
 
     def __post_init__(self) -> None:
-        if self.detector not in ("hog", "cnn"):
-            raise ValueError(f"detector must be 'hog' or 'cnn', not {self.detector!r}")
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, not {self.detector!r}")
         if self.max_side < 80 or self.upscale_side < 80:
             raise ValueError("max_side and upscale_side must be at least 80 px")
         if not 1.0 <= self.max_upscale <= 8.0:
@@ -84,12 +85,18 @@ def detect_boxes(rgb: np.ndarray, settings: DetectSettings) -> list[tuple[tuple[
     work = np.asarray(grey)
     sx, sy = width / size[0], height / size[1]
     found: list[tuple[tuple[float, float, float, float], float]] = []
-    if settings.detector == "hog":
+    pairs: list = []
+    if settings.detector in ("hog", "hog+cnn"):
         rects, scores, _ = dlib_models.hog_detector().run(work, settings.upsample, settings.threshold)
-        pairs = zip(rects, scores)
-    else:
+        pairs += zip(rects, scores)
+    if settings.detector in ("cnn", "hog+cnn"):
         detections = dlib_models.cnn_detector()(np.asarray(Image.fromarray(work).convert("RGB")), settings.upsample)
-        pairs = ((d.rect, d.confidence) for d in detections if d.confidence >= settings.threshold)
+        # hog+cnn: a CNN box that overlaps a HOG box is the same face (HOG's box fits the landmark model)
+        pairs += [
+            (d.rect, d.confidence)
+            for d in detections
+            if d.confidence >= settings.threshold and all(_overlap(d.rect, rect) < 0.3 for rect, _ in pairs)
+        ]
     for rect, score in pairs:
         # dlib rectangles are inclusive pixel ranges; map their edges (not centres) back.
         box = (
@@ -102,6 +109,13 @@ def detect_boxes(rgb: np.ndarray, settings: DetectSettings) -> list[tuple[tuple[
             found.append((box, float(score)))
     found.sort(key=lambda item: -(item[0][2] - item[0][0]) * (item[0][3] - item[0][1]))
     return found
+
+
+def _overlap(a, b) -> float:
+    """Intersection over union of two dlib rectangles."""
+    inter = a.intersect(b)
+    shared = inter.area() if inter.right() >= inter.left() and inter.bottom() >= inter.top() else 0
+    return shared / max(a.area() + b.area() - shared, 1)
 
 
 def predict_landmarks(rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:

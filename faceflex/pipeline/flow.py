@@ -93,6 +93,7 @@ class Step(Protocol):
     aligned_size: int | None
     writes_variants: bool  # True when the step paints the photo (outputs keep the input's format and alpha)
     picture_format: str | None  # file format of the step's extra pictures (None: the input's)
+    # optional: ``alignment_points``, the landmark indices the alignment is fitted on (default: all 68)
 
     def settings(self) -> dict:
         """JSON-ready settings, recorded in the manifest header."""
@@ -160,5 +161,6 @@ def run_step(photo: np.ndarray, step: Step, detect: DetectSettings | None = None
     """Detect the faces of an RGB photo, align them at the step's size, and run the step on all of them at once."""
     found = select_faces(detect_faces(photo, detect), faces)
     size = step.aligned_size
-    crops = [FaceCrop(i, face, align_face(photo, face.landmarks, size) if size else None) for i, face in enumerate(found)]
+    points = getattr(step, "alignment_points", None)
+    crops = [FaceCrop(i, face, align_face(photo, face.landmarks, size, points) if size else None) for i, face in enumerate(found)]
     return PhotoResult(photo, crops, step(photo, crops))
