@@ -53,3 +53,18 @@ def laplacian_pyramid_l1(images: torch.Tensor, references: torch.Tensor, levels:
         total = total + (x_band - y_band).abs().flatten(1).sum(dim=1)
         x, y = x_down, y_down
     return total + (x - y).abs().flatten(1).sum(dim=1)
+
+
+def mask_iou(probabilities: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Per-face IoU of (probability >= 0.5) and (alpha >= 0.5)."""
+    p, a = probabilities >= 0.5, alpha >= 0.5
+    inter = (p & a).sum(dim=(1, 2, 3)).float()
+    union = (p | a).sum(dim=(1, 2, 3)).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+def masked_psnr(images: torch.Tensor, references: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-face PSNR (dB) over the pixels where ``weight`` (N, 1, H, W) >= 0.5."""
+    inside = (weight >= 0.5).float()
+    se = ((images - references) ** 2 * inside).sum(dim=(1, 2, 3)) / (3 * inside.sum(dim=(1, 2, 3)).clamp(min=1))
+    return 10 * torch.log10(1.0 / se.clamp(min=1e-10))

@@ -8,9 +8,10 @@ import torch
 from faceflex.face.align import template_landmarks
 from faceflex.face.mask_overlay import synthetic_mask
 from faceflex.inference.unmasking import load_unmasker, paint_region
+from faceflex.metrics import mask_iou
 from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
 from faceflex.train.cache import CachedFaces
-from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer, mask_iou
+from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer
 
 TINY = UnmaskConfig(channels=(8, 8, 16, 16, 16), bottleneck_blocks=1)
 
@@ -67,7 +68,7 @@ def test_training_runs_resumes_exactly_and_exports_loadable_weights(tmp_path, de
     settings = UnmaskSettings(epochs=2, batch_size=8, seed=1)
     straight = UnmaskTrainer(cache, TINY, settings, tmp_path / "a", torch.device("cpu"))
     straight.run()
-    assert all(np.isfinite(h["loss"]) for h in straight.history) and 0 <= straight.history[-1]["held_out_iou"] <= 1
+    assert all(np.isfinite(h["loss"]) for h in straight.history) and 0 <= straight.history[-1]["held_out_mask_iou"] <= 1
     first = UnmaskTrainer(cache, TINY, settings, tmp_path / "b", torch.device("cpu"))
     first.run(stop_after=1)
     resumed = UnmaskTrainer(cache, TINY, settings, tmp_path / "c", torch.device("cpu"))

@@ -42,6 +42,43 @@ def evaluate_vae(session: Session, weights, cache, limit, out_dir) -> None:
     _report(evaluate_reconstruction(vae, faces, limit=limit, grid_path=grid), None)
 
 
+@evaluate.command("unmask")
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="Unmasking weights (default: the shipped data/unmask.pt).")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (default from configs/train_unmask.yaml).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N held-out faces.")
+@click.option(
+    "--photos",
+    type=click.Path(file_okay=False),
+    default="../shared/data/photos/masked",
+    show_default=True,
+    help="Folder of real *.masked.jpg photos (with *.unmasked.jpg beside them for the sheet); skipped when absent.",
+)
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False), help="Also write the real photos' before/after sheet here.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
+@verbosity_options
+@click.pass_obj
+def evaluate_unmask(session: Session, weights, cache, limit, photos, out_dir, out_path) -> None:
+    """Unmasking on held-out CelebA-HQ faces with fixed synthetic masks, and on real masked photos."""
+    from faceflex.evaluation.unmasking import IDENTITY_FACES, held_out_figures, real_photos, summary
+    from faceflex.inference.unmasking import load_unmasker
+    from faceflex.models.weights import WeightsError
+    from faceflex.train.cache import open_cache
+
+    config = session.config({"train_unmask.cache": cache})
+    try:
+        unmasker = load_unmasker(weights, torch_device(config).type)
+        faces = open_cache(config["train_unmask"]["cache"])
+    except (FileNotFoundError, WeightsError) as error:
+        raise UsageProblem(str(error)) from None
+    rows = faces.split("test")[:limit]
+    with session.progress(len(rows), "unmasking held-out faces") as bar:
+        report = {"held_out": summary(held_out_figures(unmasker, faces, rows, IDENTITY_FACES, progress=bar.update))}
+    if Path(photos).is_dir():
+        sheet = Path(out_dir) / "unmask_real_photos.jpg" if out_dir else None
+        report["real_photos"] = real_photos(unmasker, Path(photos), sheet)
+    _report(report, out_path)
+
+
 @evaluate.command("classifier")
 @click.option("--task", type=click.Choice(CLASSIFIER_TASKS), required=True, help="Which model to measure.")
 @click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="Weight file (default: the shipped one).")

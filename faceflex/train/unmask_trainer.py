@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from faceflex.face.mask_overlay import load_mask_templates, synthetic_mask
 from faceflex.inference.unmasking import composite, paint_region
 from faceflex.io.images import save_image
-from faceflex.metrics import laplacian_pyramid_l1, psnr, ssim
+from faceflex.metrics import laplacian_pyramid_l1, ssim
 from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
 from faceflex.train.adversarial import AdversarialTerm
 from faceflex.train.cache import CachedFaces
@@ -80,21 +80,6 @@ def mask_loss(logits: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     return bce + dice.mean()
 
 
-def mask_iou(probabilities: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Per-face IoU of (probability >= 0.5) and (alpha >= 0.5)."""
-    p, a = probabilities >= 0.5, alpha >= 0.5
-    inter = (p & a).sum(dim=(1, 2, 3)).float()
-    union = (p | a).sum(dim=(1, 2, 3)).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-
-
-def masked_psnr(images: torch.Tensor, references: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Per-face PSNR (dB) over the pixels where ``weight`` (N, 1, H, W) >= 0.5."""
-    inside = (weight >= 0.5).float()
-    se = ((images - references) ** 2 * inside).sum(dim=(1, 2, 3)) / (3 * inside.sum(dim=(1, 2, 3)).clamp(min=1))
-    return 10 * torch.log10(1.0 / se.clamp(min=1e-10))
-
-
 class UnmaskTrainer(Trainer):
     """Trains the unmasking network on synthetic masks over the cache's training split."""
 
@@ -144,27 +129,12 @@ class UnmaskTrainer(Trainer):
             loss = loss + self.adversarial(result, truth, loss, self.model.to_face.weight, logged)
         return loss, logged
 
-    @torch.no_grad()
-    def measure(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
-        """Per-face figures on ``rows`` with their fixed evaluation masks (seeded by the row)."""
-        self.model.eval()
-        figures: dict[str, list[torch.Tensor]] = {"psnr": [], "psnr_inside": [], "ssim": [], "iou": [], "coverage": []}
-        for start in range(0, len(rows), 64):
-            block = rows[start : start + 64]
-            masked, alpha, truth = (t.to(self.device) for t in masked_batch(self.cache, block, [[int(r)] for r in block]))
-            logits, painted = self.model(masked.contiguous(memory_format=torch.channels_last))
-            probabilities = torch.sigmoid(logits.float())
-            result = composite(masked, painted.float(), paint_region(probabilities))
-            figures["psnr"].append(psnr(result, truth))
-            figures["psnr_inside"].append(masked_psnr(result, truth, alpha))
-            figures["ssim"].append(ssim(result, truth))
-            figures["iou"].append(mask_iou(probabilities, alpha))
-            figures["coverage"].append(alpha.mean(dim=(1, 2, 3)))
-        return {k: torch.cat(v) for k, v in figures.items()}
-
     def evaluate(self) -> dict:
-        figures = self.measure(self.test_rows[:256])
-        return {f"held_out_{k}": round(float(v.mean()), 4) for k, v in figures.items() if k != "coverage"}
+        from faceflex.evaluation.unmasking import held_out_figures, summary
+        from faceflex.inference.unmasking import Unmasker
+
+        figures = summary(held_out_figures(Unmasker(self.model, self.device), self.cache, self.test_rows[:256]))
+        return {f"held_out_{k}": v for k, v in figures.items() if k in ("psnr_db", "psnr_inside_mask_db", "ssim", "mask_iou")}
 
     def after_epoch(self) -> None:
         self.save_grid(self.out / f"epoch_{self.epoch:03d}.png")
