@@ -81,3 +81,54 @@ def test_training_runs_resumes_exactly_and_exports_loadable_weights(tmp_path, de
     first_run, second_run = unmasker(faces), unmasker(faces)
     assert np.array_equal(first_run[0], second_run[0])  # deterministic
     assert (tmp_path / "a" / "epoch_002.png").is_file()
+
+
+def _unmasker_that_sees(mask_everywhere: bool):
+    from faceflex.inference.unmasking import Unmasker
+
+    torch.manual_seed(0)
+    model = UnmaskNet(TINY)
+    with torch.no_grad():
+        model.to_mask.weight.zero_()
+        model.to_mask.bias.fill_(10.0 if mask_everywhere else -10.0)
+    return Unmasker(model, torch.device("cpu"))
+
+
+def test_a_face_without_a_mask_comes_back_bit_for_bit(demo_rgb):
+    from faceflex.pipeline.flow import run_step
+    from faceflex.steps.unmask import UnmaskStep
+
+    result = run_step(demo_rgb, UnmaskStep(save_mask=True, unmasker=_unmasker_that_sees(False)))
+    assert [(r["mask_found"], r["coverage"]) for r in result.records] == [(False, 0.0)] and "box" in result.records[0]
+    ((_, image),) = list(result.images())
+    assert np.array_equal(image, demo_rgb)
+    assert result.output.pictures["mask"].max() == 0
+
+
+def test_a_masked_face_is_repainted_only_near_the_face(demo_rgb):
+    from faceflex.pipeline.flow import run_step
+    from faceflex.steps.unmask import UnmaskStep
+
+    result = run_step(demo_rgb, UnmaskStep(save_mask=True, unmasker=_unmasker_that_sees(True)))
+    assert result.records[0]["mask_found"] and result.records[0]["coverage"] == 1.0
+    ((_, image),) = list(result.images())
+    changed = np.any(image != demo_rgb, axis=2)
+    x0, y0, x1, y1 = result.faces[0].box
+    grow = x1 - x0
+    assert changed.sum() > 1000
+    outside = np.ones_like(changed)
+    outside[max(int(y0 - grow), 0) : int(y1 + grow), max(int(x0 - grow), 0) : int(x1 + grow)] = False
+    assert not (changed & outside).any()
+    assert result.output.pictures["mask"].max() == 255
+
+
+def test_alignment_under_a_mask_uses_only_the_upper_face(demo_rgb, demo_faces):
+    from faceflex.face.align import alignment_matrix
+    from faceflex.steps.unmask import RELIABLE_UNDER_MASK
+
+    lm = demo_faces[0].landmarks.copy()
+    moved = lm.copy()
+    moved[48:68] += [0.0, 25.0]  # a mask makes dlib invent a different mouth and jaw
+    moved[0:17] += [5.0, 20.0]
+    np.testing.assert_allclose(alignment_matrix(lm, points=RELIABLE_UNDER_MASK), alignment_matrix(moved, points=RELIABLE_UNDER_MASK))
+    assert not np.allclose(alignment_matrix(lm), alignment_matrix(moved))
