@@ -28,6 +28,9 @@ _API = {
     "classify_photo": "faceflex.api",
     "edit_photo": "faceflex.api",
     "EditedImage": "faceflex.api",
+    "mask_photo": "faceflex.api",
+    "unmask_photo": "faceflex.api",
+    "ProcessedPhoto": "faceflex.api",
     # the pipeline and its steps (what the CLI runs)
     "run_step": "faceflex.pipeline.flow",
     "PhotoResult": "faceflex.pipeline.flow",
@@ -35,6 +38,10 @@ _API = {
     "ClassifyStep": "faceflex.steps.classify",
     "EditStep": "faceflex.steps.edit",
     "EditSettings": "faceflex.steps.edit",
+    "MaskStep": "faceflex.steps.mask",
+    "MaskSettings": "faceflex.steps.mask",
+    "UnmaskStep": "faceflex.steps.unmask",
+    "load_unmasker": "faceflex.inference.unmasking",
     # building blocks
     "load_image": "faceflex.io.images",
     "save_image": "faceflex.io.images",

@@ -94,3 +94,44 @@ def edit_photo(
         distances = variant.measure(image)["identity_distance"] if variant.measure else None
         edited.append(EditedImage(variant.info["version"], variant.info["strength"], image, distances))
     return edited
+
+
+@dataclass(frozen=True)
+class ProcessedPhoto:
+    """A photo after a command that paints it once (``mask_photo``, ``unmask_photo``)."""
+
+    image: np.ndarray  # (H, W, 3) uint8, full resolution
+    faces: list[dict]  # one record per face, as the command's manifest writes them
+
+
+def _painted(photo, step, detect: DetectSettings | None, faces: str) -> ProcessedPhoto:
+    result = run_step(_rgb(photo), step, detect, faces)
+    images = [image for _, image in result.images()]
+    return ProcessedPhoto(images[0] if images else result.photo.copy(), result.records)
+
+
+def mask_photo(
+    photo,
+    kind: str = "surgical",
+    *,
+    color: str | None = None,
+    texture: str | None = None,
+    seed: int = 0,
+    detect: DetectSettings | None = None,
+    faces: str = "all",
+) -> ProcessedPhoto:
+    """The photo with a face mask on every face (as ``faceflex mask``; ``kind`` as ``--type``)."""
+    from faceflex.steps.mask import MaskSettings, MaskStep
+
+    return _painted(photo, MaskStep(MaskSettings(kind, color, texture, seed)), detect, faces)
+
+
+def unmask_photo(
+    photo, *, weights: str | Path | None = None, device: str = "auto", detect: DetectSettings | None = None, faces: str = "all"
+) -> ProcessedPhoto:
+    """The photo with every face mask taken off (as ``faceflex unmask``: dlib's HOG and CNN detectors
+    merged unless ``detect`` says otherwise; the lower face is synthesised, not recovered)."""
+    from faceflex.steps.unmask import UnmaskStep
+
+    detect = detect or DetectSettings(detector="hog+cnn")
+    return _painted(photo, UnmaskStep(weights=str(weights) if weights else None, device=device), detect, faces)

@@ -108,3 +108,14 @@ def test_mask_command_writes_outputs_keeps_alpha_and_reports_bad_inputs(tmp_path
     assert records["hopper.png"]["faces"][0]["color"] == "navy" and records["broken.jpg"]["status"] == "failed"
     bad = CliRunner().invoke(cli, ["mask", "--color", "notacolour", "-o", str(out)])
     assert bad.exit_code == 2 and "colour" in bad.output
+
+
+def test_the_python_api_masks_every_face_as_the_command_does(demo_rgb):
+    import faceflex
+
+    side = np.concatenate([demo_rgb, demo_rgb], axis=1)
+    result = faceflex.mask_photo(side, "cloth", color="#1f4e79")
+    assert len(result.faces) == 2 and result.image.shape == side.shape
+    step = run_step(side, MaskStep(MaskSettings("cloth", "#1f4e79")))
+    ((_, image),) = list(step.images())
+    assert np.array_equal(result.image, image)
