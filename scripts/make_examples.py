@@ -51,6 +51,7 @@ def main() -> None:
     print(f"wrote {OUT / 'geometry_pipeline.png'} and {OUT / 'grace_hopper.landmarks.png'}")
     classified_examples()
     edit_examples()
+    mask_examples()
 
 
 def classified_examples() -> None:
@@ -78,7 +79,7 @@ SHOWCASE = [
 
 
 def edit_examples() -> None:
-    """Before/after strips (`faceflex edit`, residual mode, vector version 0) on the public-domain photos."""
+    """Before/after strips (`faceflex edit`, mode auto, the mean of all vector versions) on the public-domain photos."""
     from faceflex import edit_photo
     from faceflex.steps.edit import strength_name
     from faceflex.viz import contact_sheet, faces_crop
@@ -91,10 +92,38 @@ def edit_examples() -> None:
         x0, y0, x1, y1 = faces_crop(rgb.shape, detect_faces(rgb), margin=0.3)
         cells, titles = [], []
         for name, strengths in SHOWCASE:
-            edits = edit_photo(rgb, name, strengths, versions=[0], device="cpu")
+            edits = edit_photo(rgb, name, strengths, device="cpu")
             cells.append([e.image[y0:y1, x0:x1] for e in edits])
             titles.append([f"{name}, {strength_name(e.strength)}" for e in edits])
         target = OUT / f"{Path(path).stem}.edits.png"
+        save_image(contact_sheet(cells, titles), target)
+        print(f"wrote {target}")
+
+
+MASKS = [("surgical", None, None), ("surgical_blue", None, None), ("KN95", None, None), ("cloth", "navy", None), ("N95", None, None)]
+
+
+def mask_examples() -> None:
+    """`faceflex mask` (several types) and, with shipped unmasking weights, `faceflex unmask` of each
+    masked photo, on the public-domain photos: rows original | masked ... (| unmasked ...)."""
+    from faceflex import mask_photo, unmask_photo
+    from faceflex.shipped import shipped
+    from faceflex.viz import contact_sheet, faces_crop
+
+    astronaut = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "sk_astronaut.png"
+    can_unmask = shipped("unmask.pt").is_file()
+    for path in [demo_image_path(), astronaut]:
+        if not Path(path).is_file():
+            continue
+        rgb = load_image(path).rgb
+        x0, y0, x1, y1 = faces_crop(rgb.shape, detect_faces(rgb), margin=0.3)
+        masked = [mask_photo(rgb, kind, color=color, texture=texture).image for kind, color, texture in MASKS]
+        cells = [[rgb[y0:y1, x0:x1]] + [m[y0:y1, x0:x1] for m in masked]]
+        titles = [["original"] + [f"mask --type {k}" + (f" --color {c}" if c else "") for k, c, _ in MASKS]]
+        if can_unmask:
+            cells.append([rgb[y0:y1, x0:x1]] + [unmask_photo(m, device="cpu").image[y0:y1, x0:x1] for m in masked])
+            titles.append(["original"] + ["unmask" for _ in MASKS])
+        target = OUT / f"{Path(path).stem}.masks.png"
         save_image(contact_sheet(cells, titles), target)
         print(f"wrote {target}")
 
