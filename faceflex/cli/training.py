@@ -169,6 +169,34 @@ def train_unmask(session: Session, epochs, resume, out, cache, max_hours, init) 
     _train(session, trainer, resume, section["max_hours"])
 
 
+@train.command("mask-detector")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (default from configs/train_vae.yaml).")
+@click.option("--count", type=click.IntRange(min=10), default=2000, show_default=True, help="Synthetic masked faces to train on.")
+@click.option("--max-minutes", type=click.IntRange(min=1), default=30, show_default=True, help="Cap on dlib's training time.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="data/masked_face_detector.svm",
+    show_default=True,
+    help="Where to write the detector.",
+)
+@verbosity_options
+@click.pass_obj
+def train_mask_detector(session: Session, cache, count, max_minutes, out) -> None:
+    """A HOG face detector for masked faces, from synthetic masks on the CelebA-HQ training split."""
+    from faceflex.train.cache import open_cache
+    from faceflex.train.masked_detector import train_masked_detector
+
+    config = session.config({"train_vae.cache": cache})
+    try:
+        faces = open_cache(config["train_vae"]["cache"])
+    except FileNotFoundError as error:
+        raise UsageProblem(str(error)) from None
+    with session.progress(count, "drawing masked faces") as bar:
+        report = train_masked_detector(faces, Path(out), count, config["seed"], max_minutes * 60, progress=bar.update)
+    click.echo(json.dumps({"out": out, **report}))
+
+
 @train.command("vectors")
 @click.option("--attributes", default="all", show_default=True, help="'all' or comma-separated CelebA attribute names.")
 @click.option("--samples-per-version", type=click.IntRange(min=1), default=200, show_default=True, help="Faces per side in each version.")
