@@ -136,7 +136,7 @@ def photo_options(command):
         click.option(
             "--detector",
             type=click.Choice(DETECTORS, case_sensitive=False),
-            help="dlib detector (hog: fast; cnn: slower, more poses and masked faces; hog+cnn: both, merged).",
+            help="hog: dlib's, fast; cnn: dlib's CNN, slower, more poses; hog+cnn: both; hog+masked: HOG + faceflex's masked-face HOG.",
         ),
         click.option("--upsample", type=int, help="Extra dlib upsampling of the working copy (0-3), for tiny faces."),
         click.option("--min-face", type=float, help="Smallest face box side kept, in photo pixels."),

@@ -22,7 +22,7 @@ from faceflex.face import dlib_models
 class DetectSettings:
     """How faces are searched for; every field is also a ``detect:`` key of the config."""
 
-    detector: str = "hog"  # "hog" (fast), "cnn" (dlib's MMOD CNN: slower, more poses and masked faces) or "hog+cnn" (both, merged)
+    detector: str = "hog"  # one of faceflex.choices.DETECTORS: "hog", "cnn", "hog+cnn", "hog+masked"
     max_side: int = 800  # photos larger than this are searched on a copy shrunk to it
     upscale_side: int = 1024  # smaller photos are enlarged towards this long side ...
     max_upscale: float = 2.0  # ... by at most this factor
@@ -86,17 +86,15 @@ def detect_boxes(rgb: np.ndarray, settings: DetectSettings) -> list[tuple[tuple[
     sx, sy = width / size[0], height / size[1]
     found: list[tuple[tuple[float, float, float, float], float]] = []
     pairs: list = []
-    if settings.detector in ("hog", "hog+cnn"):
-        rects, scores, _ = dlib_models.hog_detector().run(work, settings.upsample, settings.threshold)
-        pairs += zip(rects, scores)
-    if settings.detector in ("cnn", "hog+cnn"):
-        detections = dlib_models.cnn_detector()(np.asarray(Image.fromarray(work).convert("RGB")), settings.upsample)
-        # hog+cnn: a CNN box that overlaps a HOG box is the same face (HOG's box fits the landmark model)
-        pairs += [
-            (d.rect, d.confidence)
-            for d in detections
-            if d.confidence >= settings.threshold and all(_overlap(d.rect, rect) < 0.3 for rect, _ in pairs)
-        ]
+    for part in settings.detector.split("+"):  # merged: a later detector's box that overlaps an earlier one is the same face
+        if part == "cnn":
+            detections = dlib_models.cnn_detector()(np.asarray(Image.fromarray(work).convert("RGB")), settings.upsample)
+            more = [(d.rect, d.confidence) for d in detections if d.confidence >= settings.threshold]
+        else:
+            detector = dlib_models.hog_detector() if part == "hog" else dlib_models.masked_detector()
+            rects, scores, _ = detector.run(work, settings.upsample, settings.threshold)
+            more = list(zip(rects, scores))
+        pairs += [(rect, score) for rect, score in more if all(_overlap(rect, kept) < 0.3 for kept, _ in pairs)]
     for rect, score in pairs:
         # dlib rectangles are inclusive pixel ranges; map their edges (not centres) back.
         box = (

@@ -9,6 +9,7 @@ from pathlib import Path
 LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 CNN_DETECTOR = "mmod_human_face_detector.dat"
 FACE_DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
+MASKED_DETECTOR = "masked_face_detector.svm"  # shipped in data/, not a dlib model
 
 
 def model_path(filename: str) -> Path:
@@ -35,6 +36,19 @@ def hog_detector():
     import dlib
 
     return dlib.get_frontal_face_detector()
+
+
+@functools.cache
+def masked_detector():
+    """faceflex's HOG detector for faces wearing a mask (``faceflex train mask-detector``; shipped)."""
+    import dlib
+
+    from faceflex.shipped import shipped
+
+    path = shipped(MASKED_DETECTOR)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the masked-face detector is missing (make it with `faceflex train mask-detector`)")
+    return dlib.fhog_object_detector(str(path))
 
 
 @functools.cache
