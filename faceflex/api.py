@@ -130,8 +130,8 @@ def unmask_photo(
     photo, *, weights: str | Path | None = None, device: str = "auto", detect: DetectSettings | None = None, faces: str = "all"
 ) -> ProcessedPhoto:
     """The photo with every face mask taken off (as ``faceflex unmask``: dlib's HOG and CNN detectors
-    merged unless ``detect`` says otherwise; the lower face is synthesised, not recovered)."""
+    and faceflex's masked-face HOG merged, unless ``detect`` says otherwise; the lower face is synthesised, not recovered)."""
     from faceflex.steps.unmask import UnmaskStep
 
-    detect = detect or DetectSettings(detector="hog+cnn")
+    detect = detect or DetectSettings(detector="hog+masked+cnn")
     return _painted(photo, UnmaskStep(weights=str(weights) if weights else None, device=device), detect, faces)

@@ -4,7 +4,13 @@ Plain tuples only (no imports), so the CLI can build its ``--help`` without load
 """
 
 DEVICES = ("auto", "cpu", "cuda")
-DETECTORS = ("hog", "cnn", "hog+cnn", "hog+masked")  # dlib's HOG (fast, frontal), CNN (MMOD: slower, more poses), both merged,
+DETECTORS = (
+    "hog",
+    "cnn",
+    "hog+cnn",
+    "hog+masked",
+    "hog+masked+cnn",
+)  # dlib's HOG (fast, frontal), CNN (MMOD: slower, more poses), both merged,
 # or HOG + faceflex's HOG detector for masked faces (data/masked_face_detector.svm; as fast as HOG)
 FACES = ("all", "largest")  # which faces of a photo a command works on
 MANIFEST_FORMATS = ("json", "jsonl", "csv")

@@ -119,3 +119,15 @@ def test_the_python_api_masks_every_face_as_the_command_does(demo_rgb):
     step = run_step(side, MaskStep(MaskSettings("cloth", "#1f4e79")))
     ((_, image),) = list(step.images())
     assert np.array_equal(result.image, image)
+
+
+def test_the_masked_face_detector_finds_a_masked_face_that_dlibs_hog_misses(demo_rgb, demo_faces):
+    import faceflex
+    from faceflex.face.detect import DetectSettings, detect_faces
+
+    masked = faceflex.mask_photo(demo_rgb, "surgical").image
+    assert detect_faces(masked, DetectSettings(detector="hog")) == []
+    (found,) = detect_faces(masked, DetectSettings(detector="hog+masked"))
+    eyes, true_eyes = found.landmarks[36:48], demo_faces[0].landmarks[36:48]
+    width = demo_faces[0].box[2] - demo_faces[0].box[0]
+    assert np.abs(eyes - true_eyes).max() < 0.06 * width  # the eyes (what alignment uses) are where they were

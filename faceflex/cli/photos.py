@@ -89,7 +89,7 @@ def unmask(session: Session, save_mask, weights, **kwargs) -> None:
 
     PATHS are images, folders or globs; with none, the demo face. The lower face is synthesised
     (a plausible face, not the person's own); a face without a mask is left untouched. Detection:
-    unmask.detector (hog+cnn: dlib's HOG misses most masked faces) unless --detector is given.
+    unmask.detector (hog+masked+cnn: dlib's HOG misses most masked faces) unless --detector is given.
     Writes <name>.unmasked.<ext> and OUT_DIR/unmask.json (per face: mask found, its coverage, the box).
     """
     from faceflex.io.inputs import demo_image_path

@@ -72,7 +72,7 @@ def summary(figures: dict[str, np.ndarray]) -> dict:
 
 
 def real_photos(unmasker: Unmasker, folder: Path, sheet_path: Path | None = None) -> dict:
-    """The step on each ``*.masked.jpg`` in ``folder`` (hog+cnn detection): found, coverage, seconds;
+    """The step on each ``*.masked.jpg`` in ``folder`` (hog+masked+cnn detection): found, coverage, seconds;
     with ``sheet_path``, a before / after / unmasked-original sheet (rows of 256-px tiles)."""
     from faceflex.pipeline.flow import run_step
     from faceflex.steps.unmask import UnmaskStep
@@ -82,7 +82,7 @@ def real_photos(unmasker: Unmasker, folder: Path, sheet_path: Path | None = None
     for path in sorted(folder.glob("*.masked.jpg")):
         rgb = load_image(path).rgb
         start = time.perf_counter()
-        result = run_step(rgb, step, DetectSettings(detector="hog+cnn"))
+        result = run_step(rgb, step, DetectSettings(detector="hog+masked+cnn"))
         ((_, image),) = list(result.images())
         seconds = time.perf_counter() - start
         found = [r for r in result.records if r["mask_found"]]
