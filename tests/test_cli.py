@@ -235,4 +235,4 @@ def test_enhance_py_runs_the_main_job(tmp_path):
     manifest = json.loads((tmp_path / "edit.json").read_text())
     assert manifest["settings"]["attribute"] == "Smiling" and manifest["settings"]["strengths"] == [0.0, 1.0, 2.0]
     products = [o["product"] for o in manifest["inputs"][0]["outputs"]]
-    assert sum(p.startswith("Smiling.v") for p in products) == 3 and (tmp_path / "grace_hopper.face0.mask.png").is_file()
+    assert sum(p.startswith("Smiling.mean.") for p in products) == 3 and (tmp_path / "grace_hopper.face0.mask.png").is_file()
