@@ -154,7 +154,7 @@ def test_yaml_recursive_is_not_hidden_by_an_absent_flag(tmp_path, demo_path):
     "text, message",
     [
         ("detect:\n  detecter: hog\n", "unknown key 'detect.detecter'; allowed keys: detect.faces, detect.detector"),
-        ("detect:\n  detector: haar\n", "detect.detector: 'haar' is not allowed; choose one of hog, cnn, hog+cnn, hog+masked, hog+masked+cnn"),
+        ("detect:\n  detector: haar\n", "detect.detector: 'haar' is not allowed; choose one of hog, cnn, hog+cnn, hog+masked"),
         ("output:\n  jpeg_quality: 150\n", "output.jpeg_quality: 150 is out of range"),
         ("seed: lots\n", "seed: 'lots' is not an integer"),
         ("- a\n- b\n", "the top level must be a mapping"),
