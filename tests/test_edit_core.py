@@ -170,12 +170,13 @@ def test_train_vectors_cli_on_a_tiny_cache(tmp_path):
 @pytest.fixture(scope="module")
 def random_vectors(tmp_path_factory):
     from faceflex.inference.attribute_vectors import AttributeVectors
+    from faceflex.inference.vae_codec import load_vae
 
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("vectors") / "vectors.npz"
-    return AttributeVectors(["Smiling", "Male", "Young"], rng.normal(0, 1, (3, 4, 500)).astype(np.float32), np.array([50] * 3), {}).save(
-        path
-    )
+    size = load_vae(device="cpu").latent_size  # as long as the shipped VAE's latent
+    vectors = rng.normal(0, 0.15, (3, 4, size)).astype(np.float32)
+    return AttributeVectors(["Smiling", "Male", "Young"], vectors, np.array([50] * 3), {}).save(path)
 
 
 def test_edit_cli_writes_images_sheet_and_manifest(tmp_path, random_vectors, demo_rgb):
