@@ -24,7 +24,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/faceflex edit --attribute Smiling --range 0 3 1 --plot-masks --out-dir out
+	$(BIN)/faceflex edit --attribute Smiling --range 0 2 0.5 --plot-masks --out-dir out
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .

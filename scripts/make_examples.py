@@ -70,7 +70,7 @@ def classified_examples() -> None:
 
 # Showcase rows: attribute, strengths (negative removes it), as `faceflex edit` would run them.
 SHOWCASE = [
-    ("Smiling", [0, 1, 2, 3]),
+    ("Smiling", [0, 1, 2]),
     ("Young", [0, -1, -2, -3]),
     ("Male", [0, 1, 2, 3]),
     ("Mustache", [0, 1, 2, 3]),
