@@ -16,7 +16,7 @@ import torch
 
 from faceflex.device import resolve_device
 from faceflex.models.labels import AGE_UNIT, ATTRIBUTES
-from faceflex.models.weights import WeightsError, load_weights
+from faceflex.models.weights import load_network
 from faceflex.models.xception import MiniXception, XceptionConfig, predict
 from faceflex.shipped import shipped
 
@@ -29,13 +29,8 @@ def load_task_model(task: str, path: str | Path | None = None, device: torch.dev
     path = Path(path) if path is not None else shipped(SHIPPED[task])
     if not path.is_file():
         raise FileNotFoundError(f"{path}: classifier weights missing (train them with `faceflex train classifier --task {task}`)")
-    record = load_weights(path)
-    try:
-        model = MiniXception(XceptionConfig.from_dict(record["config"]))
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()})
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise WeightsError(f"{path}: not {task} classifier weights ({type(error).__name__})") from None
-    return model.float().eval().to(resolve_device(device))
+    model, _ = load_network(path, lambda config: MiniXception(XceptionConfig.from_dict(config)), f"{task} classifier weights")
+    return model.eval().to(resolve_device(device))
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

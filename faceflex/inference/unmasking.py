@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from faceflex.device import resolve_device
 from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
-from faceflex.models.weights import WeightsError, fingerprint, load_weights
+from faceflex.models.weights import fingerprint, load_network
 from faceflex.shipped import shipped
 
 SHIPPED_WEIGHTS = "unmask.pt"
@@ -69,13 +69,8 @@ class Unmasker:
 
 def unmasker_from_file(path: str | Path, device: str = "auto") -> Unmasker:
     """Load unmasking weights (fp16 on disk, float32 in memory)."""
-    record = load_weights(path)
-    try:
-        model = UnmaskNet(UnmaskConfig.from_dict(record["config"]))
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()})
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise WeightsError(f"{path}: not unmasking weights ({type(error).__name__})") from None
-    return Unmasker(model.float(), resolve_device(device), record.get("meta"), fingerprint(path))
+    model, record = load_network(path, lambda config: UnmaskNet(UnmaskConfig.from_dict(config)), "unmasking weights")
+    return Unmasker(model, resolve_device(device), record.get("meta"), fingerprint(path))
 
 
 @functools.cache

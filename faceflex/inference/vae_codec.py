@@ -14,7 +14,7 @@ import torch
 
 from faceflex.device import resolve_device
 from faceflex.models.face_vae import FaceVAE, VAEConfig
-from faceflex.models.weights import WeightsError, fingerprint, load_weights
+from faceflex.models.weights import fingerprint, load_network
 from faceflex.shipped import shipped
 
 SHIPPED_WEIGHTS = "vae.pt"
@@ -70,13 +70,8 @@ class VAE:
 
 def vae_from_file(path: str | Path, device: str = "auto") -> VAE:
     """Load a VAE weight file (fp16 on disk, float32 in memory)."""
-    record = load_weights(path)
-    try:
-        model = FaceVAE(VAEConfig.from_dict(record["config"]))
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()})
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise WeightsError(f"{path}: not face-VAE weights ({type(error).__name__})") from None
-    return VAE(model.float(), resolve_device(device), record.get("meta"), fingerprint(path))
+    model, record = load_network(path, lambda config: FaceVAE(VAEConfig.from_dict(config)), "face-VAE weights")
+    return VAE(model, resolve_device(device), record.get("meta"), fingerprint(path))
 
 
 @functools.cache

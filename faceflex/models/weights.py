@@ -49,6 +49,19 @@ def load_weights(path: str | Path) -> dict:
 
 
 @functools.cache
+def load_network(path: str | Path, build, what: str) -> tuple[torch.nn.Module, dict]:
+    """(float32 network, the weight file's record): ``build(config dict)`` makes the network the
+    file's ``config`` describes, and the file's tensors are loaded into it; a file whose config or
+    tensors do not fit is a :class:`WeightsError` naming ``what`` it should have held."""
+    record = load_weights(path)
+    try:
+        model = build(record["config"])
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise WeightsError(f"{path}: not {what} ({type(error).__name__})") from None
+    return model.float(), record
+
+
 def fingerprint(path: str | Path) -> str:
     """The first 16 hex digits of the file's SHA-256: which weights a derived file (vectors) belongs to."""
     digest = hashlib.sha256()
