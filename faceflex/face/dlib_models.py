@@ -43,12 +43,9 @@ def masked_detector():
     """faceflex's HOG detector for faces wearing a mask (``faceflex train mask-detector``; shipped)."""
     import dlib
 
-    from faceflex.shipped import shipped
+    from faceflex.shipped import require_shipped
 
-    path = shipped(MASKED_DETECTOR)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the masked-face detector is missing (make it with `faceflex train mask-detector`)")
-    return dlib.fhog_object_detector(str(path))
+    return dlib.fhog_object_detector(str(require_shipped(MASKED_DETECTOR, "masked-face detector", "faceflex train mask-detector")))
 
 
 @functools.cache

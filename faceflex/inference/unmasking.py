@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from faceflex.device import resolve_device
 from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
 from faceflex.models.weights import fingerprint, load_network
-from faceflex.shipped import shipped
+from faceflex.shipped import require_shipped
 
 SHIPPED_WEIGHTS = "unmask.pt"
 GROW = 2  # px (128-px frame) the paint region reaches beyond the mask
@@ -75,9 +75,7 @@ def unmasker_from_file(path: str | Path, device: str = "auto") -> Unmasker:
 
 @functools.cache
 def _shipped(device: str) -> Unmasker:
-    path = shipped(SHIPPED_WEIGHTS)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the shipped unmasking weights are missing (train them with `faceflex train unmask`)")
+    path = require_shipped(SHIPPED_WEIGHTS, "unmasking weights", "faceflex train unmask")
     return unmasker_from_file(path, device)
 
 

@@ -15,7 +15,7 @@ import torch
 from faceflex.device import resolve_device
 from faceflex.models.face_vae import FaceVAE, VAEConfig
 from faceflex.models.weights import fingerprint, load_network
-from faceflex.shipped import shipped
+from faceflex.shipped import require_shipped
 
 SHIPPED_WEIGHTS = "vae.pt"
 
@@ -76,9 +76,7 @@ def vae_from_file(path: str | Path, device: str = "auto") -> VAE:
 
 @functools.cache
 def _shipped(device: str) -> VAE:
-    path = shipped(SHIPPED_WEIGHTS)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the shipped VAE weights are missing (train them with `faceflex train vae`)")
+    path = require_shipped(SHIPPED_WEIGHTS, "VAE weights", "faceflex train vae")
     return vae_from_file(path, device)
 
 
