@@ -196,6 +196,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "train_unmask.adversarial_weight": _number(float, 0.0, 100.0),
     "train_unmask.adversarial_start": _number(int, 0, 10000),
     "train_unmask.critic_lr": _number(float, 1e-7, 1.0),
+    "train_unmask.bare_share": _number(float, 0.0, 1.0),
     "train_classifier.data": _path,
     "train_classifier.cache": _path,
     "train_classifier.out": _path,

@@ -99,7 +99,8 @@ def test_a_face_without_a_mask_comes_back_bit_for_bit(demo_rgb):
     from faceflex.steps.unmask import UnmaskStep
 
     result = run_step(demo_rgb, UnmaskStep(save_mask=True, unmasker=_unmasker_that_sees(False)))
-    assert [(r["mask_found"], r["coverage"]) for r in result.records] == [(False, 0.0)] and "box" in result.records[0]
+    assert [(r["mask_found"], r["probability"], r["coverage"]) for r in result.records] == [(False, 0.0, 0.0)]
+    assert "box" in result.records[0]
     ((_, image),) = list(result.images())
     assert np.array_equal(image, demo_rgb)
     assert result.output.pictures["mask"].max() == 0
@@ -110,7 +111,7 @@ def test_a_masked_face_is_repainted_only_near_the_face(demo_rgb):
     from faceflex.steps.unmask import UnmaskStep
 
     result = run_step(demo_rgb, UnmaskStep(save_mask=True, unmasker=_unmasker_that_sees(True)))
-    assert result.records[0]["mask_found"] and result.records[0]["coverage"] == 1.0
+    assert result.records[0]["mask_found"] and result.records[0]["probability"] == result.records[0]["coverage"] == 1.0
     ((_, image),) = list(result.images())
     changed = np.any(image != demo_rgb, axis=2)
     x0, y0, x1, y1 = result.faces[0].box
@@ -120,6 +121,24 @@ def test_a_masked_face_is_repainted_only_near_the_face(demo_rgb):
     outside[max(int(y0 - grow), 0) : int(y1 + grow), max(int(x0 - grow), 0) : int(x1 + grow)] = False
     assert not (changed & outside).any()
     assert result.output.pictures["mask"].max() == 255
+
+
+def test_mask_presence_needs_a_tenth_of_the_face_covered():
+    from faceflex.inference.unmasking import MIN_COVERAGE, face_region, mask_presence
+
+    region = face_region() > 0
+    ys, xs = np.nonzero(region)
+    order = np.argsort(-ys, kind="stable")  # fill the face from the chin up
+    maps = np.zeros((4, 128, 128), np.float32)
+    for i, share in enumerate((0.0, 0.05, 0.2, 0.5)):
+        n = int(share * len(ys))
+        maps[i, ys[order[:n]], xs[order[:n]]] = 1.0
+    coverage, probability = mask_presence(maps)
+    assert np.allclose(coverage, [0.0, 0.05, 0.2, 0.5], atol=1e-3)
+    assert list(probability >= 0.5) == [False, False, True, True]
+    assert abs(probability[1] - 0.05 / MIN_COVERAGE) < 0.01
+    maps[3, ~region] = 1.0  # probability outside the face region does not count
+    assert np.allclose(mask_presence(maps)[0], coverage)
 
 
 def test_alignment_under_a_mask_uses_only_the_upper_face(demo_rgb, demo_faces):

@@ -4,8 +4,10 @@ Held-out faces (ids 28001-30000): each gets the synthetic mask seeded by its cac
 (:func:`faceflex.train.unmask_trainer.masked_batch`), so every run and every model sees the same
 masks. Per face: PSNR and SSIM of the unmasked face against the true one over the whole 128-px
 face, PSNR inside the true mask only, the mask IoU (prediction >= 0.5 against alpha >= 0.5),
-the mask's coverage, and identity kept (dlib descriptor distance < 0.6 between unmasked and true
-face, on the first ``identity_faces``). Real photos: each ``*.masked.jpg`` of a folder goes through
+the mask's coverage, whether the mask was found (presence >= 0.5, as ``faceflex unmask`` decides),
+and identity kept (dlib descriptor distance < 0.6 between unmasked and true face, on the first
+``identity_faces``). The same faces bare (no mask): whether a mask is wrongly found, and how much
+the face is changed (mean absolute difference, 0-255). Real photos: each ``*.masked.jpg`` of a folder goes through
 ``faceflex unmask``'s own step; found = a face with a mask found; timed per photo.
 """
 
@@ -20,7 +22,7 @@ import torch
 
 from faceflex.face.detect import DetectSettings
 from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
-from faceflex.inference.unmasking import Unmasker
+from faceflex.inference.unmasking import Unmasker, mask_presence
 from faceflex.io.images import load_image, save_image
 from faceflex.metrics import mask_iou, masked_psnr, psnr, ssim
 from faceflex.train.cache import CachedFaces
@@ -34,7 +36,8 @@ def held_out_figures(
     """Per-face figures (arrays) on cache ``rows`` with their fixed masks (see the module docstring)."""
     from faceflex.train.unmask_trainer import masked_batch
 
-    figures: dict[str, list] = {"psnr": [], "psnr_inside": [], "ssim": [], "iou": [], "coverage": [], "identity_distance": []}
+    names = ("psnr", "psnr_inside", "ssim", "iou", "coverage", "found", "bare_flagged", "bare_change", "identity_distance")
+    figures: dict[str, list] = {name: [] for name in names}
     for start in range(0, len(rows), 64):
         block = rows[start : start + 64]
         masked, alpha, truth = masked_batch(cache, block, [[int(r)] for r in block])
@@ -46,6 +49,11 @@ def held_out_figures(
         figures["ssim"].append(ssim(result, truth).numpy())
         figures["iou"].append(mask_iou(torch.from_numpy(probabilities)[:, None], alpha).numpy())
         figures["coverage"].append(alpha.mean(dim=(1, 2, 3)).numpy())
+        figures["found"].append(mask_presence(probabilities)[1] >= 0.5)
+        bare = (truth.permute(0, 2, 3, 1) * 255 + 0.5).to(torch.uint8).numpy()
+        bare_out, bare_probabilities = unmasker(bare)
+        figures["bare_flagged"].append(mask_presence(bare_probabilities)[1] >= 0.5)
+        figures["bare_change"].append(np.abs(bare_out.astype(np.float32) - bare).mean(axis=(1, 2, 3)))
         for i, row in enumerate(block):
             if start + i < identity_faces:
                 landmarks = cache.landmarks[row]
@@ -66,6 +74,9 @@ def summary(figures: dict[str, np.ndarray]) -> dict:
         "ssim": round(float(figures["ssim"].mean()), 4),
         "mask_iou": round(float(figures["iou"].mean()), 4),
         "mask_coverage": round(float(figures["coverage"].mean()), 4),
+        "masks_found": round(float(figures["found"].mean()), 4),
+        "bare_faces_flagged": round(float(figures["bare_flagged"].mean()), 4),
+        "bare_face_change": round(float(figures["bare_change"].mean()), 3),
         "identity_faces": len(distances),
         "identity_kept": round(float((distances < SAME_PERSON).mean()), 4) if len(distances) else None,
     }

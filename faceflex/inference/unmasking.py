@@ -3,6 +3,9 @@
 Deterministic (eval mode, no sampling). Only pixels inside the *paint region* change: the
 predicted mask (probability >= 0.5) grown by ``GROW`` px and feathered by one, so the mask's
 antialiased rim, which mixes mask and skin colours, is repainted too.
+
+Whether a face wears a mask comes from the same segmentation (:func:`mask_presence`), for
+``faceflex unmask`` and for ``faceflex classify``'s ``occlusion.mask`` alike.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ import torch
 import torch.nn.functional as F
 
 from faceflex.device import resolve_device
+from faceflex.face.align import template_landmarks
+from faceflex.face.masks import region_mask
 from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
 from faceflex.models.weights import fingerprint, load_network
 from faceflex.shipped import require_shipped
 
 SHIPPED_WEIGHTS = "unmask.pt"
 GROW = 2  # px (128-px frame) the paint region reaches beyond the mask
+MIN_COVERAGE = 0.10  # the smallest share of the face a worn mask covers (presence is judged on that share)
 
 
 def paint_region(mask: torch.Tensor, grow: int = GROW) -> torch.Tensor:
@@ -34,6 +40,24 @@ def paint_region(mask: torch.Tensor, grow: int = GROW) -> torch.Tensor:
 def composite(images: torch.Tensor, painted: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     """``images`` with ``painted`` blended in through ``region`` (all (N, C, H, W) in [0, 1])."""
     return images + region * (painted - images)
+
+
+@functools.cache
+def face_region() -> np.ndarray:
+    """The template face's region (128x128, hard 0/1: jaw, brows and the space between) over which
+    mask coverage is measured."""
+    return (region_mask(template_landmarks(), "face", feather=0.0) > 0.5).astype(np.float32)
+
+
+def mask_presence(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per aligned face, from mask probabilities (N, 128, 128) in [0, 1]: (coverage: the share of
+    the face region with probability >= 0.5; probability that a mask is worn: the mean probability
+    over the most mask-like ``MIN_COVERAGE`` of the face region). Both (N,) float32 in [0, 1]."""
+    inside = np.asarray(probabilities, np.float32)[:, face_region() > 0]
+    coverage = (inside >= 0.5).mean(axis=1)
+    top = max(1, int(round(MIN_COVERAGE * inside.shape[1])))
+    probability = np.sort(inside, axis=1)[:, -top:].mean(axis=1)
+    return coverage.astype(np.float32), probability.astype(np.float32)
 
 
 class Unmasker:

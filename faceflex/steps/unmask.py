@@ -15,23 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from faceflex.face.align import template_landmarks
-from faceflex.face.masks import region_mask
-from faceflex.inference.unmasking import Unmasker, load_unmasker, paint_region
+from faceflex.inference.unmasking import Unmasker, load_unmasker, mask_presence, paint_region
 from faceflex.pipeline.flow import FaceCrop, Layer, StepOutput, Variant, compose
 
 RELIABLE_UNDER_MASK = np.r_[17:31, 36:48]  # brows 17-26, nose bridge 27-30, eyes 36-47
-FOUND_COVERAGE = 0.10  # a face counts as masked when the mask covers this much of it
-
-
-def face_region() -> np.ndarray:
-    """The template face's region (128x128, hard 0/1) over which mask coverage is measured."""
-    return (region_mask(template_landmarks(), "face", feather=0.0) > 0.5).astype(np.float32)
 
 
 @dataclass
 class UnmaskStep:
-    """One output per photo (product ``unmasked``); per face: mask found, its coverage of the face, the box."""
+    """One output per photo (product ``unmasked``); per face: mask found (its probability >= 0.5, see
+    :func:`~faceflex.inference.unmasking.mask_presence`), the probability, its coverage of the face, the box."""
 
     save_mask: bool = False
     weights: str | None = None
@@ -47,10 +40,9 @@ class UnmaskStep:
     def __post_init__(self) -> None:
         if self.unmasker is None:
             self.unmasker = load_unmasker(self.weights, self.device)
-        self.region = face_region()
 
     def settings(self) -> dict:
-        return {"save_mask": self.save_mask, "weights_fingerprint": self.unmasker.fingerprint, "found_coverage": FOUND_COVERAGE}
+        return {"save_mask": self.save_mask, "weights_fingerprint": self.unmasker.fingerprint}
 
     def __call__(self, photo: np.ndarray, crops: list[FaceCrop]) -> StepOutput:
         if not crops:
@@ -58,10 +50,10 @@ class UnmaskStep:
         painted, probabilities = self.unmasker(np.stack([c.aligned.image for c in crops]))
         regions = paint_region(torch.from_numpy(probabilities)[:, None])[:, 0].numpy()
         records, layers = [], []
-        for crop, face, probability, region in zip(crops, painted, probabilities, regions):
-            coverage = float(((probability >= 0.5) * self.region).sum() / self.region.sum())
-            found = coverage >= FOUND_COVERAGE
-            records.append({"mask_found": found, "coverage": round(coverage, 4)})
+        coverages, presences = mask_presence(probabilities)
+        for crop, face, region, coverage, presence in zip(crops, painted, regions, coverages, presences):
+            found = bool(presence >= 0.5)
+            records.append({"mask_found": found, "probability": round(float(presence), 4), "coverage": round(float(coverage), 4)})
             if found:
                 layers.append(Layer(crop.index, face, region))
         pictures = {}

@@ -2,7 +2,8 @@
 
 Data: the CelebA-HQ training split of the aligned face cache; every face gets a fresh synthetic
 mask each epoch (:func:`faceflex.face.mask_overlay.synthetic_mask`, seeded by (seed, epoch, row)),
-whose alpha is the exact segmentation label. The held-out split is measured with fixed masks
+whose alpha is the exact segmentation label, except a ``bare_share`` of them, left bare (alpha 0,
+nothing to paint): without them the network learns that every lower face is a mask. The held-out split is measured with fixed masks
 (seeded by the row alone), the same ones ``faceflex evaluate unmask`` uses.
 
 Loss per batch = mask_weight x (BCE + Dice) of the mask logits against the alpha
@@ -48,17 +49,24 @@ class UnmaskSettings:
     adversarial_weight: float = 0.0
     adversarial_start: int = 0
     critic_lr: float = 2e-4
+    bare_share: float = 0.2
     seed: int = 0
 
 
-def masked_batch(cache: CachedFaces, rows: np.ndarray, seeds: list[list[int]], flips: np.ndarray | None = None):
+def masked_batch(
+    cache: CachedFaces, rows: np.ndarray, seeds: list[list[int]], flips: np.ndarray | None = None, bare: np.ndarray | None = None
+):
     """(masked faces, alphas, true faces) as float tensors (N, C, 128, 128) in [0, 1] for cache
-    rows, each masked by :func:`synthetic_mask` with its own seed; ``flips`` mirrors chosen faces."""
+    rows, each masked by :func:`synthetic_mask` with its own seed; ``flips`` mirrors chosen faces,
+    ``bare`` leaves chosen faces without a mask (alpha 0)."""
     templates = load_mask_templates()
     masked, alphas, truth = [], [], []
-    for row, seed in zip(rows, seeds):
+    for i, (row, seed) in enumerate(zip(rows, seeds)):
         face = cache.faces[row]
-        image, alpha = synthetic_mask(face, cache.landmarks[row], np.random.default_rng(seed), templates)
+        if bare is not None and bare[i]:
+            image, alpha = np.asarray(face), np.zeros(face.shape[:2], np.float32)
+        else:
+            image, alpha = synthetic_mask(face, cache.landmarks[row], np.random.default_rng(seed), templates)
         masked.append(image)
         alphas.append(alpha)
         truth.append(face)
@@ -106,9 +114,10 @@ class UnmaskTrainer(Trainer):
     def step_loss(self, rows: np.ndarray, generator: torch.Generator):
         s = self.settings
         flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if s.flip else None
+        bare = (torch.rand(len(rows), generator=generator) < s.bare_share).numpy() if s.bare_share else None
         seeds = [[s.seed, self.epoch, int(r)] for r in rows]
         masked, alpha, truth = (
-            t.to(self.device).contiguous(memory_format=torch.channels_last) for t in masked_batch(self.cache, rows, seeds, flips)
+            t.to(self.device).contiguous(memory_format=torch.channels_last) for t in masked_batch(self.cache, rows, seeds, flips, bare)
         )
         logits, painted = self.model(masked)
         region = paint_region(alpha)
@@ -134,7 +143,8 @@ class UnmaskTrainer(Trainer):
         from faceflex.inference.unmasking import Unmasker
 
         figures = summary(held_out_figures(Unmasker(self.model, self.device), self.cache, self.test_rows[:256]))
-        return {f"held_out_{k}": v for k, v in figures.items() if k in ("psnr_db", "psnr_inside_mask_db", "ssim", "mask_iou")}
+        wanted = ("psnr_db", "psnr_inside_mask_db", "ssim", "mask_iou", "masks_found", "bare_faces_flagged")
+        return {f"held_out_{k}": v for k, v in figures.items() if k in wanted}
 
     def after_epoch(self) -> None:
         self.save_grid(self.out / f"epoch_{self.epoch:03d}.png")
