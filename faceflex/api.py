@@ -129,9 +129,10 @@ def mask_photo(
 def unmask_photo(
     photo, *, weights: str | Path | None = None, device: str = "auto", detect: DetectSettings | None = None, faces: str = "all"
 ) -> ProcessedPhoto:
-    """The photo with every face mask taken off (as ``faceflex unmask``: dlib's HOG and CNN detectors
-    and faceflex's masked-face HOG merged, unless ``detect`` says otherwise; the lower face is synthesised, not recovered)."""
-    from faceflex.steps.unmask import UnmaskStep
+    """The photo with every face mask taken off (as ``faceflex unmask``: dlib's HOG and faceflex's
+    masked-face and upper-face HOG detectors merged, unless ``detect`` says otherwise; the lower face
+    is synthesised, not recovered)."""
+    from faceflex.steps.unmask import DETECTION, UnmaskStep
 
-    detect = detect or DetectSettings(detector="hog+masked+cnn")
+    detect = detect or DETECTION
     return _painted(photo, UnmaskStep(weights=str(weights) if weights else None, device=device), detect, faces)

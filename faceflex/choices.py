@@ -10,8 +10,10 @@ DETECTORS = (
     "hog+cnn",
     "hog+masked",
     "hog+masked+cnn",
+    "hog+masked+upper",
 )  # dlib's HOG (fast, frontal), CNN (MMOD: slower, more poses), both merged,
 # or HOG + faceflex's HOG detector for masked faces (data/masked_face_detector.svm; as fast as HOG)
+# [+ its upper-face detector (data/upper_face_detector.svm): the brows and eyes whatever hides the rest]
 FACES = ("all", "largest")  # which faces of a photo a command works on
 MANIFEST_FORMATS = ("json", "jsonl", "csv")
 REGIONS = ("face", "mouth", "eyes", "upper-lip")  # soft landmark masks (faceflex.face.masks)

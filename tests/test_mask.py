@@ -131,3 +131,21 @@ def test_the_masked_face_detector_finds_a_masked_face_that_dlibs_hog_misses(demo
     eyes, true_eyes = found.landmarks[36:48], demo_faces[0].landmarks[36:48]
     width = demo_faces[0].box[2] - demo_faces[0].box[0]
     assert np.abs(eyes - true_eyes).max() < 0.06 * width  # the eyes (what alignment uses) are where they were
+
+
+def test_the_upper_face_detector_boxes_the_whole_face_under_a_mask(demo_rgb):
+    import faceflex
+    from faceflex.face import dlib_models
+    from faceflex.face.detect import _whole_face
+
+    def grey(rgb):
+        return np.asarray(Image.fromarray(rgb).convert("L"))
+
+    (bare,) = dlib_models.hog_detector()(grey(demo_rgb), 0)
+    for kind in ("surgical", "cloth", "gas"):
+        masked = grey(faceflex.mask_photo(demo_rgb, kind).image)
+        assert len(dlib_models.hog_detector()(masked, 0)) == 0
+        (upper,), _, _ = dlib_models.upper_face_detector().run(masked, 0, -0.2)  # unmask's threshold
+        face = _whole_face(upper)  # extended from its upper half to the box dlib's HOG gives the bare face
+        shared = face.intersect(bare).area()
+        assert shared / (face.area() + bare.area() - shared) > 0.6, kind

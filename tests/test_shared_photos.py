@@ -58,3 +58,13 @@ def test_cli_on_the_photo_folder(shared_data, tmp_path):
     assert counts["dogs.jpg"] == 0 and counts["Tom_Cruise_avp_2014_4.jpg"] == 1
     assert sum(counts.values()) >= 43 + 1 + 1 + 20
     assert len(list(tmp_path.glob("*.landmarks.png"))) == len(counts) == 14
+
+
+def test_unmask_detection_finds_every_real_masked_face_and_no_extra_bare_one(shared_data):
+    from faceflex.steps.unmask import DETECTION
+
+    photos = shared_data / "photos"
+    for path in sorted((photos / "masked").glob("*.masked.jpg")):
+        assert len(detect_faces(load_image(path).rgb, DETECTION)) == 1, path.name
+    report = evaluate_photos(photos, sorted(photos.glob("*_with_face_landmarks.xml")), DETECTION)
+    assert (report.found, report.false_positives) == (43, 0)

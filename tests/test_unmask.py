@@ -39,6 +39,10 @@ def test_synthetic_masks_cover_the_lower_face_with_an_exact_label(demo_rgb, demo
         assert alpha[int(lm[57, 1]), int(lm[57, 0])] > 0.9 and alpha[int(lm[37, 1]), int(lm[37, 0])] < 0.1
         changed = np.any(masked != face, axis=2)
         assert not changed[alpha == 0].any()  # the label is exact: nothing changes outside it
+    plain, looped = (synthetic_mask(face, lm, np.random.default_rng(1), loops=share)[1] for share in (0.0, 1.0))
+    assert np.all(looped >= plain) and (looped > plain + 0.5).sum() > 30  # ear loops: the same mask and more label
+    looped_image = synthetic_mask(face, lm, np.random.default_rng(1), loops=1.0)[0]
+    assert not np.any(looped_image != face, axis=2)[looped == 0].any()
     again = synthetic_mask(face, lm, np.random.default_rng(3))
     assert np.array_equal(again[0], synthetic_mask(face, lm, np.random.default_rng(3))[0])
 
@@ -151,3 +155,11 @@ def test_alignment_under_a_mask_uses_only_the_upper_face(demo_rgb, demo_faces):
     moved[0:17] += [5.0, 20.0]
     np.testing.assert_allclose(alignment_matrix(lm, points=RELIABLE_UNDER_MASK), alignment_matrix(moved, points=RELIABLE_UNDER_MASK))
     assert not np.allclose(alignment_matrix(lm), alignment_matrix(moved))
+
+
+def test_the_cli_and_the_api_find_masked_faces_the_same_way():
+    from faceflex.config import load_config
+    from faceflex.steps.unmask import DETECTION
+
+    section = load_config()["unmask"]
+    assert (section["detector"], section["threshold"]) == (DETECTION.detector, DETECTION.threshold)

@@ -89,7 +89,8 @@ def unmask(session: Session, save_mask, weights, **kwargs) -> None:
 
     PATHS are images, folders or globs; with none, the demo face. The lower face is synthesised
     (a plausible face, not the person's own); a face without a mask is left untouched. Detection:
-    unmask.detector (hog+masked+cnn: dlib's HOG misses most masked faces) unless --detector is given.
+    unmask.detector and unmask.threshold (hog+masked+upper down to -0.2: dlib's HOG misses most masked
+    faces) unless --detector / --threshold are given.
     Writes <name>.unmasked.<ext> and OUT_DIR/unmask.json (per face: mask found, its coverage, the box).
     """
     from faceflex.io.inputs import demo_image_path
@@ -100,6 +101,8 @@ def unmask(session: Session, save_mask, weights, **kwargs) -> None:
     config = session.config({**args.overrides(), "unmask.save_mask": save_mask, "unmask.weights": weights})
     if args.detector is None:
         config["detect"]["detector"] = config["unmask"]["detector"]
+    if args.threshold is None:
+        config["detect"]["threshold"] = config["unmask"]["threshold"]
     section = config["unmask"]
     try:
         step = UnmaskStep(save_mask=section["save_mask"], weights=section["weights"], device=torch_device(config).type)

@@ -176,14 +176,20 @@ def train_unmask(session: Session, epochs, resume, out, cache, max_hours, init) 
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
-    default="data/masked_face_detector.svm",
+    help="Where to write the detector [default: data/masked_face_detector.svm; --part upper: data/upper_face_detector.svm].",
+)
+@click.option(
+    "--part",
+    type=click.Choice(["face", "upper"]),
+    default="face",
     show_default=True,
-    help="Where to write the detector.",
+    help="face: the masked face's whole box; upper: its top half (brows, eyes, nose bridge).",
 )
 @verbosity_options
 @click.pass_obj
-def train_mask_detector(session: Session, cache, count, max_minutes, out) -> None:
+def train_mask_detector(session: Session, cache, count, max_minutes, out, part) -> None:
     """A HOG face detector for masked faces, from synthetic masks on the CelebA-HQ training split."""
+    out = out or ("data/upper_face_detector.svm" if part == "upper" else "data/masked_face_detector.svm")
     from faceflex.train.cache import open_cache
     from faceflex.train.masked_detector import train_masked_detector
 
@@ -193,7 +199,9 @@ def train_mask_detector(session: Session, cache, count, max_minutes, out) -> Non
     except FileNotFoundError as error:
         raise UsageProblem(str(error)) from None
     with session.progress(count, "drawing masked faces") as bar:
-        report = train_masked_detector(faces, Path(out), count, config["seed"], max_minutes * 60, progress=bar.update)
+        report = train_masked_detector(
+            faces, Path(out), count, config["seed"], max_minutes * 60, progress=bar.update, upper=part == "upper"
+        )
     click.echo(json.dumps({"out": out, **report}))
 
 

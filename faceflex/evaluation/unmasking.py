@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceflex.face.detect import DetectSettings
 from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
 from faceflex.inference.unmasking import Unmasker, mask_presence
 from faceflex.io.images import load_image, save_image
@@ -83,17 +82,17 @@ def summary(figures: dict[str, np.ndarray]) -> dict:
 
 
 def real_photos(unmasker: Unmasker, folder: Path, sheet_path: Path | None = None) -> dict:
-    """The step on each ``*.masked.jpg`` in ``folder`` (hog+masked+cnn detection): found, coverage, seconds;
+    """The step on each ``*.masked.jpg`` in ``folder`` (detection as ``faceflex unmask``'s): found, coverage, seconds;
     with ``sheet_path``, a before / after / unmasked-original sheet (rows of 256-px tiles)."""
     from faceflex.pipeline.flow import run_step
-    from faceflex.steps.unmask import UnmaskStep
+    from faceflex.steps.unmask import DETECTION, UnmaskStep
 
     step = UnmaskStep(unmasker=unmasker)
     photos, tiles = [], []
     for path in sorted(folder.glob("*.masked.jpg")):
         rgb = load_image(path).rgb
         start = time.perf_counter()
-        result = run_step(rgb, step, DetectSettings(detector="hog+masked+cnn"))
+        result = run_step(rgb, step, DETECTION)
         ((_, image),) = list(result.images())
         seconds = time.perf_counter() - start
         found = [r for r in result.records if r["mask_found"]]

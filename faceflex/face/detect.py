@@ -90,6 +90,9 @@ def detect_boxes(rgb: np.ndarray, settings: DetectSettings) -> list[tuple[tuple[
         if part == "cnn":
             detections = dlib_models.cnn_detector()(np.asarray(Image.fromarray(work).convert("RGB")), settings.upsample)
             more = [(d.rect, d.confidence) for d in detections if d.confidence >= settings.threshold]
+        elif part == "upper":  # its boxes are the face box's top: extended down to the whole box
+            rects, scores, _ = dlib_models.upper_face_detector().run(work, settings.upsample, settings.threshold)
+            more = [(_whole_face(rect), score) for rect, score in zip(rects, scores)]
         else:
             detector = dlib_models.hog_detector() if part == "hog" else dlib_models.masked_detector()
             rects, scores, _ = detector.run(work, settings.upsample, settings.threshold)
@@ -107,6 +110,14 @@ def detect_boxes(rgb: np.ndarray, settings: DetectSettings) -> list[tuple[tuple[
             found.append((box, float(score)))
     found.sort(key=lambda item: -(item[0][2] - item[0][0]) * (item[0][3] - item[0][1]))
     return found
+
+
+def _whole_face(upper):
+    """The face box (a dlib rectangle) whose top ``UPPER_SHARE`` is the upper-face box ``upper``."""
+    import dlib
+
+    height = (upper.bottom() - upper.top() + 1) / dlib_models.UPPER_SHARE
+    return dlib.rectangle(upper.left(), upper.top(), upper.right(), upper.top() + int(round(height)) - 1)
 
 
 def _overlap(a, b) -> float:

@@ -10,6 +10,8 @@ LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 CNN_DETECTOR = "mmod_human_face_detector.dat"
 FACE_DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
 MASKED_DETECTOR = "masked_face_detector.svm"  # shipped in data/, not a dlib model
+UPPER_DETECTOR = "upper_face_detector.svm"  # shipped in data/: finds the upper part of dlib's face box
+UPPER_SHARE = 0.5  # the upper-face detector's box is the top UPPER_SHARE of dlib's (square) face box
 
 
 def model_path(filename: str) -> Path:
@@ -46,6 +48,19 @@ def masked_detector():
     from faceflex.shipped import require_shipped
 
     return dlib.fhog_object_detector(str(require_shipped(MASKED_DETECTOR, "masked-face detector", "faceflex train mask-detector")))
+
+
+@functools.cache
+def upper_face_detector():
+    """faceflex's HOG detector for the upper face (brows, eyes, nose bridge), whatever covers the
+    rest (``faceflex train mask-detector --part upper``; shipped). Its boxes are the top
+    ``UPPER_SHARE`` of the face box dlib's HOG detector would give."""
+    import dlib
+
+    from faceflex.shipped import require_shipped
+
+    path = require_shipped(UPPER_DETECTOR, "upper-face detector", "faceflex train mask-detector --part upper")
+    return dlib.fhog_object_detector(str(path))
 
 
 @functools.cache

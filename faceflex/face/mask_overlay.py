@@ -17,7 +17,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from faceflex.choices import MASK_KINDS
 from faceflex.face.blend import paste_over
@@ -209,8 +209,34 @@ def scene_brightness(image: np.ndarray, landmarks: np.ndarray) -> float:
     return float(np.clip(np.sqrt(luma / 150.0), 0.55, 1.1))
 
 
+def ear_loops(landmarks: np.ndarray, corners: np.ndarray, size: tuple[int, int], width: float, rgb: tuple[int, int, int]) -> np.ndarray:
+    """Two elastic ear loops per side as an RGBA layer (H, W, 4) uint8 of an image of ``size``
+    (width, height): curves from the mask's top and bottom side corners (``corners``: the fitted
+    anchors a-f) to a point just outside the jaw at ear height, ``width`` px thick, colour ``rgb``."""
+    lm = np.asarray(landmarks, np.float64)
+    face_width = np.linalg.norm(lm[16] - lm[0])
+    scale = 2  # drawn at twice the size, then shrunk: smooth edges
+    layer = Image.new("L", (size[0] * scale, size[1] * scale), 0)
+    draw = ImageDraw.Draw(layer)
+    t = np.linspace(0.0, 1.0, 24)[:, None]
+    for top, low, jaw_top in ((corners[0], corners[3], lm[0]), (corners[2], corners[5], lm[16])):
+        outward = jaw_top - lm[27]
+        outward /= np.linalg.norm(outward) + 1e-12
+        ear = jaw_top + outward * 0.05 * face_width
+        for start, bulge in ((top, 0.03), (low, 0.10)):
+            control = (start + ear) / 2 + outward * bulge * face_width
+            curve = (1 - t) ** 2 * start + 2 * (1 - t) * t * control + t**2 * ear
+            draw.line([tuple(p) for p in ((curve + 0.5) * scale - 0.5)], fill=255, width=max(1, round(width * scale)), joint="curve")
+    alpha = np.asarray(layer.resize(size, Image.Resampling.BOX))
+    return np.dstack([np.broadcast_to(np.array(rgb, np.uint8), (size[1], size[0], 3)), alpha])
+
+
 def synthetic_mask(
-    image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, templates: MaskTemplates | None = None
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    rng: np.random.Generator,
+    templates: MaskTemplates | None = None,
+    loops: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A randomly varied mask on ``image`` (RGB uint8, any size) for training data: (masked image,
     the mask's alpha (H, W) float32 in [0, 1], the exact segmentation label).
@@ -218,7 +244,8 @@ def synthetic_mask(
     Varied: the type (surgical ones twice as likely), the template's own colours (40 %), a random
     colour (30 %) or a random texture (30 %), each anchor moved by up to 3 % of the face width, the
     top edge raised or lowered (nose covered or not), brightness x 0.6-1.15 of the photo's light,
-    and a blur of 0-1 px (camera softness)."""
+    and a blur of 0-1 px (camera softness). With probability ``loops`` the mask has ear loops
+    (:func:`ear_loops`, light grey to white, 0.8-2 % of the face width thick), part of the label."""
     templates = templates or load_mask_templates()
     weights = np.array([2.0 if kind.startswith("surgical") else 1.0 for kind in MASK_KINDS])
     kind = str(rng.choice(MASK_KINDS, p=weights / weights.sum()))
@@ -242,5 +269,11 @@ def synthetic_mask(
     sigma = rng.uniform(0.0, 1.0)
     if sigma > 0.2:
         patch = np.asarray(Image.fromarray(patch, "RGBA").convert("RGBa").filter(ImageFilter.GaussianBlur(sigma)).convert("RGBA"))
-    patch = dimmed(patch, scene_brightness(image, landmarks) * rng.uniform(0.6, 1.15))
-    return paste_over(image[..., :3], patch, origin), coverage(patch, origin, size)
+    brightness = scene_brightness(image, landmarks) * rng.uniform(0.6, 1.15)
+    patch = dimmed(patch, brightness)
+    base, label = image[..., :3], coverage(patch, origin, size)
+    if loops and rng.random() < loops:
+        grey = int(rng.integers(190, 256))
+        layer = dimmed(ear_loops(landmarks, targets, size, rng.uniform(0.008, 0.02) * width, (grey, grey, grey)), brightness)
+        base, label = paste_over(base, layer, (0, 0)), np.maximum(label, layer[..., 3] / 255.0)
+    return paste_over(base, patch, origin), label

@@ -15,10 +15,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from faceflex.face.detect import DetectSettings
 from faceflex.inference.unmasking import Unmasker, load_unmasker, mask_presence, paint_region
 from faceflex.pipeline.flow import FaceCrop, Layer, StepOutput, Variant, compose
 
 RELIABLE_UNDER_MASK = np.r_[17:31, 36:48]  # brows 17-26, nose bridge 27-30, eyes 36-47
+# How unmask finds faces unless told otherwise (the `unmask:` section of configs/default.yaml says the same):
+# dlib's HOG, faceflex's masked-face and upper-face HOG detectors, merged, down to a score of -0.2
+# (docs/UNMASK.md: 10 / 10 real masked photos, no extra box on the bare VOC photos).
+DETECTION = DetectSettings(detector="hog+masked+upper", threshold=-0.2)
 
 
 @dataclass

@@ -7,7 +7,8 @@ training faces (never the held-out ids) wearing :func:`~faceflex.face.mask_overl
 masks, enlarged and placed on a canvas of the photo's own border colours. The box each face is
 labelled with is the box dlib's bare-face HOG detector finds on the same canvas *before* the mask
 is drawn, so the 68-point model sees the box it was trained on (and places the eyes and brows as
-it would without the mask).
+it would without the mask). With ``upper``, the label is the top ``UPPER_SHARE`` of that box
+(brows, eyes, nose bridge: what any mask leaves visible), for the upper-face detector.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PIL import Image, ImageFilter
 
 from faceflex.face import dlib_models
 from faceflex.face.align import transform_points
+from faceflex.face.dlib_models import UPPER_SHARE
 from faceflex.face.mask_overlay import load_mask_templates, synthetic_mask
 from faceflex.train.cache import CachedFaces
 
@@ -57,9 +59,11 @@ def train_masked_detector(
     seed: int = 0,
     max_seconds: int = 1800,
     progress: Callable[[int], None] | None = None,
+    upper: bool = False,
 ) -> dict:
     """Train on ``count`` synthetic masked faces from the training split; write ``out`` (a dlib
-    detector file); return what was done (images used, dlib's training-set precision and recall)."""
+    detector file); return what was done (images used, dlib's training-set precision and recall).
+    ``upper``: an upper-face detector (see the module docstring)."""
     import dlib
 
     rng = np.random.default_rng(seed)
@@ -73,8 +77,11 @@ def train_masked_detector(
             progress(1)
         if example is None:
             continue
+        left, top, right, bottom = example[1]
+        if upper:
+            bottom = top + int(round((bottom - top + 1) * UPPER_SHARE)) - 1
         images.append(example[0])
-        boxes.append([dlib.rectangle(*example[1])])
+        boxes.append([dlib.rectangle(left, top, right, bottom)])
     options = dlib.simple_object_detector_training_options()
     options.add_left_right_image_flips = True
     options.C = 5.0
@@ -84,4 +91,4 @@ def train_masked_detector(
     out.parent.mkdir(parents=True, exist_ok=True)
     detector.save(str(out))
     result = dlib.test_simple_object_detector(images, boxes, detector)
-    return {"images": len(images), "train_precision": result.precision, "train_recall": result.recall, "seed": seed}
+    return {"images": len(images), "train_precision": result.precision, "train_recall": result.recall, "seed": seed, "upper": upper}

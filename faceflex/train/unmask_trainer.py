@@ -3,8 +3,10 @@
 Data: the CelebA-HQ training split of the aligned face cache; every face gets a fresh synthetic
 mask each epoch (:func:`faceflex.face.mask_overlay.synthetic_mask`, seeded by (seed, epoch, row)),
 whose alpha is the exact segmentation label, except a ``bare_share`` of them, left bare (alpha 0,
-nothing to paint): without them the network learns that every lower face is a mask. The held-out split is measured with fixed masks
-(seeded by the row alone), the same ones ``faceflex evaluate unmask`` uses.
+nothing to paint): without them the network learns that every lower face is a mask; an
+``ear_loops`` share of the masks have ear loops (their arcs beside the cheeks are painted away
+too). The held-out split is measured with fixed masks (seeded by the row alone, no ear loops),
+the same ones ``faceflex evaluate unmask`` uses.
 
 Loss per batch = mask_weight x (BCE + Dice) of the mask logits against the alpha
 + l1_weight x L1 of the painted face inside the paint region (mean over its pixels)
@@ -50,15 +52,21 @@ class UnmaskSettings:
     adversarial_start: int = 0
     critic_lr: float = 2e-4
     bare_share: float = 0.2
+    ear_loops: float = 0.0
     seed: int = 0
 
 
 def masked_batch(
-    cache: CachedFaces, rows: np.ndarray, seeds: list[list[int]], flips: np.ndarray | None = None, bare: np.ndarray | None = None
+    cache: CachedFaces,
+    rows: np.ndarray,
+    seeds: list[list[int]],
+    flips: np.ndarray | None = None,
+    bare: np.ndarray | None = None,
+    ear_loops: float = 0.0,
 ):
     """(masked faces, alphas, true faces) as float tensors (N, C, 128, 128) in [0, 1] for cache
-    rows, each masked by :func:`synthetic_mask` with its own seed; ``flips`` mirrors chosen faces,
-    ``bare`` leaves chosen faces without a mask (alpha 0)."""
+    rows, each masked by :func:`synthetic_mask` with its own seed (``ear_loops``: the chance of
+    ear loops); ``flips`` mirrors chosen faces, ``bare`` leaves chosen faces without a mask (alpha 0)."""
     templates = load_mask_templates()
     masked, alphas, truth = [], [], []
     for i, (row, seed) in enumerate(zip(rows, seeds)):
@@ -66,7 +74,7 @@ def masked_batch(
         if bare is not None and bare[i]:
             image, alpha = np.asarray(face), np.zeros(face.shape[:2], np.float32)
         else:
-            image, alpha = synthetic_mask(face, cache.landmarks[row], np.random.default_rng(seed), templates)
+            image, alpha = synthetic_mask(face, cache.landmarks[row], np.random.default_rng(seed), templates, ear_loops)
         masked.append(image)
         alphas.append(alpha)
         truth.append(face)
@@ -116,9 +124,8 @@ class UnmaskTrainer(Trainer):
         flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if s.flip else None
         bare = (torch.rand(len(rows), generator=generator) < s.bare_share).numpy() if s.bare_share else None
         seeds = [[s.seed, self.epoch, int(r)] for r in rows]
-        masked, alpha, truth = (
-            t.to(self.device).contiguous(memory_format=torch.channels_last) for t in masked_batch(self.cache, rows, seeds, flips, bare)
-        )
+        batch = masked_batch(self.cache, rows, seeds, flips, bare, s.ear_loops)
+        masked, alpha, truth = (t.to(self.device).contiguous(memory_format=torch.channels_last) for t in batch)
         logits, painted = self.model(masked)
         region = paint_region(alpha)
         painted = painted.float()
