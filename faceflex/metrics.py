@@ -31,13 +31,18 @@ def ssim(images: torch.Tensor, references: torch.Tensor, window: int = 11, sigma
     return score.flatten(1).mean(dim=1)
 
 
-def high_frequency_energy(images: torch.Tensor) -> torch.Tensor:
+def high_frequency_energy(images: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared response of a 3x3 Laplacian on the luma of (N, 3, H, W) images in [0, 1], per
     image: how much fine detail (edges, texture) a picture holds. A reconstruction's value over its
-    original's is its sharpness relative to the original (1.0: as sharp)."""
+    original's is its sharpness relative to the original (1.0: as sharp). With ``weight``
+    (N, 1, H, W), only over the pixels where it is >= 0.5 whose 3x3 neighbourhood lies in the image."""
     luma = (images.float() * torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
     kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=images.device).view(1, 1, 3, 3)
-    return F.conv2d(luma, kernel).pow(2).flatten(1).mean(dim=1)
+    response = F.conv2d(luma, kernel).pow(2)
+    if weight is None:
+        return response.flatten(1).mean(dim=1)
+    inside = (weight[..., 1:-1, 1:-1] >= 0.5).float()
+    return (response * inside).sum(dim=(1, 2, 3)) / inside.sum(dim=(1, 2, 3)).clamp(min=1)
 
 
 def laplacian_pyramid_l1(images: torch.Tensor, references: torch.Tensor, levels: int = 4) -> torch.Tensor:

@@ -67,6 +67,17 @@ def test_paint_region_grows_the_mask_and_iou_is_one_for_a_perfect_mask():
     assert float(mask_iou(mask, mask)[0]) == 1.0
 
 
+def test_detail_is_measured_only_where_the_weight_says():
+    from faceflex.metrics import high_frequency_energy
+
+    image = torch.full((1, 3, 32, 32), 0.5)
+    image[..., :16, :] = (torch.arange(32)[None, :] + torch.arange(16)[:, None]).remainder(2).float()  # a checkerboard on top
+    top, bottom = torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
+    top[..., 2:14, :], bottom[..., 18:30, :] = 1.0, 1.0
+    assert float(high_frequency_energy(image, bottom)) == 0.0 and float(high_frequency_energy(image, top)) > 1.0
+    assert 0 < float(high_frequency_energy(image)) < float(high_frequency_energy(image, top))
+
+
 def test_training_runs_resumes_exactly_and_exports_loadable_weights(tmp_path, demo_rgb, demo_faces):
     cache = face_cache(aligned_demo(demo_rgb, demo_faces))
     settings = UnmaskSettings(epochs=2, batch_size=8, seed=1)

@@ -5,10 +5,12 @@ Held-out faces (ids 28001-30000): each gets the synthetic mask seeded by its cac
 masks. Per face: PSNR and SSIM of the unmasked face against the true one over the whole 128-px
 face, PSNR inside the true mask only, the mask IoU (prediction >= 0.5 against alpha >= 0.5),
 the mask's coverage, whether the mask was found (presence >= 0.5, as ``faceflex unmask`` decides),
-and identity kept (dlib descriptor distance < 0.6 between unmasked and true face, on the first
-``identity_faces``). The same faces bare (no mask): whether a mask is wrongly found, and how much
-the face is changed (mean absolute difference, 0-255). Real photos: each ``*.masked.jpg`` of a folder goes through
-``faceflex unmask``'s own step; found = a face with a mask found; timed per photo.
+identity kept (dlib descriptor distance < 0.6 between unmasked and true face, on the first
+``identity_faces``), and the painted face's sharpness: its high-frequency energy inside the mask
+(2 px in from its edge) over the true face's there (1.0: as detailed). The same faces bare (no
+mask): whether a mask is wrongly found, and how much the face is changed (mean absolute
+difference, 0-255). Real photos: each ``*.masked.jpg`` of a folder goes through ``faceflex
+unmask``'s own step; found = a face with a mask found; timed per photo.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
 from faceflex.inference.unmasking import Unmasker, mask_presence
 from faceflex.io.images import load_image, save_image
-from faceflex.metrics import mask_iou, masked_psnr, psnr, ssim
+from faceflex.metrics import high_frequency_energy, mask_iou, masked_psnr, psnr, ssim
 from faceflex.train.cache import CachedFaces
 
 IDENTITY_FACES = 300
@@ -35,7 +37,8 @@ def held_out_figures(
     """Per-face figures (arrays) on cache ``rows`` with their fixed masks (see the module docstring)."""
     from faceflex.train.unmask_trainer import masked_batch
 
-    names = ("psnr", "psnr_inside", "ssim", "iou", "coverage", "found", "bare_flagged", "bare_change", "identity_distance")
+    names = ("psnr", "psnr_inside", "ssim", "iou", "coverage", "found", "bare_flagged", "bare_change", "detail", "true_detail")
+    names += ("identity_distance",)
     figures: dict[str, list] = {name: [] for name in names}
     for start in range(0, len(rows), 64):
         block = rows[start : start + 64]
@@ -48,6 +51,9 @@ def held_out_figures(
         figures["ssim"].append(ssim(result, truth).numpy())
         figures["iou"].append(mask_iou(torch.from_numpy(probabilities)[:, None], alpha).numpy())
         figures["coverage"].append(alpha.mean(dim=(1, 2, 3)).numpy())
+        core = -torch.nn.functional.max_pool2d(-alpha, 5, stride=1, padding=2)  # 2 px inside the mask's edge
+        figures["detail"].append(high_frequency_energy(result, core).numpy())
+        figures["true_detail"].append(high_frequency_energy(truth, core).numpy())
         figures["found"].append(mask_presence(probabilities)[1] >= 0.5)
         bare = (truth.permute(0, 2, 3, 1) * 255 + 0.5).to(torch.uint8).numpy()
         bare_out, bare_probabilities = unmasker(bare)
@@ -72,6 +78,7 @@ def summary(figures: dict[str, np.ndarray]) -> dict:
         "psnr_inside_mask_db": round(float(figures["psnr_inside"].mean()), 3),
         "ssim": round(float(figures["ssim"].mean()), 4),
         "mask_iou": round(float(figures["iou"].mean()), 4),
+        "sharpness_inside_mask": round(float(figures["detail"].mean() / max(figures["true_detail"].mean(), 1e-12)), 4),
         "mask_coverage": round(float(figures["coverage"].mean()), 4),
         "masks_found": round(float(figures["found"].mean()), 4),
         "bare_faces_flagged": round(float(figures["bare_flagged"].mean()), 4),
