@@ -2,6 +2,8 @@
 
 The three networks (attributes, expression, age) each see all faces of a photo in one batch.
 Their inputs are cut by :mod:`faceflex.face.crops`, the same functions that made the training data.
+A face mask (``occlusion.mask``) comes from the unmasking network's segmentation of the aligned
+face, the same measure ``faceflex unmask`` uses to decide which faces to repaint.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from faceflex.face.crops import attribute_input, expression_input
 from faceflex.face.illumination import measure_illumination
 from faceflex.face.pose import estimate_pose
 from faceflex.inference.classifiers import ClassifierModels, load_classifiers
+from faceflex.inference.unmasking import Unmasker, load_unmasker, mask_presence
 from faceflex.models.labels import ATTRIBUTES, EXPRESSIONS
 from faceflex.pipeline.flow import FaceCrop, StepOutput
 from faceflex.viz import draw_classifications
@@ -40,6 +43,7 @@ class ClassifyStep:
     device: str = "auto"
     annotate: bool = False
     models: ClassifierModels | None = field(default=None, repr=False)
+    unmasker: Unmasker | None = field(default=None, repr=False)
 
     command = "classify"
     aligned_size = 128
@@ -49,6 +53,8 @@ class ClassifyStep:
     def __post_init__(self) -> None:
         if self.models is None:
             self.models = load_classifiers(self.device)
+        if self.unmasker is None:
+            self.unmasker = load_unmasker(device=self.device)
 
     def settings(self) -> dict:
         return {"annotate": self.annotate}
@@ -56,6 +62,8 @@ class ClassifyStep:
     def __call__(self, photo: np.ndarray, crops: list[FaceCrop]) -> StepOutput:
         if not crops:
             return StepOutput([])
+        aligned = np.stack([c.aligned.image for c in crops])
+        coverages, presences = mask_presence(self.unmasker(aligned)[1])
         predictions = self.models.predict(
             np.stack([attribute_input(c.aligned.image) for c in crops]),
             np.stack([expression_input(photo, c.face.landmarks) for c in crops]),
@@ -75,7 +83,10 @@ class ClassifyStep:
                         "probabilities": {name: round(float(v), 4) for name, v in zip(EXPRESSIONS, expressions)},
                     },
                     "smiling": _flag(p["Smiling"]),
-                    "occlusion": {key: _flag(p[name]) for key, name in OCCLUSION.items()},
+                    "occlusion": {
+                        **{key: _flag(p[name]) for key, name in OCCLUSION.items()},
+                        "mask": {**_flag(presences[i]), "coverage": round(float(coverages[i]), 4)},
+                    },
                     "makeup": {key: _flag(p[name]) for key, name in MAKEUP.items()},
                     "pose": estimate_pose(crop.face.landmarks).to_dict(),
                     "illumination": measure_illumination(photo, crop.face.landmarks).to_dict(),
