@@ -69,26 +69,38 @@ class Unmasker:
         self.meta = meta or {}
         self.fingerprint = fingerprint
 
+    def _batches(self, faces: np.ndarray, batch_size: int):
+        """Per batch: (start, input (n, 3, 128, 128) in [0, 1], mask probabilities (n, 1, 128, 128), painted faces)."""
+        faces = np.asarray(faces)
+        if faces.ndim != 4 or faces.shape[1:] != (128, 128, 3) or faces.dtype != np.uint8:
+            raise ValueError(f"the unmasker needs (N, 128, 128, 3) uint8 aligned faces, got {faces.shape} {faces.dtype}")
+        for start in range(0, len(faces), batch_size):
+            x = torch.from_numpy(np.array(faces[start : start + batch_size])).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+            logits, painted = self.model(x.contiguous(memory_format=torch.channels_last))
+            yield start, x, torch.sigmoid(logits.float()), painted.float()
+
     @torch.inference_mode()
     def __call__(self, faces: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """(unmasked faces (N, 128, 128, 3) uint8, mask probabilities (N, 128, 128) float32).
 
         Pixels outside the paint region come back unchanged, bit for bit."""
-        faces = np.asarray(faces)
-        if faces.ndim != 4 or faces.shape[1:] != (128, 128, 3) or faces.dtype != np.uint8:
-            raise ValueError(f"the unmasker needs (N, 128, 128, 3) uint8 aligned faces, got {faces.shape} {faces.dtype}")
-        out, probabilities = faces.copy(), np.zeros(faces.shape[:3], np.float32)
-        for start in range(0, len(faces), batch_size):
-            x = torch.from_numpy(np.array(faces[start : start + batch_size])).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-            logits, painted = self.model(x.contiguous(memory_format=torch.channels_last))
-            mask = torch.sigmoid(logits.float())
-            result = composite(x, painted.float(), paint_region(mask))
-            result = (result.permute(0, 2, 3, 1) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
-            region = paint_region(mask)[:, 0].cpu().numpy() > 0
+        out, probabilities = np.array(faces), np.zeros(np.shape(faces)[:3], np.float32)
+        for start, x, mask, painted in self._batches(faces, batch_size):
+            region = paint_region(mask)
+            result = (composite(x, painted, region).permute(0, 2, 3, 1) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+            inside = region[:, 0].cpu().numpy() > 0
             block = out[start : start + len(x)]
-            block[region] = result[region]
+            block[inside] = result[inside]
             probabilities[start : start + len(x)] = mask[:, 0].cpu().numpy()
         return out, probabilities
+
+    @torch.inference_mode()
+    def mask_probabilities(self, faces: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """The mask probabilities (N, 128, 128) float32 alone (as :meth:`__call__`'s, without compositing)."""
+        probabilities = np.zeros(np.shape(faces)[:3], np.float32)
+        for start, x, mask, _ in self._batches(faces, batch_size):
+            probabilities[start : start + len(x)] = mask[:, 0].cpu().numpy()
+        return probabilities
 
 
 def unmasker_from_file(path: str | Path, device: str = "auto") -> Unmasker:

@@ -63,7 +63,7 @@ class ClassifyStep:
         if not crops:
             return StepOutput([])
         aligned = np.stack([c.aligned.image for c in crops])
-        coverages, presences = mask_presence(self.unmasker(aligned)[1])
+        coverages, presences = mask_presence(self.unmasker.mask_probabilities(aligned))
         predictions = self.models.predict(
             np.stack([attribute_input(c.aligned.image) for c in crops]),
             np.stack([expression_input(photo, c.face.landmarks) for c in crops]),
