@@ -1,6 +1,7 @@
 """Time `unmask` per photo (detect + landmarks + align + network + paste back) for each detector strategy.
 
     python benchmarks/bench_unmask.py [--data ../shared/data] [--repeats 3] [--detectors hog+masked,hog+masked+upper]
+        [--threshold -0.2]
 
 After start-up (models loaded, one warm-up call), excluding file writing; per photo the median of
 the repeats. Photos: the demo face under a surgical mask scaled to a 1024-px long side, and the
@@ -24,22 +25,23 @@ from faceflex.inference.unmasking import load_unmasker
 from faceflex.io.images import load_image
 from faceflex.io.inputs import demo_image_path
 from faceflex.pipeline.flow import run_step
-from faceflex.steps.unmask import UnmaskStep
+from faceflex.steps.unmask import DETECTION, UnmaskStep
 
 
-def unmask(rgb, step: UnmaskStep, settings: DetectSettings) -> int:
-    """The photo unmasked (composed, as the CLI does before saving); returns the masks found."""
+def unmask(rgb, step: UnmaskStep, settings: DetectSettings) -> tuple[int, int]:
+    """The photo unmasked (composed, as the CLI does before saving); returns (faces, masks found)."""
     result = run_step(rgb, step, settings)
     for _ in result.images():
         pass
-    return sum(r["mask_found"] for r in result.records)
+    return len(result.records), sum(r["mask_found"] for r in result.records)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--detectors", default="hog+masked,hog+masked+upper,hog+masked+cnn")
+    parser.add_argument("--detectors", default=f"hog+masked,{DETECTION.detector}")
+    parser.add_argument("--threshold", type=float, default=DETECTION.threshold, help="detector threshold (unmask's default)")
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}")
     start = time.perf_counter()
@@ -49,20 +51,20 @@ def main() -> None:
     for path in sorted((args.data / "photos" / "masked").glob("*.masked.jpg")):
         photos[path.name] = load_image(path).rgb
     for detector in args.detectors.split(","):
-        settings = DetectSettings(detector=detector)
+        settings = DetectSettings(detector=detector, threshold=args.threshold)
         unmask(photos["demo, surgical mask, 1024 px"], step, settings)
         times, found = [], 0
         for name, rgb in photos.items():
             runs = []
             for _ in range(args.repeats):
                 t = time.perf_counter()
-                masks = unmask(rgb, step, settings)
+                faces, masks = unmask(rgb, step, settings)
                 runs.append(time.perf_counter() - t)
             times.append(statistics.median(runs))
             found += masks > 0
-            print(f"  {detector} | {name} ({rgb.shape[1]}x{rgb.shape[0]}): {times[-1] * 1000:.0f} ms, masks found {masks}")
+            print(f"  {detector} | {name} ({rgb.shape[1]}x{rgb.shape[0]}): {times[-1] * 1000:.0f} ms, faces {faces}, masks found {masks}")
         print(
-            f"{detector}: {found}/{len(photos)} photos with a mask found and replaced; "
+            f"{detector} (threshold {args.threshold:g}): {found}/{len(photos)} photos with a mask found and replaced; "
             f"{min(times):.2f}-{max(times):.2f} s a photo, mean {statistics.mean(times):.2f} s"
         )
 
