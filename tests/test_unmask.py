@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from faceflex.face.align import template_landmarks
@@ -11,7 +12,7 @@ from faceflex.inference.unmasking import load_unmasker, paint_region
 from faceflex.metrics import mask_iou
 from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
 from faceflex.train.cache import CachedFaces
-from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer
+from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer, region_l1
 
 TINY = UnmaskConfig(channels=(8, 8, 16, 16, 16), bottleneck_blocks=1)
 
@@ -76,6 +77,20 @@ def test_detail_is_measured_only_where_the_weight_says():
     top[..., 2:14, :], bottom[..., 18:30, :] = 1.0, 1.0
     assert float(high_frequency_energy(image, bottom)) == 0.0 and float(high_frequency_energy(image, top)) > 1.0
     assert 0 < float(high_frequency_energy(image)) < float(high_frequency_energy(image, top))
+
+
+def test_block_mean_l1_forgives_a_line_drawn_a_pixel_off_but_not_a_wrong_colour():
+    truth, shifted = torch.full((1, 3, 16, 16), 0.5), torch.full((1, 3, 16, 16), 0.5)
+    truth[..., 5, :], shifted[..., 6, :] = 1.0, 1.0  # a bright crease, one pixel lower in the painted face
+    region = torch.zeros(1, 1, 16, 16)
+    region[..., 4:8, :] = 1.0
+    assert float(region_l1(shifted, truth, region)) == pytest.approx(0.25)  # two of the region's four rows wrong by 0.5
+    assert float(region_l1(shifted, truth, region, block=4)) == pytest.approx(0.0, abs=1e-6)
+    darker = truth - 0.1
+    assert float(region_l1(darker, truth, region, block=4)) == pytest.approx(0.1)
+    outside = truth.clone()
+    outside[..., 12:, :] = 0.0  # only the region counts
+    assert float(region_l1(outside, truth, region, block=4)) == 0.0
 
 
 def test_training_runs_resumes_exactly_and_exports_loadable_weights(tmp_path, demo_rgb, demo_faces):

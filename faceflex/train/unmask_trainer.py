@@ -9,7 +9,9 @@ too). The held-out split is measured with fixed masks (seeded by the row alone, 
 the same ones ``faceflex evaluate unmask`` uses.
 
 Loss per batch = mask_weight x (BCE + Dice) of the mask logits against the alpha
-+ l1_weight x L1 of the painted face inside the paint region (mean over its pixels)
++ l1_weight x L1 of the painted face inside the paint region (mean over its pixels; with
+``l1_lowpass`` k > 1, of k x k block means instead, so that detail the face could have but placed a
+pixel or two off is not punished: the critic, not the L1, is then what asks for detail)
 + ssim_weight x (1 - SSIM) + laplacian_weight x Laplacian-pyramid L1 of the composite
 (the input with the painted face blended in through the paint region of the true mask)
 [+ the patch critic's adaptively weighted hinge + feature-matching term on the composite, from
@@ -46,6 +48,7 @@ class UnmaskSettings:
     max_hours: float = 0.0
     mask_weight: float = 1.0
     l1_weight: float = 1.0
+    l1_lowpass: int = 1
     ssim_weight: float = 0.5
     laplacian_weight: float = 0.02
     adversarial_weight: float = 0.0
@@ -86,6 +89,15 @@ def masked_batch(
         for t in (masked_t, truth_t, alpha_t):
             t[chosen] = t[chosen].flip(-1)
     return masked_t, alpha_t, truth_t
+
+
+def region_l1(painted: torch.Tensor, truth: torch.Tensor, region: torch.Tensor, block: int = 1) -> torch.Tensor:
+    """Mean L1 between ``painted`` and ``truth`` (N, 3, H, W) over the paint ``region`` (N, 1, H, W);
+    with ``block`` > 1, between their means over block x block cells (weighted by the region)."""
+    difference, weight = region * (painted - truth), region
+    if block > 1:
+        difference, weight = F.avg_pool2d(difference, block), F.avg_pool2d(weight, block)
+    return difference.abs().sum() / (3 * weight.sum()).clamp(min=1e-6)
 
 
 def mask_loss(logits: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -129,7 +141,7 @@ class UnmaskTrainer(Trainer):
         logits, painted = self.model(masked)
         region = paint_region(alpha)
         painted = painted.float()
-        l1 = ((painted - truth).abs() * region).sum() / (3 * region.sum()).clamp(min=1)
+        l1 = region_l1(painted, truth, region, s.l1_lowpass)
         segmentation = mask_loss(logits, alpha)
         loss = s.mask_weight * segmentation + s.l1_weight * l1
         logged = {"seg": segmentation, "l1": l1}
