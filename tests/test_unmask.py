@@ -12,7 +12,7 @@ from faceflex.inference.unmasking import load_unmasker, paint_region
 from faceflex.metrics import mask_iou
 from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
 from faceflex.train.cache import CachedFaces
-from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer, region_l1
+from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer, region_l1, training_pool
 
 TINY = UnmaskConfig(channels=(8, 8, 16, 16, 16), bottleneck_blocks=1)
 
@@ -91,6 +91,25 @@ def test_block_mean_l1_forgives_a_line_drawn_a_pixel_off_but_not_a_wrong_colour(
     outside = truth.clone()
     outside[..., 12:, :] = 0.0  # only the region counts
     assert float(region_l1(outside, truth, region, block=4)) == 0.0
+
+
+def test_utkface_training_faces_join_the_pool_but_never_its_test_part_or_faces_dlib_missed(tmp_path, demo_rgb, demo_faces):
+    from faceflex.train.face_sets import TRAIN, utk_split
+
+    cache = face_cache(aligned_demo(demo_rgb, demo_faces))
+    count = 50
+    utk = np.stack([np.full((128, 128, 3), 100 + i, np.uint8) for i in range(count)])  # face i has grey 100 + i
+    landmarks = np.repeat(template_landmarks()[None].astype(np.float32), count, axis=0)
+    missed = int(np.flatnonzero(utk_split(count) == TRAIN)[0])
+    landmarks[missed] = np.nan  # dlib missed this training face
+    np.savez(tmp_path / "utkface_aligned.npz", aligned=utk, landmarks=landmarks, missed=1)
+    pool, rows = training_pool(cache, tmp_path / "utkface", tmp_path)
+    assert training_pool(cache)[1].tolist() == cache.split("train").tolist()
+    added = rows[len(cache.split("train")) :]
+    greys = sorted(int(pool.faces[r][0, 0, 0]) - 100 for r in added)
+    assert greys == [i for i in np.flatnonzero(utk_split(count) == TRAIN) if i != missed]
+    assert np.array_equal(pool.faces[cache.split("test")], cache.faces[cache.split("test")])  # held-out rows keep their numbers
+    assert np.isfinite(pool.landmarks[rows]).all()
 
 
 def test_training_runs_resumes_exactly_and_exports_loadable_weights(tmp_path, demo_rgb, demo_faces):

@@ -165,7 +165,15 @@ def train_unmask(session: Session, epochs, resume, out, cache, max_hours, init) 
     fields = [f for f in UnmaskSettings.__dataclass_fields__ if f != "seed"]
     settings = UnmaskSettings(**{key: section[key] for key in fields}, seed=config["seed"])
     network = UnmaskConfig(tuple(config["unmask_net"]["channels"]), config["unmask_net"]["bottleneck_blocks"])
-    trainer = UnmaskTrainer(open_cache(cache_dir), network, settings, Path(section["out"]), torch_device(config), init=section["init"])
+    trainer = UnmaskTrainer(
+        open_cache(cache_dir),
+        network,
+        settings,
+        Path(section["out"]),
+        torch_device(config),
+        init=section["init"],
+        utk_cache=cache_dir.parent,
+    )
     _train(session, trainer, resume, section["max_hours"])
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from faceflex.face.align import align_face, alignment_matrix, warp_image
+from faceflex.face.align import align_face, warp_image
 from faceflex.face.crops import attribute_input
 from faceflex.io.files import write_atomic
 from faceflex.models.labels import ATTRIBUTES, EXPRESSIONS
@@ -136,14 +136,16 @@ def ckplus_set(ck_dir: str | Path, reframe: bool = True) -> LabelledSet:
     return LabelledSet(np.stack(images)[..., None], {"expression": np.array(labels)}, split, notes)
 
 
-def _utk_faces(utk_dir: Path, progress: Callable[[int], None] | None) -> tuple[np.ndarray, int]:
-    """Every UTKFace crop aligned to 128 px with faceflex's alignment (and how many dlib missed)."""
+def _utk_faces(utk_dir: Path, progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Every UTKFace crop aligned to 128 px with faceflex's alignment, its 68 landmarks in that frame
+    (NaN where dlib missed the face) and how many dlib missed."""
     from faceflex.face.detect import DetectSettings, detect_faces
 
     with open(utk_dir / "labels.csv", newline="") as handle:
         paths = [row[0] for row in list(csv.reader(handle))[1:]]
     settings = DetectSettings()
     aligned = np.zeros((len(paths), 128, 128, 3), dtype=np.uint8)
+    landmarks = np.full((len(paths), 68, 2), np.nan, dtype=np.float32)
     missed: list[tuple[int, np.ndarray]] = []
     matrices = []
     with zipfile.ZipFile(utk_dir / "utkface128.zip") as archive:
@@ -152,9 +154,11 @@ def _utk_faces(utk_dir: Path, progress: Callable[[int], None] | None) -> tuple[n
             pad = 32  # a face filling the crop is found more often with a margin around it
             faces = detect_faces(np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge"), settings)
             if faces:
-                landmarks = faces[0].landmarks - pad
-                aligned[index] = align_face(rgb, landmarks).image
-                matrices.append(alignment_matrix(landmarks))
+                points = faces[0].landmarks - pad
+                face = align_face(rgb, points)
+                aligned[index] = face.image
+                landmarks[index] = face.landmarks
+                matrices.append(face.matrix)
             else:
                 missed.append((index, rgb))
             if progress:
@@ -162,26 +166,42 @@ def _utk_faces(utk_dir: Path, progress: Callable[[int], None] | None) -> tuple[n
     median = np.median(np.stack(matrices), axis=0)
     for index, rgb in missed:
         aligned[index] = warp_image(rgb, median, (128, 128))
-    return aligned, len(missed)
+    return aligned, landmarks, len(missed)
+
+
+def utk_faces(
+    utk_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """UTKFace re-aligned to faceflex's 128-px frame: (faces (N, 128, 128, 3) uint8, landmarks
+    (N, 68, 2) float32 in that frame, NaN where dlib missed the face, faces missed), in the order of
+    ``labels.csv``; computed once and kept in ``cache_dir/utkface_aligned.npz``."""
+    utk_dir, cache_file = Path(utk_dir), Path(cache_dir) / "utkface_aligned.npz"
+    if cache_file.is_file():
+        stored = np.load(cache_file)
+        if "landmarks" in stored:  # caches from before the landmarks were kept are rebuilt
+            return stored["aligned"], stored["landmarks"], int(stored["missed"])
+    aligned, landmarks, missed = _utk_faces(utk_dir, progress)
+    write_atomic(cache_file, lambda handle: np.savez(handle, aligned=aligned, landmarks=landmarks, missed=missed))
+    return aligned, landmarks, missed
+
+
+def utk_split(count: int) -> np.ndarray:
+    """UTKFace's fixed split codes (seeded 80/10/10; the test part is never trained on)."""
+    return seeded_split(count, UTK_SPLIT_SEED)
 
 
 def age_set(utk_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None) -> LabelledSet:
     """UTKFace age and gender on re-aligned 64-px faces (alignment cached in ``cache_dir``)."""
-    utk_dir, cache_file = Path(utk_dir), Path(cache_dir) / "utkface_aligned.npz"
+    utk_dir = Path(utk_dir)
     with open(utk_dir / "labels.csv", newline="") as handle:
         rows = list(csv.reader(handle))[1:]
-    if cache_file.is_file():
-        stored = np.load(cache_file)
-        aligned, missed = stored["aligned"], int(stored["missed"])
-    else:
-        aligned, missed = _utk_faces(utk_dir, progress)
-        write_atomic(cache_file, lambda handle: np.savez(handle, aligned=aligned, missed=missed))
+    aligned, _, missed = utk_faces(utk_dir, cache_dir, progress)
     targets = {
         "age": np.array([float(r[1]) for r in rows], dtype=np.float32),
         "gender": np.array([int(r[2]) for r in rows], dtype=np.int64),
     }
     notes = {"source": str(utk_dir), "dlib_missed": missed}
-    return LabelledSet(attribute_input(aligned), targets, seeded_split(len(rows), UTK_SPLIT_SEED), notes)
+    return LabelledSet(attribute_input(aligned), targets, utk_split(len(rows)), notes)
 
 
 def task_set(task: str, data_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None) -> LabelledSet:

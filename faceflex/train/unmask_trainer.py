@@ -1,6 +1,8 @@
 """Training the unmasking network (on the shared :class:`~faceflex.train.trainer.Trainer`).
 
-Data: the CelebA-HQ training split of the aligned face cache; every face gets a fresh synthetic
+Data: the CelebA-HQ training split of the aligned face cache [+ with ``utkface`` set, UTKFace's
+training part re-aligned to the same frame (ages 1-110 and five race groups: CelebA-HQ has few
+older faces, so the first networks painted a smooth young chin under every mask)]; every face gets a fresh synthetic
 mask each epoch (:func:`faceflex.face.mask_overlay.synthetic_mask`, seeded by (seed, epoch, row)),
 whose alpha is the exact segmentation label, except a ``bare_share`` of them, left bare (alpha 0,
 nothing to paint): without them the network learns that every lower face is a mask; an
@@ -56,11 +58,35 @@ class UnmaskSettings:
     critic_lr: float = 2e-4
     bare_share: float = 0.2
     ear_loops: float = 0.0
+    utkface: str | None = None  # the shared data's utkface/ folder: its training part joins the training faces
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class FacePool:
+    """Aligned 128-px faces (N, 128, 128, 3) uint8 and their 68 landmarks (N, 68, 2) in that frame:
+    what training batches are drawn from (a :class:`CachedFaces` is one)."""
+
+    faces: np.ndarray
+    landmarks: np.ndarray
+
+
+def training_pool(cache: CachedFaces, utkface: str | Path | None = None, utk_cache: str | Path = "cache") -> tuple[FacePool, np.ndarray]:
+    """(pool, its training rows): the cache's faces, whose held-out rows keep their numbers, and with
+    ``utkface`` also UTKFace's training part (the faces dlib found; aligned once into ``utk_cache``)."""
+    rows = cache.split("train")
+    if not utkface:
+        return cache, rows
+    from faceflex.train.face_sets import TRAIN, utk_faces, utk_split
+
+    faces, landmarks, _ = utk_faces(utkface, utk_cache)
+    usable = np.flatnonzero((utk_split(len(faces)) == TRAIN) & np.isfinite(landmarks).all(axis=(1, 2)))
+    pool = FacePool(np.concatenate([np.asarray(cache.faces), faces[usable]]), np.concatenate([cache.landmarks, landmarks[usable]]))
+    return pool, np.concatenate([rows, len(cache.faces) + np.arange(len(usable))])
+
+
 def masked_batch(
-    cache: CachedFaces,
+    cache: CachedFaces | FacePool,
     rows: np.ndarray,
     seeds: list[list[int]],
     flips: np.ndarray | None = None,
@@ -114,10 +140,18 @@ class UnmaskTrainer(Trainer):
     name = "unmask"
 
     def __init__(
-        self, cache: CachedFaces, config: UnmaskConfig, settings: UnmaskSettings, out: Path, device: torch.device, init: str | None = None
+        self,
+        cache: CachedFaces,
+        config: UnmaskConfig,
+        settings: UnmaskSettings,
+        out: Path,
+        device: torch.device,
+        init: str | None = None,
+        utk_cache: str | Path = "cache",
     ):
         torch.manual_seed(settings.seed)
         self.cache = cache
+        self.pool, train_rows = training_pool(cache, settings.utkface, utk_cache)
         model = UnmaskNet(config)
         if init:
             from faceflex.models.weights import load_weights
@@ -126,9 +160,7 @@ class UnmaskTrainer(Trainer):
             model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()})
         model = model.to(device).to(memory_format=torch.channels_last)
         self.test_rows = cache.split("test")
-        self.setup(
-            model, torch.optim.Adam(model.parameters(), lr=settings.lr), cache.split("train"), settings, out, device, warmup_steps=200
-        )
+        self.setup(model, torch.optim.Adam(model.parameters(), lr=settings.lr), train_rows, settings, out, device, warmup_steps=200)
         self.adversarial = AdversarialTerm(settings.adversarial_weight, settings.critic_lr, device) if settings.adversarial_weight else None
 
     def step_loss(self, rows: np.ndarray, generator: torch.Generator):
@@ -136,7 +168,7 @@ class UnmaskTrainer(Trainer):
         flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if s.flip else None
         bare = (torch.rand(len(rows), generator=generator) < s.bare_share).numpy() if s.bare_share else None
         seeds = [[s.seed, self.epoch, int(r)] for r in rows]
-        batch = masked_batch(self.cache, rows, seeds, flips, bare, s.ear_loops)
+        batch = masked_batch(self.pool, rows, seeds, flips, bare, s.ear_loops)
         masked, alpha, truth = (t.to(self.device).contiguous(memory_format=torch.channels_last) for t in batch)
         logits, painted = self.model(masked)
         region = paint_region(alpha)
