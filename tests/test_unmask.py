@@ -12,7 +12,7 @@ from faceflex.inference.unmasking import load_unmasker, paint_region
 from faceflex.metrics import mask_iou
 from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
 from faceflex.train.cache import CachedFaces
-from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer, region_l1, training_pool
+from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer, framed, masked_batch, region_l1, training_pool
 
 TINY = UnmaskConfig(channels=(8, 8, 16, 16, 16), bottleneck_blocks=1)
 
@@ -91,6 +91,28 @@ def test_block_mean_l1_forgives_a_line_drawn_a_pixel_off_but_not_a_wrong_colour(
     outside = truth.clone()
     outside[..., 12:, :] = 0.0  # only the region counts
     assert float(region_l1(outside, truth, region, block=4)) == 0.0
+
+
+def test_the_upper_frame_puts_brows_and_eyes_where_unmask_puts_them(demo_rgb, demo_faces):
+    from faceflex.face.align import align_face
+    from faceflex.steps.unmask import RELIABLE_UNDER_MASK
+
+    cached = align_face(demo_rgb, demo_faces[0].landmarks)  # as the cache: aligned on all 68 points
+    as_cached = framed(cached.image, cached.landmarks, "all")
+    assert np.array_equal(as_cached[0], cached.image) and np.array_equal(as_cached[1], cached.landmarks)
+    image, landmarks = framed(cached.image, cached.landmarks, "upper")
+    unmask_view = align_face(demo_rgb, demo_faces[0].landmarks, points=RELIABLE_UNDER_MASK)
+    assert np.abs(landmarks - unmask_view.landmarks).max() < 0.05  # the same frame as unmask's
+    assert np.abs(image[40:100, 40:90].astype(int) - unmask_view.image[40:100, 40:90]).mean() < 6  # one more resampling
+    upper = RELIABLE_UNDER_MASK
+    before = np.linalg.norm(cached.landmarks[upper] - template_landmarks()[upper], axis=1).mean()
+    assert np.linalg.norm(landmarks[upper] - template_landmarks()[upper], axis=1).mean() < before
+    cache = face_cache(cached.image)
+    masked, alpha, truth = masked_batch(cache, np.array([0]), [[0]], frame="upper")
+    expected = torch.from_numpy(np.array(framed(cache.faces[0], cache.landmarks[0], "upper")[0])).permute(2, 0, 1) / 255
+    assert alpha.sum() > 500 and torch.equal(truth[0], expected)
+    with pytest.raises(ValueError):
+        framed(cached.image, cached.landmarks, "lower")
 
 
 def test_utkface_training_faces_join_the_pool_but_never_its_test_part_or_faces_dlib_missed(tmp_path, demo_rgb, demo_faces):

@@ -53,11 +53,18 @@ def evaluate_vae(session: Session, weights, cache, limit, out_dir) -> None:
     show_default=True,
     help="Folder of real *.masked.jpg photos (with *.unmasked.jpg beside them for the sheet); skipped when absent.",
 )
+@click.option(
+    "--frame",
+    type=click.Choice(["all", "upper"]),
+    default="all",
+    show_default=True,
+    help="Held-out faces as cached (aligned on all 68 points) or re-aligned on the brows, nose bridge and eyes, as unmask aligns photos.",
+)
 @click.option("-o", "--out-dir", type=click.Path(file_okay=False), help="Also write the real photos' before/after sheet here.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @verbosity_options
 @click.pass_obj
-def evaluate_unmask(session: Session, weights, cache, limit, photos, out_dir, out_path) -> None:
+def evaluate_unmask(session: Session, weights, cache, limit, photos, frame, out_dir, out_path) -> None:
     """Unmasking on held-out CelebA-HQ faces with fixed synthetic masks, and on real masked photos."""
     from faceflex.evaluation.unmasking import IDENTITY_FACES, held_out_figures, real_photos, summary
     from faceflex.inference.unmasking import load_unmasker
@@ -72,7 +79,8 @@ def evaluate_unmask(session: Session, weights, cache, limit, photos, out_dir, ou
         raise UsageProblem(str(error)) from None
     rows = faces.split("test")[:limit]
     with session.progress(len(rows), "unmasking held-out faces") as bar:
-        report = {"held_out": summary(held_out_figures(unmasker, faces, rows, IDENTITY_FACES, progress=bar.update))}
+        report = {"held_out": summary(held_out_figures(unmasker, faces, rows, IDENTITY_FACES, progress=bar.update, frame=frame))}
+    report["held_out"]["frame"] = frame
     if Path(photos).is_dir():
         sheet = Path(out_dir) / "unmask_real_photos.jpg" if out_dir else None
         report["real_photos"] = real_photos(unmasker, Path(photos), sheet)

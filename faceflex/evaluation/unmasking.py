@@ -32,17 +32,23 @@ IDENTITY_FACES = 300
 
 
 def held_out_figures(
-    unmasker: Unmasker, cache: CachedFaces, rows: np.ndarray, identity_faces: int = 0, progress: Callable[[int], None] | None = None
+    unmasker: Unmasker,
+    cache: CachedFaces,
+    rows: np.ndarray,
+    identity_faces: int = 0,
+    progress: Callable[[int], None] | None = None,
+    frame: str = "all",
 ) -> dict[str, np.ndarray]:
-    """Per-face figures (arrays) on cache ``rows`` with their fixed masks (see the module docstring)."""
-    from faceflex.train.unmask_trainer import masked_batch
+    """Per-face figures (arrays) on cache ``rows`` with their fixed masks (see the module docstring),
+    the faces in ``frame`` (:func:`faceflex.train.unmask_trainer.framed`)."""
+    from faceflex.train.unmask_trainer import framed, masked_batch
 
     names = ("psnr", "psnr_inside", "ssim", "iou", "coverage", "found", "bare_flagged", "bare_change", "detail", "true_detail")
     names += ("identity_distance",)
     figures: dict[str, list] = {name: [] for name in names}
     for start in range(0, len(rows), 64):
         block = rows[start : start + 64]
-        masked, alpha, truth = masked_batch(cache, block, [[int(r)] for r in block])
+        masked, alpha, truth = masked_batch(cache, block, [[int(r)] for r in block], frame=frame)
         masked_u8 = (masked.permute(0, 2, 3, 1) * 255 + 0.5).to(torch.uint8).numpy()
         unmasked, probabilities = unmasker(masked_u8)
         result = torch.from_numpy(unmasked).permute(0, 3, 1, 2).float() / 255
@@ -61,8 +67,8 @@ def held_out_figures(
         figures["bare_change"].append(np.abs(bare_out.astype(np.float32) - bare).mean(axis=(1, 2, 3)))
         for i, row in enumerate(block):
             if start + i < identity_faces:
-                landmarks = cache.landmarks[row]
-                original = face_descriptor(np.asarray(cache.faces[row]), landmarks)
+                face, landmarks = framed(cache.faces[row], cache.landmarks[row], frame)
+                original = face_descriptor(face, landmarks)
                 figures["identity_distance"].append(np.array([descriptor_distance(original, face_descriptor(unmasked[i], landmarks))]))
         if progress:
             progress(len(block))
