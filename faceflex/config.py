@@ -201,7 +201,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "train_unmask.bare_share": _number(float, 0.0, 1.0),
     "train_unmask.ear_loops": _number(float, 0.0, 1.0),
     "train_unmask.utkface": _path,
-    "train_unmask.frame": _choice("all", "upper"),
+    "train_unmask.upper_frame": _number(float, 0.0, 1.0),
     "train_classifier.data": _path,
     "train_classifier.cache": _path,
     "train_classifier.out": _path,

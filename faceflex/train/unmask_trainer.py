@@ -22,6 +22,7 @@ pixel or two off is not punished: the critic, not the L1, is then what asks for 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,7 @@ class UnmaskSettings:
     bare_share: float = 0.2
     ear_loops: float = 0.0
     utkface: str | None = None  # the shared data's utkface/ folder: its training part joins the training faces
-    frame: str = "all"  # "upper": faces re-aligned on the brows, nose bridge and eyes alone, as unmask aligns photos
+    upper_frame: float = 0.0  # share of faces re-aligned on the brows, nose bridge and eyes alone, as unmask aligns photos
     seed: int = 0
 
 
@@ -108,16 +109,16 @@ def masked_batch(
     flips: np.ndarray | None = None,
     bare: np.ndarray | None = None,
     ear_loops: float = 0.0,
-    frame: str = "all",
+    frame: str | Sequence[str] = "all",
 ):
     """(masked faces, alphas, true faces) as float tensors (N, C, 128, 128) in [0, 1] for cache
-    rows in ``frame`` (:func:`framed`), each masked by :func:`synthetic_mask` with its own seed
+    rows in ``frame`` (:func:`framed`; one for all or one per row), each masked by :func:`synthetic_mask` with its own seed
     (``ear_loops``: the chance of ear loops); ``flips`` mirrors chosen faces, ``bare`` leaves
     chosen faces without a mask (alpha 0)."""
     templates = load_mask_templates()
     masked, alphas, truth = [], [], []
     for i, (row, seed) in enumerate(zip(rows, seeds)):
-        face, landmarks = framed(cache.faces[row], cache.landmarks[row], frame)
+        face, landmarks = framed(cache.faces[row], cache.landmarks[row], frame if isinstance(frame, str) else frame[i])
         if bare is not None and bare[i]:
             image, alpha = face, np.zeros(face.shape[:2], np.float32)
         else:
@@ -185,8 +186,9 @@ class UnmaskTrainer(Trainer):
         s = self.settings
         flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if s.flip else None
         bare = (torch.rand(len(rows), generator=generator) < s.bare_share).numpy() if s.bare_share else None
+        upper = (torch.rand(len(rows), generator=generator) < s.upper_frame).tolist() if s.upper_frame else [False] * len(rows)
         seeds = [[s.seed, self.epoch, int(r)] for r in rows]
-        batch = masked_batch(self.pool, rows, seeds, flips, bare, s.ear_loops, s.frame)
+        batch = masked_batch(self.pool, rows, seeds, flips, bare, s.ear_loops, ["upper" if u else "all" for u in upper])
         masked, alpha, truth = (t.to(self.device).contiguous(memory_format=torch.channels_last) for t in batch)
         logits, painted = self.model(masked)
         region = paint_region(alpha)
@@ -211,10 +213,12 @@ class UnmaskTrainer(Trainer):
         from faceflex.evaluation.unmasking import held_out_figures, summary
         from faceflex.inference.unmasking import Unmasker
 
-        unmasker = Unmasker(self.model, self.device)
-        figures = summary(held_out_figures(unmasker, self.cache, self.test_rows[:256], frame=self.settings.frame))
+        unmasker, logged = Unmasker(self.model, self.device), {}
         wanted = ("psnr_db", "psnr_inside_mask_db", "ssim", "mask_iou", "masks_found", "bare_faces_flagged")
-        return {f"held_out_{k}": v for k, v in figures.items() if k in wanted}
+        for frame, prefix in (("all", "held_out_"), ("upper", "held_out_upper_")):
+            figures = summary(held_out_figures(unmasker, self.cache, self.test_rows[:256], frame=frame))
+            logged.update({f"{prefix}{k}": v for k, v in figures.items() if k in wanted})
+        return logged
 
     def after_epoch(self) -> None:
         self.save_grid(self.out / f"epoch_{self.epoch:03d}.png")
@@ -224,7 +228,8 @@ class UnmaskTrainer(Trainer):
         """PNG rows: 8 held-out faces masked, unmasked, the true faces, the predicted masks."""
         self.model.eval()
         rows = self.test_rows[:8]
-        masked, _, truth = masked_batch(self.cache, rows, [[int(r)] for r in rows], frame=self.settings.frame)
+        frame = "upper" if self.settings.upper_frame >= 0.5 else "all"
+        masked, _, truth = masked_batch(self.cache, rows, [[int(r)] for r in rows], frame=frame)
         logits, painted = self.model(masked.to(self.device).contiguous(memory_format=torch.channels_last))
         probabilities = torch.sigmoid(logits.float()).cpu()
         result = composite(masked, painted.float().cpu(), paint_region(probabilities))
