@@ -22,8 +22,8 @@ from faceflex.train.face_sets import task_set
 
 def sources(images: np.ndarray) -> dict[str, np.ndarray]:
     device = torch.device("cpu")
-    attribute_logits = predict(load_task_model("attributes"), images, device)["attributes"]
-    return male_probabilities(attribute_logits, predict(load_task_model("age"), images, device)["gender"])
+    attribute_logits = predict(load_task_model("attributes")[0], images, device)["attributes"]
+    return male_probabilities(attribute_logits, predict(load_task_model("age")[0], images, device)["gender"])
 
 
 def main() -> None:

@@ -22,6 +22,6 @@ REGIONS = ("face", "mouth", "eyes", "upper-lip")  # soft landmark masks (facefle
 # auto: the mode measured best for the attribute (faceflex.steps.edit.AUTO_MODES)
 EDIT_MODES = ("auto", "residual", "replace", "warp", "hybrid")
 EDIT_REGIONS = ("auto", *REGIONS)  # auto: the region where the attribute lives (faceflex.steps.edit.AUTO_REGIONS)
-CLASSIFIER_TASKS = ("attributes", "expression", "age")
+CLASSIFIER_TASKS = ("attributes", "expression", "age", "face")
 MASK_KINDS = ("surgical", "surgical_blue", "surgical_green", "N95", "KN95", "cloth", "gas")  # MaskTheFace's templates
 MASK_TYPES = (*MASK_KINDS, "random")  # `faceflex mask --type`: random draws one per face from the seed

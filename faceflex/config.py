@@ -221,6 +221,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             "shift": _number(float, 0.0, 0.5),
             "photometric": _number(float, 0.0, 0.9),
             "label_smoothing": _number(float, 0.0, 0.5),
+            "age_sigma": _number(float, 0.1, 30.0),
         }.items()
     },
 }

@@ -25,7 +25,16 @@ def synthetic(task: str, n: int = 96) -> LabelledSet:
         "attributes": {"attributes": np.repeat(label[:, None], 10, axis=1).astype(np.float32)},
         "expression": {"expression": label * 3},
         "age": {"age": (20 + 40 * label).astype(np.float32), "gender": label},
+        "face": {
+            # the first half CelebA-HQ-like (attributes, no age), the second UTKFace-like (Male and age only)
+            "attributes": np.where(np.arange(n)[:, None] < n // 2, label[:, None], np.nan).astype(np.float32).repeat(10, axis=1),
+            "age": np.where(np.arange(n) < n // 2, np.nan, 20 + 40 * label).astype(np.float32),
+            "race": np.where(np.arange(n) < n // 2, -1, np.arange(n) % 5),
+            "source": (np.arange(n) >= n // 2).astype(np.int64),
+        },
     }[task]
+    if task == "face":
+        targets["attributes"][n // 2 :, 0] = label[n // 2 :]  # UTKFace rows know Male (column 0)
     return LabelledSet(images, targets, seeded_split(n, 0))
 
 
@@ -36,7 +45,7 @@ def test_seeded_split_is_fixed_and_sized():
     assert not np.array_equal(a, seeded_split(1000, 8))
 
 
-@pytest.mark.parametrize("task", ["attributes", "expression", "age"])
+@pytest.mark.parametrize("task", ["attributes", "expression", "age", "face"])
 def test_training_step_is_finite_and_loss_falls_on_a_repeated_batch(task, tmp_path):
     data = synthetic(task)
     trainer = ClassifierTrainer(TASKS[task], data, TINY, tmp_path, torch.device("cpu"))
@@ -70,7 +79,7 @@ def test_exported_weights_load_and_predict_deterministically(tmp_path):
     data = synthetic("age")
     trainer = ClassifierTrainer(TASKS["age"], data, TINY, tmp_path, torch.device("cpu"))
     trainer.run()
-    model = load_task_model("age", tmp_path / "age.pt")
+    model = load_task_model("age", tmp_path / "age.pt")[0]
     a = predict(model, data.images[:10], torch.device("cpu"))
     b = predict(model, data.images[:10], torch.device("cpu"))
     assert np.array_equal(a["age"], b["age"]) and a["gender"].shape == (10, 2)
@@ -104,3 +113,67 @@ def test_shared_fer_numbers_match_the_shipped_output_order(shared_data):
     with open(shared_data / "fer2013" / "labels.csv", newline="") as handle:
         numbers = [int(row["label"]) for row in csv.DictReader(handle)]
     assert labels.tolist() == numbers  # the shipped expression model was trained on these numbers
+
+
+def test_face_task_figures_per_source_age_band_and_race():
+    from faceflex.train.classifier_trainer import face_metrics
+
+    # 4 CelebA-HQ rows (Male known, 2 right) and 6 UTKFace rows: ages 10, 30, 50, 70, 70, 70
+    attributes = np.full((10, 10), np.nan, np.float32)
+    attributes[:4] = 1.0
+    attributes[4:, 0] = [1, 0, 1, 0, 0, 1]
+    targets = {
+        "attributes": attributes,
+        "age": np.array([np.nan] * 4 + [10, 30, 50, 70, 70, 70], np.float32),
+        "race": np.array([-1] * 4 + [0, 1, 2, 2, 2, 4]),
+        "source": np.array([0] * 4 + [1] * 6),
+    }
+    male_logit = np.array([5, 5, -5, -5] + [5, -5, -5, -5, 5, 5], np.float32)  # UTKFace: rows 6 and 8 wrong
+    logits = np.repeat(male_logit[:, None], 10, axis=1)
+    age_logits = np.full((10, 101), -50.0, np.float32)
+    for row, years in zip(range(4, 10), [12, 30, 50, 60, 70, 75]):
+        age_logits[row, years] = 50.0  # all mass on one year
+    report = face_metrics({"attributes": logits, "age": age_logits}, targets)
+    assert report["gender"]["celeba_hq"] == 0.5 and report["gender"]["utkface"] == pytest.approx(4 / 6, abs=1e-4)
+    assert report["gender"]["utkface_by_age"] == {"<20": 1.0, "20-40": 1.0, "40-60": 0.0, "60+": pytest.approx(2 / 3, abs=1e-4)}
+    assert report["gender"]["utkface_by_race"] == {
+        "White": 1.0,
+        "Black": 1.0,
+        "Asian": pytest.approx(1 / 3, abs=1e-4),
+        "Indian": None,
+        "Others": 1.0,
+    }
+    assert report["age_mae"] == pytest.approx((2 + 0 + 0 + 10 + 0 + 5) / 6, abs=1e-3)
+    assert report["age_mae_by_band"]["60+"] == pytest.approx(5.0, abs=1e-3) and report["age_mae_by_band"]["<20"] == pytest.approx(
+        2.0, abs=1e-3
+    )
+    assert report["count"]["utkface_by_age"] == {"<20": 1, "20-40": 1, "40-60": 1, "60+": 3}
+
+
+def test_temperature_scaling_reduces_the_calibration_error_of_an_over_confident_model():
+    from faceflex.evaluation.calibration import binary_ece, fit_temperature, softmax_ece
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, 5000)
+    labels = rng.random(5000) < 1 / (1 + np.exp(-z))  # z are calibrated logits ...
+    over = 3 * z  # ... and the model says three times as much
+    t = fit_temperature(over, labels)
+    assert 2.5 < t < 3.5 and binary_ece(over, labels, t) < binary_ece(over, labels) / 4
+    classes = rng.normal(0, 2, (3000, 4))
+    p = np.exp(classes) / np.exp(classes).sum(axis=1, keepdims=True)
+    drawn = (rng.random(3000)[:, None] > p.cumsum(axis=1)).sum(axis=1)
+    t = fit_temperature(3 * classes, drawn)
+    assert 2.5 < t < 3.5 and softmax_ece(3 * classes, drawn, t) < softmax_ece(3 * classes, drawn) / 4
+    assert fit_temperature(z, labels) == pytest.approx(1.0, abs=0.15)  # a calibrated model keeps T near 1
+
+
+def test_face_weights_carry_temperatures_and_the_evaluation_reports_calibration(tmp_path):
+    data = synthetic("face")
+    trainer = ClassifierTrainer(TASKS["face"], data, TINY, tmp_path, torch.device("cpu"))
+    trainer.run()
+    model, meta = load_task_model("face", tmp_path / "face.pt")
+    assert len(meta["temperatures"]["attributes"]) == 10 and all(t > 0 for t in meta["temperatures"]["attributes"])
+    report = evaluate_part(TASKS["face"], model, data, "test", torch.device("cpu"), meta["temperatures"])
+    assert {"ece", "ece_calibrated", "temperature"} <= set(report["calibration"]["Male"])
+    assert set(report["gender"]["utkface_by_age"]) == {"<20", "20-40", "40-60", "60+"}
+    assert model(torch.zeros(1, 3, 64, 64))["age"].shape == (1, 101)

@@ -104,13 +104,13 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
     section = config["train_classifier"]
     device = torch_device(config)
     try:
-        model = load_task_model(task, weights, device)
+        model, meta = load_task_model(task, weights, device)
     except (FileNotFoundError, WeightsError) as error:
         raise UsageProblem(str(error)) from None
     report = {
         "task": task,
         "weights": str(weights or "shipped"),
-        "test": evaluate_part(TASKS[task], model, task_data(session, task, section), "test", device),
+        "test": evaluate_part(TASKS[task], model, task_data(session, task, section), "test", device, meta.get("temperatures")),
     }
     if task == "expression":
         ck_dir = Path(section["data"]) / "ckplus"
@@ -170,7 +170,7 @@ def evaluate_edit(
         if any(m not in EDIT_MODES for m in mode_list):
             raise ValueError(f"modes must be among {', '.join(EDIT_MODES)}, not {modes!r}")
         chosen = [int(v) for v in comma_list(versions)] if versions else None
-        classifier = load_task_model("attributes", None, vae.device)
+        classifier = load_task_model("attributes", None, vae.device)[0]
         regressor = load_landmark_regressor(landmarks_path) if landmarks_path else None
     except (FileNotFoundError, UnknownAttribute, ValueError, WeightsError, VectorsError) as error:
         raise UsageProblem(str(error)) from None

@@ -24,13 +24,14 @@ TASKS = ("attributes", "expression", "age")
 SHIPPED = {task: f"classifier_{task}.pt" for task in TASKS}
 
 
-def load_task_model(task: str, path: str | Path | None = None, device: torch.device | str = "cpu") -> MiniXception:
-    """A classifier network in eval mode, from ``path`` or the shipped weights of ``task``."""
+def load_task_model(task: str, path: str | Path | None = None, device: torch.device | str = "cpu") -> tuple[MiniXception, dict]:
+    """(a classifier network in eval mode, its training record ``meta``), from ``path`` or the
+    shipped weights of ``task``."""
     path = Path(path) if path is not None else shipped(SHIPPED[task])
     if not path.is_file():
         raise FileNotFoundError(f"{path}: classifier weights missing (train them with `faceflex train classifier --task {task}`)")
-    model, _ = load_network(path, lambda config: MiniXception(XceptionConfig.from_dict(config)), f"{task} classifier weights")
-    return model.eval().to(resolve_device(device))
+    model, record = load_network(path, lambda config: MiniXception(XceptionConfig.from_dict(config)), f"{task} classifier weights")
+    return model.eval().to(resolve_device(device)), record.get("meta", {})
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -67,7 +68,7 @@ class ClassifierModels:
     def __init__(self, device: str = "auto", paths: dict[str, str | Path] | None = None) -> None:
         self.device = resolve_device(device)
         paths = paths or {}
-        self.models = {task: load_task_model(task, paths.get(task), self.device) for task in TASKS}
+        self.models = {task: load_task_model(task, paths.get(task), self.device)[0] for task in TASKS}
 
     def predict(self, attribute_inputs: np.ndarray, expression_inputs: np.ndarray) -> FacePredictions:
         """``attribute_inputs`` (N, 64, 64, 3) and ``expression_inputs`` (N, 48, 48) uint8, from :mod:`faceflex.face.crops`."""

@@ -1,7 +1,12 @@
 """Training and measuring the mini-Xception classifiers (on the shared :class:`~faceflex.train.trainer.Trainer`).
 
 Tasks (``TASKS``): ``attributes`` (CelebA-HQ, 10 binary attributes, one multi-label head),
-``expression`` (FER2013, 7 classes) and ``age`` (UTKFace, age regression in decades + gender).
+``expression`` (FER2013, 7 classes), ``age`` (UTKFace, age regression in decades + gender) and
+``face`` (both sets at once: the 10 attributes, Male learnt from CelebA-HQ and UTKFace alike, and
+age as a distribution over whole years, trained by label-distribution learning: cross-entropy to a
+Gaussian around the true age plus the L1 error of the expected age).
+Each exported weight file carries per-head temperatures fitted on the validation part
+(:mod:`faceflex.evaluation.calibration`).
 CPU: channels_last + bf16 autocast (also avoids torch 2.13's segfault in the fp32 channels_last
 backward of the first 1x1 stride-2 shortcut); CUDA: fp16 autocast.
 """
@@ -16,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceflex.models.labels import AGE_UNIT, ATTRIBUTES, EXPRESSIONS, GENDERS
+from faceflex.evaluation.calibration import binary_ece, fit_temperature, softmax_ece
+from faceflex.models.labels import AGE_BANDS, AGE_MAX, AGE_UNIT, ATTRIBUTES, EXPRESSIONS, GENDERS, UTK_RACES
 from faceflex.models.xception import MiniXception, XceptionConfig, predict, to_tensor
 from faceflex.train.face_sets import LabelledSet
 from faceflex.train.trainer import Trainer
@@ -37,7 +43,9 @@ TASKS = {
     "attributes": TaskSpec("attributes", {"attributes": len(ATTRIBUTES)}, 3, 64, "mean_accuracy"),
     "expression": TaskSpec("expression", {"expression": len(EXPRESSIONS)}, 1, 48, "accuracy"),
     "age": TaskSpec("age", {"age": 1, "gender": len(GENDERS)}, 3, 64, "neg_age_mae"),
+    "face": TaskSpec("face", {"attributes": len(ATTRIBUTES), "age": AGE_MAX + 1}, 3, 64, "summary"),
 }
+AGE_YEARS = np.arange(AGE_MAX + 1, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class ClassifierSettings:
     shift: float = 0.08  # +- fraction of the side
     photometric: float = 0.2  # +- brightness and contrast
     label_smoothing: float = 0.0
+    age_sigma: float = 3.0  # face task: width (years) of the Gaussian label distribution around the true age
     seed: int = 0
 
 
@@ -83,10 +92,40 @@ def augment(x: torch.Tensor, settings: ClassifierSettings, generator: torch.Gene
     return ((x - mean) * contrast + mean * brightness).clamp(0, 1)
 
 
+def expected_age(age_logits: np.ndarray) -> np.ndarray:
+    """Years (N,) from the face model's age logits (N, AGE_MAX + 1): the mean of their softmax."""
+    z = age_logits - age_logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return (p @ AGE_YEARS) / p.sum(axis=1)
+
+
+def face_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], sigma: float) -> torch.Tensor:
+    """The face task's loss: per attribute, binary cross-entropy over the rows that know it, averaged
+    over the attributes (so UTKFace's gender weighs in Male as CelebA-HQ's does); for the rows with
+    an age, cross-entropy to a Gaussian (``sigma`` years) over whole years + L1 of the expected age in decades."""
+    logits, labels = outputs["attributes"].float(), targets["attributes"]
+    known = torch.isfinite(labels)
+    per_label = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(labels), reduction="none") * known
+    columns = known.any(dim=0)
+    loss = (per_label.sum(dim=0)[columns] / known.sum(dim=0)[columns]).mean()
+    years = targets["age"]
+    has_age = torch.isfinite(years)
+    if has_age.any():
+        log_p = F.log_softmax(outputs["age"].float()[has_age], dim=1)
+        grid = torch.arange(log_p.shape[1], device=log_p.device, dtype=torch.float32)
+        truth = years[has_age].clamp(0, log_p.shape[1] - 1)
+        target = torch.softmax(-0.5 * ((grid[None] - truth[:, None]) / sigma) ** 2, dim=1)
+        expected = (log_p.exp() * grid).sum(dim=1)
+        loss = loss + -(target * log_p).sum(dim=1).mean() + (expected - truth).abs().mean() / AGE_UNIT
+    return loss
+
+
 def task_loss(
     spec: TaskSpec, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], settings: ClassifierSettings
 ) -> torch.Tensor:
     """The training loss of one batch."""
+    if spec.name == "face":
+        return face_loss(outputs, targets, settings.age_sigma)
     if spec.name == "attributes":
         return F.binary_cross_entropy_with_logits(outputs["attributes"].float(), targets["attributes"])
     if spec.name == "expression":
@@ -95,8 +134,78 @@ def task_loss(
     return age + F.cross_entropy(outputs["gender"].float(), targets["gender"])
 
 
+def _share(correct: np.ndarray) -> float | None:
+    return round(float(np.mean(correct)), 4) if len(correct) else None
+
+
+def face_metrics(outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> dict:
+    """The face task's figures: CelebA-HQ accuracy per attribute; gender accuracy on each source, and
+    on UTKFace per age band and race group; UTKFace age MAE overall and per band."""
+    logits, labels, source = outputs["attributes"], targets["attributes"], targets["source"]
+    celeba, utk = source == 0, source == 1
+    per = {}
+    for i, name in enumerate(ATTRIBUTES):
+        known = celeba & np.isfinite(labels[:, i])
+        per[name] = _share((logits[known, i] > 0) == (labels[known, i] > 0.5))
+    male = ATTRIBUTES.index("Male")
+    gender_correct = (logits[:, male] > 0) == (labels[:, male] > 0.5)
+    years, truth = expected_age(outputs["age"]), targets["age"]
+    errors = np.abs(years - truth)
+    bands = {band: utk & (truth >= low) & (truth < high) for band, (low, high) in AGE_BANDS.items()}
+    gender = {
+        "celeba_hq": _share(gender_correct[celeba]),
+        "utkface": _share(gender_correct[utk]),
+        "utkface_by_age": {band: _share(gender_correct[rows]) for band, rows in bands.items()},
+        "utkface_by_race": {race: _share(gender_correct[utk & (targets["race"] == code)]) for code, race in enumerate(UTK_RACES)},
+    }
+    age_mae = round(float(errors[utk].mean()), 3) if utk.any() else None
+    mean_accuracy = round(float(np.mean([v for v in per.values() if v is not None])), 4) if celeba.any() else None
+    return {
+        "summary": {"celeba_mean_accuracy": mean_accuracy, "gender_utkface": gender["utkface"], "age_mae": age_mae},
+        "celeba_hq_accuracy": per,
+        "gender": gender,
+        "age_mae": age_mae,
+        "age_mae_by_band": {band: round(float(errors[rows].mean()), 3) if rows.any() else None for band, rows in bands.items()},
+        "count": {"celeba_hq": int(celeba.sum()), "utkface": int(utk.sum()), "utkface_by_age": {b: int(r.sum()) for b, r in bands.items()}},
+    }
+
+
+def fit_temperatures(spec: TaskSpec, outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> dict:
+    """Per-head temperatures (a list per attribute for the attribute heads) fitted on these outputs."""
+    if spec.name in ("attributes", "face"):
+        logits, labels = outputs["attributes"], targets["attributes"]
+        known = np.isfinite(labels)
+        return {"attributes": [round(fit_temperature(logits[known[:, i], i], labels[known[:, i], i]), 4) for i in range(len(ATTRIBUTES))]}
+    if spec.name == "expression":
+        return {"expression": round(fit_temperature(outputs["expression"], targets["expression"]), 4)}
+    return {"gender": round(fit_temperature(outputs["gender"], targets["gender"]), 4)}
+
+
+def calibration(spec: TaskSpec, outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray], temperatures: dict) -> dict:
+    """Expected calibration error per head (per attribute) as trained and at ``temperatures``."""
+    report = {}
+    if "attributes" in temperatures:
+        logits, labels = outputs["attributes"], targets["attributes"]
+        for i, name in enumerate(ATTRIBUTES):
+            known = np.isfinite(labels[:, i])
+            t = temperatures["attributes"][i]
+            report[name] = {
+                "temperature": t,
+                "ece": round(binary_ece(logits[known, i], labels[known, i]), 4),
+                "ece_calibrated": round(binary_ece(logits[known, i], labels[known, i], t), 4),
+            }
+    for head in ("expression", "gender"):
+        if head in temperatures:
+            t = temperatures[head]
+            before, after = softmax_ece(outputs[head], targets[head]), softmax_ece(outputs[head], targets[head], t)
+            report[head] = {"temperature": t, "ece": round(before, 4), "ece_calibrated": round(after, 4)}
+    return report
+
+
 def metrics(spec: TaskSpec, outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> dict:
-    """Held-out figures: per-attribute accuracy, class accuracy and confusion, or age MAE."""
+    """Held-out figures: per-attribute accuracy, class accuracy and confusion, age MAE, or the face task's."""
+    if spec.name == "face":
+        return face_metrics(outputs, targets)
     if spec.name == "attributes":
         correct = (outputs["attributes"] > 0) == (targets["attributes"] > 0.5)
         per = {name: round(float(correct[:, i].mean()), 4) for i, name in enumerate(ATTRIBUTES)}
@@ -121,11 +230,22 @@ def metrics(spec: TaskSpec, outputs: dict[str, np.ndarray], targets: dict[str, n
     return {"neg_age_mae": round(-mae, 3), "age_mae": round(mae, 3), "gender_accuracy": round(gender, 4), "count": len(age)}
 
 
-def evaluate_part(spec: TaskSpec, model: MiniXception, data: LabelledSet, part: str, device: torch.device) -> dict:
-    """Metrics of ``model`` on one part (``val`` or ``test``) of a labelled set."""
+def part_outputs(model: MiniXception, data: LabelledSet, part: str, device: torch.device) -> tuple[dict, dict]:
+    """(raw outputs, targets) of ``model`` on one part (``train``, ``val`` or ``test``) of a labelled set."""
     rows = data.rows(part)
-    outputs = predict(model, data.images[rows], device)
-    return metrics(spec, outputs, {k: v[rows] for k, v in data.targets.items()})
+    return predict(model, data.images[rows], device), {k: v[rows] for k, v in data.targets.items()}
+
+
+def evaluate_part(
+    spec: TaskSpec, model: MiniXception, data: LabelledSet, part: str, device: torch.device, temperatures: dict | None = None
+) -> dict:
+    """Metrics of ``model`` on one part (``val`` or ``test``) of a labelled set [+ its calibration
+    as trained and at ``temperatures``]."""
+    outputs, targets = part_outputs(model, data, part, device)
+    report = metrics(spec, outputs, targets)
+    if temperatures:
+        report["calibration"] = calibration(spec, outputs, targets, temperatures)
+    return report
 
 
 class ClassifierTrainer(Trainer):
@@ -158,4 +278,7 @@ class ClassifierTrainer(Trainer):
         return {"val": evaluate_part(self.spec, self.model, self.data, "val", self.device).get(self.spec.select_metric)}
 
     def export_meta(self) -> dict:
-        return {"task": self.spec.name, "data": self.data.notes}
+        meta = {"task": self.spec.name, "data": self.data.notes}
+        if len(self.data.rows("val")):
+            meta["temperatures"] = fit_temperatures(self.spec, *part_outputs(self.model, self.data, "val", self.device))
+        return meta

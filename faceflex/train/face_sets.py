@@ -5,6 +5,9 @@
 - expression: FER2013 48x48 grey; a seeded 80/10/10 train/val/test split (seed 2013).
 - age: UTKFace, re-aligned with faceflex's alignment (dlib landmarks; the few faces dlib misses get
   the median UTKFace framing); a seeded 80/10/10 split (seed 1).
+- face: the union of both (one network for the 10 attributes, gender and age): CelebA-HQ rows
+  carry the attributes (age unknown), UTKFace rows carry Male (from their gender) and age (the other
+  attributes unknown, NaN); each source keeps its own fixed split.
 - CK+ (expression, cross-dataset): evaluation only.
 """
 
@@ -204,18 +207,46 @@ def age_set(utk_dir: str | Path, cache_dir: str | Path, progress: Callable[[int]
     return LabelledSet(attribute_input(aligned), targets, utk_split(len(rows)), notes)
 
 
+def face_set(
+    celeba_cache: str | Path, utk_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None
+) -> LabelledSet:
+    """CelebA-HQ (attributes) and UTKFace (gender as Male, age) on the same 64-px crops, one row per
+    face. Targets: ``attributes`` (N, 10) in {0, 1} or NaN where unknown, ``age`` in years (NaN for
+    CelebA-HQ), ``race`` (UTKFace's code, -1 for CelebA-HQ) and ``source`` (0 CelebA-HQ, 1 UTKFace)."""
+    celeba = attribute_set(celeba_cache)
+    utk_dir = Path(utk_dir)
+    with open(utk_dir / "labels.csv", newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    aligned, _, missed = utk_faces(utk_dir, cache_dir, progress)
+    n_celeba, n_utk = len(celeba.images), len(rows)
+    utk_attributes = np.full((n_utk, len(ATTRIBUTES)), np.nan, dtype=np.float32)
+    utk_attributes[:, ATTRIBUTES.index("Male")] = np.array([int(r[2]) == 0 for r in rows], dtype=np.float32)  # UTKFace: 0 = male
+    targets = {
+        "attributes": np.concatenate([celeba.targets["attributes"], utk_attributes]),
+        "age": np.concatenate([np.full(n_celeba, np.nan, np.float32), np.array([float(r[1]) for r in rows], dtype=np.float32)]),
+        "race": np.concatenate([np.full(n_celeba, -1, np.int64), np.array([int(r[3]) for r in rows], dtype=np.int64)]),
+        "source": np.concatenate([np.zeros(n_celeba, np.int64), np.ones(n_utk, np.int64)]),
+    }
+    notes = {"sources": [celeba.notes["source"], str(utk_dir)], "attributes": ATTRIBUTES, "utk_dlib_missed": missed}
+    return LabelledSet(
+        np.concatenate([celeba.images, attribute_input(aligned)]), targets, np.concatenate([celeba.split, utk_split(n_utk)]), notes
+    )
+
+
 def task_set(task: str, data_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None) -> LabelledSet:
     """The labelled set of a classifier task from the shared data folder (caches built on first use)."""
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
-    if task == "attributes":
+    if task in ("attributes", "face"):
         celeba_cache = cache_dir / "celeba_hq"
         if not (celeba_cache / "meta.json").is_file():
             from faceflex.train.cache import build_cache
 
             build_cache(data_dir / "celeba_hq", celeba_cache, progress=progress)
+        if task == "face":
+            return face_set(celeba_cache, data_dir / "utkface", cache_dir, progress)
         return attribute_set(celeba_cache)
     if task == "expression":
         return expression_set(data_dir / "fer2013")
     if task == "age":
         return age_set(data_dir / "utkface", cache_dir, progress)
-    raise ValueError(f"unknown task {task!r}; choose attributes, expression or age")
+    raise ValueError(f"unknown task {task!r}; choose attributes, expression, age or face")
