@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from faceflex.inference.classifiers import load_task_model, male_probabilities
+from faceflex.models.classifier_nets import predict
 from faceflex.models.labels import ATTRIBUTES
-from faceflex.models.xception import predict
 from faceflex.train.face_sets import task_set
 
 

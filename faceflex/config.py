@@ -16,7 +16,18 @@ from typing import Any
 
 import yaml
 
-from faceflex.choices import CLASSIFIER_TASKS, DETECTORS, DEVICES, EDIT_MODES, EDIT_REGIONS, FACES, MANIFEST_FORMATS, MASK_TYPES
+from faceflex.choices import (
+    CLASS_WEIGHTINGS,
+    CLASSIFIER_ARCHITECTURES,
+    CLASSIFIER_TASKS,
+    DETECTORS,
+    DEVICES,
+    EDIT_MODES,
+    EDIT_REGIONS,
+    FACES,
+    MANIFEST_FORMATS,
+    MASK_TYPES,
+)
 
 
 class ConfigError(ValueError):
@@ -222,6 +233,13 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             "photometric": _number(float, 0.0, 0.9),
             "label_smoothing": _number(float, 0.0, 0.5),
             "age_sigma": _number(float, 0.1, 30.0),
+            "weight_decay": _number(float, 0.0, 1.0),
+            "arch": _choice(*CLASSIFIER_ARCHITECTURES),
+            "convs": _number(int, 1, 8),
+            "flip_average": _boolean,
+            "class_weights": _choice(*CLASS_WEIGHTINGS),
+            "erase": _number(float, 0.0, 1.0),
+            "balance_sources": _boolean,
         }.items()
     },
 }

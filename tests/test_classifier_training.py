@@ -7,8 +7,16 @@ import pytest
 import torch
 
 from faceflex.inference.classifiers import load_task_model
-from faceflex.models.xception import predict
-from faceflex.train.classifier_trainer import TASKS, ClassifierSettings, ClassifierTrainer, augment, evaluate_part
+from faceflex.models.classifier_nets import ClassifierConfig, build_classifier, predict
+from faceflex.train.classifier_trainer import (
+    TASKS,
+    ClassifierSettings,
+    ClassifierTrainer,
+    augment,
+    class_weights,
+    erase_rectangles,
+    evaluate_part,
+)
 from faceflex.train.face_sets import TEST, TRAIN, VAL, LabelledSet, seeded_split
 
 TINY = ClassifierSettings(epochs=2, batch_size=16, lr=3e-3, widths=(8, 16), stem=4)
@@ -94,6 +102,53 @@ def test_augment_is_seeded_and_keeps_range():
     assert torch.equal(a, b) and a.shape == x.shape and 0 <= a.min() and a.max() <= 1
 
 
+def test_vgg_expression_net_trains_exports_and_mirror_averages(tmp_path):
+    settings = ClassifierSettings(**{**vars(TINY), "arch": "vgg", "convs": 1, "flip_average": True, "class_weights": "sqrt", "erase": 0.5})
+    data = synthetic("expression")
+    trainer = ClassifierTrainer(TASKS["expression"], data, settings, tmp_path, torch.device("cpu"))
+    trainer.run()
+    model, meta = load_task_model("expression", tmp_path / "expression.pt")
+    assert model.config.arch == "vgg" and model.config.flip_average and "expression" in meta["temperatures"]
+    images = data.images[:6]
+    mirrored = predict(model, images[:, :, ::-1], torch.device("cpu"))["expression"]
+    assert np.allclose(predict(model, images, torch.device("cpu"))["expression"], mirrored, atol=1e-5)
+    plain = build_classifier(ClassifierConfig.from_dict({**model.config.to_dict(), "flip_average": False}))
+    plain.load_state_dict(model.state_dict())
+    unmirrored = predict(plain, images, torch.device("cpu"))["expression"]
+    assert not np.allclose(unmirrored, predict(plain, images[:, :, ::-1], torch.device("cpu"))["expression"], atol=1e-5)
+
+
+def test_weights_written_before_the_architecture_field_read_as_mini_xception():
+    old = {"in_channels": 1, "image_size": 48, "stem": 8, "widths": [16, 32], "heads": {"expression": 7}, "dropout": 0.1}
+    config = ClassifierConfig.from_dict(old)
+    assert config.arch == "mini_xception" and not config.flip_average
+    assert type(build_classifier(config)).__name__ == "MiniXception"
+    with pytest.raises(ValueError, match="architecture"):
+        ClassifierConfig.from_dict({**old, "arch": "resnet"})
+
+
+def test_class_weights_favour_rare_classes_and_keep_the_mean_loss_scale():
+    labels = np.array([0] * 90 + [1] * 10)
+    for weighting, ratio in (("sqrt", 3.0), ("balanced", 9.0)):
+        w = class_weights(labels, 2, weighting).numpy()
+        assert w[1] / w[0] == pytest.approx(ratio, rel=1e-5)
+        assert (0.9 * w[0] + 0.1 * w[1]) == pytest.approx(1.0, rel=1e-5)
+    assert class_weights(labels, 2, "none") is None
+
+
+def test_erasing_blanks_one_rectangle_per_chosen_image_with_its_mean():
+    x = torch.rand(64, 1, 48, 48)
+    out = erase_rectangles(x, 0.5, torch.Generator().manual_seed(1))
+    changed = (out != x).flatten(1).any(1)
+    assert 10 < int(changed.sum()) < 54
+    for i in torch.nonzero(changed).flatten()[:5]:
+        rows, cols = torch.nonzero(out[i, 0] != x[i, 0], as_tuple=True)
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert 48 / 8 - 1 <= rows.max() - rows.min() + 1 <= 48 / 3 + 1 and int(box) >= len(rows)
+        assert torch.allclose(out[i, 0, rows, cols], x[i].mean().expand(len(rows)))
+    assert torch.equal(erase_rectangles(x, 0.0, torch.Generator()), x)
+
+
 def test_fer_labels_come_from_the_emotion_names(tmp_path):
     from faceflex.models.labels import EXPRESSIONS
     from faceflex.train.face_sets import CKPLUS_TO_FER, read_fer_labels
@@ -177,3 +232,25 @@ def test_face_weights_carry_temperatures_and_the_evaluation_reports_calibration(
     assert {"ece", "ece_calibrated", "temperature"} <= set(report["calibration"]["Male"])
     assert set(report["gender"]["utkface_by_age"]) == {"<20", "20-40", "40-60", "60+"}
     assert model(torch.zeros(1, 3, 64, 64))["age"].shape == (1, 101)
+
+
+def test_balanced_sources_weigh_the_rarer_source_as_much_in_the_shared_column():
+    from faceflex.train.classifier_trainer import face_loss
+
+    n = 10  # 8 CelebA-HQ rows (all right), 2 UTKFace rows (both wrong) that know only Male
+    labels = np.full((n, 10), np.nan, np.float32)
+    labels[:8] = 1.0
+    labels[8:, 0] = 1.0
+    logits = np.full((n, 10), 4.0, np.float32)
+    logits[8:, 0] = -4.0
+    targets = {
+        "attributes": torch.from_numpy(labels),
+        "age": torch.full((n,), float("nan")),
+        "source": torch.tensor([0] * 8 + [1] * 2),
+    }
+    outputs = {"attributes": torch.from_numpy(logits), "age": torch.zeros(n, 101)}
+    pooled = float(face_loss(outputs, targets, 3.0))
+    balanced = float(face_loss(outputs, targets, 3.0, balance_sources=True))
+    wrong, right = float(np.log1p(np.exp(4.0))), float(np.log1p(np.exp(-4.0)))
+    assert pooled == pytest.approx(((8 * right + 2 * wrong) / 10 + 9 * right) / 10, rel=1e-4)
+    assert balanced == pytest.approx(((right + wrong) / 2 + 9 * right) / 10, rel=1e-4)

@@ -235,8 +235,8 @@ def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_
     from faceflex.evaluation.edits import evaluate_edits
     from faceflex.face.align import align_face
     from faceflex.inference.attribute_vectors import AttributeVectors
+    from faceflex.models.classifier_nets import ClassifierConfig, MiniXception
     from faceflex.models.labels import ATTRIBUTES
-    from faceflex.models.xception import MiniXception, XceptionConfig
     from faceflex.train.cache import CachedFaces
 
     aligned = align_face(demo_rgb, demo_faces[0].landmarks)
@@ -251,7 +251,7 @@ def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_
         names,
     )
     torch.manual_seed(0)
-    model = MiniXception(XceptionConfig(3, 64, 4, (8, 16), {"attributes": len(ATTRIBUTES)})).eval()
+    model = MiniXception(ClassifierConfig(3, 64, 4, (8, 16), {"attributes": len(ATTRIBUTES)})).eval()
     with torch.no_grad():
         model.heads["attributes"].bias.fill_(-3.0)  # every face reads as lacking every attribute
     vectors = AttributeVectors(names, np.ones((2, 2, 16), np.float32), np.array([10, 10]), {})

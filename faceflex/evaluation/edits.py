@@ -22,8 +22,8 @@ from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descri
 from faceflex.inference.attribute_vectors import AttributeVectors
 from faceflex.inference.latent_landmarks import LandmarkRegressor
 from faceflex.inference.vae_codec import VAE
+from faceflex.models.classifier_nets import ClassifierNet, predict
 from faceflex.models.labels import ATTRIBUTES
-from faceflex.models.xception import MiniXception, predict
 from faceflex.pipeline.flow import FaceCrop, compose
 from faceflex.steps.edit import EditSettings, EditStep
 from faceflex.train.cache import CachedFaces
@@ -39,7 +39,7 @@ def face_from_landmarks(landmarks: np.ndarray) -> Face:
     return Face((float(x0), float(y0), float(x1), float(y1)), 0.0, np.asarray(landmarks, dtype=np.float64))
 
 
-def _probabilities(model: MiniXception, images: np.ndarray, device: torch.device) -> np.ndarray:
+def _probabilities(model: ClassifierNet, images: np.ndarray, device: torch.device) -> np.ndarray:
     """(N, len(ATTRIBUTES)) probabilities of the attribute classifier."""
     return 1.0 / (1.0 + np.exp(-predict(model, attribute_input(images), device)["attributes"]))
 
@@ -58,7 +58,7 @@ def mouth_geometry(image: np.ndarray, landmarks: np.ndarray) -> tuple[float, flo
 def evaluate_edits(
     vae: VAE,
     vectors: AttributeVectors,
-    attribute_model: MiniXception,
+    attribute_model: ClassifierNet,
     cache: CachedFaces,
     attributes: Sequence[str] = EVALUATED,
     strengths: Sequence[float] = (1.0, 2.0, 3.0, 4.0),

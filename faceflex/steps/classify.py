@@ -1,6 +1,7 @@
 """``faceflex classify``: gender, age, expression, smiling, occlusion, makeup, pose and illumination per face.
 
-The three networks (attributes, expression, age) each see all faces of a photo in one batch.
+The two networks (the face model: attributes, gender and age; the expression model) each see all
+faces of a photo in one batch.
 Their inputs are cut by :mod:`faceflex.face.crops`, the same functions that made the training data.
 A face mask (``occlusion.mask``) comes from the unmasking network's segmentation of the aligned
 face, the same measure ``faceflex unmask`` uses to decide which faces to repaint.
@@ -72,7 +73,7 @@ class ClassifyStep:
         for i, crop in enumerate(crops):
             p = dict(zip(ATTRIBUTES, predictions.attributes[i].tolist()))
             p["No_Beard"] = 1.0 - p["No_Beard"]  # reported as "beard"
-            male, years = float(predictions.male[i]), float(predictions.age_years[i])
+            male, years = p["Male"], float(predictions.age_years[i])
             expressions = predictions.expressions[i]
             records.append(
                 {

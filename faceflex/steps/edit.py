@@ -192,7 +192,7 @@ class EditStep:
             if self.attribute not in ATTRIBUTES:
                 raise ValueError(f"--to needs an attribute the classifier reads ({', '.join(ATTRIBUTES)}), not {self.attribute}")
             models = load_classifiers(self.vae.device.type)
-            self.classifier, self.classifier_device = models.models["attributes"], models.device
+            self.classifier, self.classifier_device = models.attribute_model, models.device
             self.classifier_column = ATTRIBUTES.index(self.attribute)
 
     def settings(self) -> dict:
@@ -369,7 +369,7 @@ class EditStep:
         from faceflex.face.align import AlignedFace
         from faceflex.face.crops import attribute_input
         from faceflex.inference.classifiers import sigmoid
-        from faceflex.models.xception import predict
+        from faceflex.models.classifier_nets import predict
         from faceflex.pipeline.flow import compose
 
         identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])

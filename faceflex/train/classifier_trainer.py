@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from faceflex.evaluation.calibration import binary_ece, fit_temperature, softmax_ece
-from faceflex.models.labels import AGE_BANDS, AGE_MAX, AGE_UNIT, ATTRIBUTES, EXPRESSIONS, GENDERS, UTK_RACES
-from faceflex.models.xception import MiniXception, XceptionConfig, predict, to_tensor
+from faceflex.models.classifier_nets import ClassifierConfig, ClassifierNet, build_classifier, predict, to_tensor
+from faceflex.models.labels import AGE_BANDS, AGE_MAX, AGE_UNIT, ATTRIBUTES, EXPRESSIONS, GENDERS, UTK_RACES, expected_age
 from faceflex.train.face_sets import LabelledSet
 from faceflex.train.trainer import Trainer
 
@@ -45,7 +45,6 @@ TASKS = {
     "age": TaskSpec("age", {"age": 1, "gender": len(GENDERS)}, 3, 64, "neg_age_mae"),
     "face": TaskSpec("face", {"attributes": len(ATTRIBUTES), "age": AGE_MAX + 1}, 3, 64, "summary"),
 }
-AGE_YEARS = np.arange(AGE_MAX + 1, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -65,6 +64,12 @@ class ClassifierSettings:
     photometric: float = 0.2  # +- brightness and contrast
     label_smoothing: float = 0.0
     age_sigma: float = 3.0  # face task: width (years) of the Gaussian label distribution around the true age
+    arch: str = "mini_xception"  # or "vgg" (faceflex.models.classifier_nets)
+    convs: int = 2  # vgg: 3x3 convolutions per stage
+    flip_average: bool = False  # eval-mode outputs averaged with the mirror image's (stored in the weights)
+    class_weights: str = "none"  # expression: cross-entropy weights none | sqrt | balanced (from training-part shares)
+    balance_sources: bool = False  # face task: Male's loss is the mean of each source's mean (UTKFace as heavy as CelebA-HQ)
+    erase: float = 0.0  # augmentation: chance of blanking a random rectangle (up to a third of the side) per image
     seed: int = 0
 
 
@@ -89,25 +94,58 @@ def augment(x: torch.Tensor, settings: ClassifierSettings, generator: torch.Gene
     brightness = (1 + uniform(settings.photometric)).to(x.device).view(n, 1, 1, 1)
     contrast = (1 + uniform(settings.photometric)).to(x.device).view(n, 1, 1, 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return ((x - mean) * contrast + mean * brightness).clamp(0, 1)
+    x = ((x - mean) * contrast + mean * brightness).clamp(0, 1)
+    if settings.erase > 0:
+        x = erase_rectangles(x, settings.erase, generator)
+    return x
 
 
-def expected_age(age_logits: np.ndarray) -> np.ndarray:
-    """Years (N,) from the face model's age logits (N, AGE_MAX + 1): the mean of their softmax."""
-    z = age_logits - age_logits.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    return (p @ AGE_YEARS) / p.sum(axis=1)
+def erase_rectangles(x: torch.Tensor, chance: float, generator: torch.Generator) -> torch.Tensor:
+    """Random erasing: with probability ``chance`` per image, a rectangle of 1/8 to 1/3 of each side
+    (placed uniformly) is set to the image's mean -- occluders such as hands and hair (seeded)."""
+    n, _, h, w = x.shape
+    hit = torch.rand(n, generator=generator) < chance
+    sizes = torch.rand(n, 2, generator=generator) * (1 / 3 - 1 / 8) + 1 / 8
+    corners = torch.rand(n, 2, generator=generator)
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    top = (corners[:, 0] * h * (1 - sizes[:, 0])).view(n, 1, 1)
+    left = (corners[:, 1] * w * (1 - sizes[:, 1])).view(n, 1, 1)
+    inside = (rows >= top) & (rows < top + sizes[:, 0].view(n, 1, 1) * h) & (cols >= left) & (cols < left + sizes[:, 1].view(n, 1, 1) * w)
+    inside = (inside & hit.view(n, 1, 1)).unsqueeze(1).to(x.device)
+    return torch.where(inside, x.mean(dim=(1, 2, 3), keepdim=True), x)
 
 
-def face_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], sigma: float) -> torch.Tensor:
+def class_weights(labels: np.ndarray, classes: int, weighting: str) -> torch.Tensor | None:
+    """Cross-entropy class weights from the classes' shares of ``labels``: ``sqrt`` 1/sqrt(share),
+    ``balanced`` 1/share, scaled to a mean of 1 over the samples; ``none``: None."""
+    if weighting == "none":
+        return None
+    share = np.bincount(labels, minlength=classes).astype(np.float64) / max(1, len(labels))
+    weights = 1.0 / np.sqrt(np.maximum(share, 1e-6)) if weighting == "sqrt" else 1.0 / np.maximum(share, 1e-6)
+    weights /= float((share * weights).sum())
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def face_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], sigma: float, balance_sources: bool = False) -> torch.Tensor:
     """The face task's loss: per attribute, binary cross-entropy over the rows that know it, averaged
-    over the attributes (so UTKFace's gender weighs in Male as CelebA-HQ's does); for the rows with
-    an age, cross-entropy to a Gaussian (``sigma`` years) over whole years + L1 of the expected age in decades."""
+    over the attributes; with ``balance_sources`` an attribute two sources know (Male) takes the mean
+    of each source's mean, so UTKFace's faces weigh in gender as much as CelebA-HQ's more numerous
+    ones. For the rows with an age: cross-entropy to a Gaussian (``sigma`` years) over whole years +
+    L1 of the expected age in decades."""
     logits, labels = outputs["attributes"].float(), targets["attributes"]
     known = torch.isfinite(labels)
     per_label = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(labels), reduction="none") * known
-    columns = known.any(dim=0)
-    loss = (per_label.sum(dim=0)[columns] / known.sum(dim=0)[columns]).mean()
+    if balance_sources:
+        column_losses = []
+        for sources in (targets["source"] == value for value in torch.unique(targets["source"])):
+            rows = known & sources[:, None]
+            column_losses.append(torch.where(rows.any(0), per_label.mul(rows).sum(0) / rows.sum(0).clamp(min=1), torch.nan))
+        per_column = torch.stack(column_losses).nanmean(0)
+        loss = per_column[torch.isfinite(per_column)].mean()
+    else:
+        columns = known.any(dim=0)
+        loss = (per_label.sum(dim=0)[columns] / known.sum(dim=0)[columns]).mean()
     years = targets["age"]
     has_age = torch.isfinite(years)
     if has_age.any():
@@ -121,15 +159,21 @@ def face_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
 
 
 def task_loss(
-    spec: TaskSpec, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], settings: ClassifierSettings
+    spec: TaskSpec,
+    outputs: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    settings: ClassifierSettings,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The training loss of one batch."""
+    """The training loss of one batch (``weights``: the expression classes' cross-entropy weights)."""
     if spec.name == "face":
-        return face_loss(outputs, targets, settings.age_sigma)
+        return face_loss(outputs, targets, settings.age_sigma, settings.balance_sources)
     if spec.name == "attributes":
         return F.binary_cross_entropy_with_logits(outputs["attributes"].float(), targets["attributes"])
     if spec.name == "expression":
-        return F.cross_entropy(outputs["expression"].float(), targets["expression"], label_smoothing=settings.label_smoothing)
+        return F.cross_entropy(
+            outputs["expression"].float(), targets["expression"], weight=weights, label_smoothing=settings.label_smoothing
+        )
     age = F.smooth_l1_loss(outputs["age"].float().squeeze(1), targets["age"] / AGE_UNIT)
     return age + F.cross_entropy(outputs["gender"].float(), targets["gender"])
 
@@ -230,14 +274,14 @@ def metrics(spec: TaskSpec, outputs: dict[str, np.ndarray], targets: dict[str, n
     return {"neg_age_mae": round(-mae, 3), "age_mae": round(mae, 3), "gender_accuracy": round(gender, 4), "count": len(age)}
 
 
-def part_outputs(model: MiniXception, data: LabelledSet, part: str, device: torch.device) -> tuple[dict, dict]:
+def part_outputs(model: ClassifierNet, data: LabelledSet, part: str, device: torch.device) -> tuple[dict, dict]:
     """(raw outputs, targets) of ``model`` on one part (``train``, ``val`` or ``test``) of a labelled set."""
     rows = data.rows(part)
     return predict(model, data.images[rows], device), {k: v[rows] for k, v in data.targets.items()}
 
 
 def evaluate_part(
-    spec: TaskSpec, model: MiniXception, data: LabelledSet, part: str, device: torch.device, temperatures: dict | None = None
+    spec: TaskSpec, model: ClassifierNet, data: LabelledSet, part: str, device: torch.device, temperatures: dict | None = None
 ) -> dict:
     """Metrics of ``model`` on one part (``val`` or ``test``) of a labelled set [+ its calibration
     as trained and at ``temperatures``]."""
@@ -254,23 +298,36 @@ class ClassifierTrainer(Trainer):
     def __init__(self, spec: TaskSpec, data: LabelledSet, settings: ClassifierSettings, out: Path, device: torch.device):
         torch.manual_seed(settings.seed)
         self.spec, self.data, self.name = spec, data, spec.name
-        config = XceptionConfig(
-            spec.in_channels, spec.image_size, settings.stem, tuple(settings.widths), dict(spec.heads), settings.dropout
+        config = ClassifierConfig(
+            spec.in_channels,
+            spec.image_size,
+            settings.stem,
+            tuple(settings.widths),
+            dict(spec.heads),
+            settings.dropout,
+            settings.arch,
+            settings.convs,
+            settings.flip_average,
         )
-        model = MiniXception(config).to(device).to(memory_format=torch.channels_last)
+        model = build_classifier(config).to(device).to(memory_format=torch.channels_last)
         decay = [p for p in model.parameters() if p.ndim > 1]
         rest = [p for p in model.parameters() if p.ndim <= 1]
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": settings.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=settings.lr
         )
         train_rows = data.rows("train")
+        self.class_weights = None
+        if spec.name == "expression":
+            self.class_weights = class_weights(data.targets["expression"][train_rows], len(EXPRESSIONS), settings.class_weights)
+            if self.class_weights is not None:
+                self.class_weights = self.class_weights.to(device)
         self.setup(model, optimizer, train_rows, settings, out, device, warmup_steps=max(1, len(train_rows) // settings.batch_size))
 
     def step_loss(self, rows: np.ndarray, generator: torch.Generator):
         rows = np.sort(rows)
         x = augment(to_tensor(self.data.images[rows], self.device), self.settings, generator).contiguous(memory_format=torch.channels_last)
         targets = {k: torch.from_numpy(v[rows]).to(self.device) for k, v in self.data.targets.items()}
-        return task_loss(self.spec, self.model(x), targets, self.settings), {}
+        return task_loss(self.spec, self.model(x), targets, self.settings, self.class_weights), {}
 
     def evaluate(self) -> dict:
         if not len(self.data.rows("val")):
