@@ -127,7 +127,9 @@ def class_weights(labels: np.ndarray, classes: int, weighting: str) -> torch.Ten
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def face_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], sigma: float, balance_sources: bool = False) -> torch.Tensor:
+def face_loss(
+    outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], sigma: float, balance_sources: bool = False
+) -> torch.Tensor:
     """The face task's loss: per attribute, binary cross-entropy over the rows that know it, averaged
     over the attributes; with ``balance_sources`` an attribute two sources know (Male) takes the mean
     of each source's mean, so UTKFace's faces weigh in gender as much as CelebA-HQ's more numerous
