@@ -240,6 +240,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             "class_weights": _choice(*CLASS_WEIGHTINGS),
             "erase": _number(float, 0.0, 1.0),
             "balance_sources": _boolean,
+            "age_weight": _number(float, 0.0, 100.0),
         }.items()
     },
 }
