@@ -34,7 +34,6 @@ def test_demo_face_json_is_plausible(demo_rgb, demo_faces):
     from faceflex.face.align import align_face
     from faceflex.face.crops import attribute_input, expression_input
     from faceflex.inference.classifiers import load_classifiers
-    from faceflex.models.labels import ATTRIBUTES
 
     result = run("classify", "-q")
     assert result.exit_code == 0, result.output
@@ -51,7 +50,7 @@ def test_demo_face_json_is_plausible(demo_rgb, demo_faces):
     male = float(
         load_classifiers("cpu")
         .predict(attribute_input(align_face(demo_rgb, landmarks).image)[None], expression_input(demo_rgb, landmarks)[None])
-        .attributes[0, ATTRIBUTES.index("Male")]
+        .male[0]
     )
     assert face["gender"] == {"label": "male" if male >= 0.5 else "female", "probability": round(max(male, 1 - male), 4)}
     assert face["pose"]["label"] == "frontal"
@@ -135,25 +134,3 @@ def test_a_truncated_video_is_a_reported_failure_with_no_outputs(tmp_path, demo_
     (record,) = json.loads((out / "classify.json").read_text())["inputs"]
     assert record["status"] == "failed"
     assert not list(out.glob("cut.*"))
-
-
-def test_probabilities_are_the_logits_scaled_by_the_stored_temperatures(demo_rgb, demo_faces):
-    import torch
-
-    from faceflex.face.align import align_face
-    from faceflex.face.crops import attribute_input, expression_input
-    from faceflex.inference.classifiers import load_classifiers
-    from faceflex.models.classifier_nets import predict
-
-    models = load_classifiers("cpu")
-    (landmarks,) = [f.landmarks for f in demo_faces]
-    face_in, expression_in = attribute_input(align_face(demo_rgb, landmarks).image)[None], expression_input(demo_rgb, landmarks)[None]
-    out = models.predict(face_in, expression_in)
-    temperatures = models.temperatures["face"]["attributes"]
-    assert len(temperatures) == 10 and all(0.2 < t < 5 for t in temperatures)
-    raw = predict(models.models["face"], face_in, torch.device("cpu"))["attributes"][0]
-    assert np.allclose(out.attributes[0], 1 / (1 + np.exp(-raw / np.array(temperatures))), atol=1e-5)
-    raw_expression = predict(models.models["expression"], expression_in[..., None], torch.device("cpu"))["expression"][0]
-    t = models.temperatures["expression"]["expression"]
-    expected = np.exp(raw_expression / t) / np.exp(raw_expression / t).sum()
-    assert np.allclose(out.expressions[0], expected, atol=1e-5) and t != 1.0

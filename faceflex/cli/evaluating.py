@@ -170,7 +170,7 @@ def evaluate_edit(
         if any(m not in EDIT_MODES for m in mode_list):
             raise ValueError(f"modes must be among {', '.join(EDIT_MODES)}, not {modes!r}")
         chosen = [int(v) for v in comma_list(versions)] if versions else None
-        classifier = load_task_model("face", None, vae.device)[0]
+        classifier = load_task_model("attributes", None, vae.device)[0]
         regressor = load_landmark_regressor(landmarks_path) if landmarks_path else None
     except (FileNotFoundError, UnknownAttribute, ValueError, WeightsError, VectorsError) as error:
         raise UsageProblem(str(error)) from None

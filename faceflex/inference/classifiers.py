@@ -1,10 +1,8 @@
-"""The shipped classifiers for inference: the face model (10 attributes incl. gender, and age) and
-the expression model, loaded once.
+"""The shipped classifiers for inference: attributes, expression and age (+ gender), loaded once.
 
-:class:`ClassifierModels` turns model inputs cut by :mod:`faceflex.face.crops` into calibrated
-probabilities (each head's logits divided by the temperature fitted on the validation part and
-stored in the weights); :mod:`faceflex.steps.classify` turns those into the per-face records users
-see. Deterministic: eval mode, no sampling.
+:class:`ClassifierModels` turns model inputs cut by :mod:`faceflex.face.crops` into probabilities;
+:mod:`faceflex.steps.classify` turns those into the per-face records users see. Deterministic:
+eval mode, no sampling.
 """
 
 from __future__ import annotations
@@ -16,15 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceflex.choices import CLASSIFIER_TASKS
 from faceflex.device import resolve_device
 from faceflex.models.classifier_nets import ClassifierConfig, ClassifierNet, build_classifier, predict
-from faceflex.models.labels import expected_age
+from faceflex.models.labels import AGE_UNIT, ATTRIBUTES
 from faceflex.models.weights import load_network
 from faceflex.shipped import shipped
 
-TASKS = ("face", "expression")  # the networks `faceflex classify` runs
-SHIPPED = {task: f"classifier_{task}.pt" for task in CLASSIFIER_TASKS}
+TASKS = ("attributes", "expression", "age")
+SHIPPED = {task: f"classifier_{task}.pt" for task in TASKS}
 
 
 def load_task_model(task: str, path: str | Path | None = None, device: torch.device | str = "cpu") -> tuple[ClassifierNet, dict]:
@@ -46,37 +43,43 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def male_probabilities(attribute_logits: np.ndarray, gender_logits: np.ndarray) -> dict[str, np.ndarray]:
+    """P(male) from the attribute model's Male output (CelebA-HQ), from the age model's gender head
+    (UTKFace), and their mean -- the one reported, measured better across both test sets than
+    either alone (docs/CLASSIFY.md)."""
+    attributes = sigmoid(attribute_logits[:, ATTRIBUTES.index("Male")])
+    head = softmax(gender_logits)[:, 0]
+    return {"attribute model (Male)": attributes, "age model's gender head": head, "mean of both (shipped)": (attributes + head) / 2}
+
+
 @dataclass(frozen=True)
 class FacePredictions:
     """Per-face model outputs for N faces."""
 
-    attributes: np.ndarray  # (N, len(ATTRIBUTES)) calibrated probabilities; Male is the gender
-    expressions: np.ndarray  # (N, len(EXPRESSIONS)) calibrated probabilities
-    age_years: np.ndarray  # (N,) the expected age
+    attributes: np.ndarray  # (N, len(ATTRIBUTES)) probabilities
+    expressions: np.ndarray  # (N, len(EXPRESSIONS)) probabilities
+    age_years: np.ndarray  # (N,)
+    male: np.ndarray  # (N,) probability of male
 
 
 class ClassifierModels:
-    """The face and expression networks, loaded once; ``predict`` runs each on all faces of a call in one batch."""
+    """The three networks, loaded once; ``predict`` runs each on all faces of a call in one batch."""
 
     def __init__(self, device: str = "auto", paths: dict[str, str | Path] | None = None) -> None:
         self.device = resolve_device(device)
         paths = paths or {}
         loaded = {task: load_task_model(task, paths.get(task), self.device) for task in TASKS}
         self.models = {task: model for task, (model, _) in loaded.items()}
-        self.temperatures = {task: meta.get("temperatures", {}) for task, (_, meta) in loaded.items()}
-
-    @property
-    def attribute_model(self) -> ClassifierNet:
-        """The network whose ``attributes`` head reads the 10 CelebA attributes (raw logits)."""
-        return self.models["face"]
+        self.expression_temperature = float(loaded["expression"][1].get("temperatures", {}).get("expression", 1.0))
 
     def predict(self, attribute_inputs: np.ndarray, expression_inputs: np.ndarray) -> FacePredictions:
         """``attribute_inputs`` (N, 64, 64, 3) and ``expression_inputs`` (N, 48, 48) uint8, from :mod:`faceflex.face.crops`."""
-        face = predict(self.models["face"], attribute_inputs, self.device)
-        attribute_t = np.asarray(self.temperatures["face"].get("attributes", 1.0), dtype=np.float32)
-        expression_t = float(self.temperatures["expression"].get("expression", 1.0))
-        expressions = predict(self.models["expression"], expression_inputs[..., None], self.device)["expression"]
-        return FacePredictions(sigmoid(face["attributes"] / attribute_t), softmax(expressions / expression_t), expected_age(face["age"]))
+        attribute_logits = predict(self.models["attributes"], attribute_inputs, self.device)["attributes"]
+        expression_logits = predict(self.models["expression"], expression_inputs[..., None], self.device)["expression"]
+        expressions = softmax(expression_logits / self.expression_temperature)  # calibrated on FER2013's validation part
+        age = predict(self.models["age"], attribute_inputs, self.device)
+        males = male_probabilities(attribute_logits, age["gender"])["mean of both (shipped)"]
+        return FacePredictions(sigmoid(attribute_logits), expressions, np.clip(age["age"][:, 0] * AGE_UNIT, 0.0, 110.0), males)
 
 
 @functools.cache

@@ -7,7 +7,8 @@ ATTRIBUTES = ["Male", "Smiling", "Eyeglasses", "Wearing_Hat", "No_Beard", "Musta
 # In the order of the shared FER2013 labels.csv (0 angry ... 4 neutral, 5 sad, 6 surprise); the
 # expression set maps the csv's emotion *names* onto this list, so the order cannot drift.
 EXPRESSIONS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
-AGE_UNIT = 10.0  # the face model's age L1 term is in decades
+GENDERS = ["male", "female"]
+AGE_UNIT = 10.0  # the age model's age head predicts years / 10
 AGE_MAX = 100  # the face model's age head: a distribution over whole years 0..AGE_MAX (softmax logits)
 AGE_BANDS = {"<20": (0, 20), "20-40": (20, 40), "40-60": (40, 60), "60+": (60, 200)}  # [low, high) years, for reporting
 UTK_RACES = ["White", "Black", "Asian", "Indian", "Others"]  # UTKFace's race codes 0-4

@@ -1,7 +1,6 @@
 """``faceflex classify``: gender, age, expression, smiling, occlusion, makeup, pose and illumination per face.
 
-The two networks (the face model: attributes, gender and age; the expression model) each see all
-faces of a photo in one batch.
+The three networks (attributes, expression, age) each see all faces of a photo in one batch.
 Their inputs are cut by :mod:`faceflex.face.crops`, the same functions that made the training data.
 A face mask (``occlusion.mask``) comes from the unmasking network's segmentation of the aligned
 face, the same measure ``faceflex unmask`` uses to decide which faces to repaint.
@@ -73,7 +72,7 @@ class ClassifyStep:
         for i, crop in enumerate(crops):
             p = dict(zip(ATTRIBUTES, predictions.attributes[i].tolist()))
             p["No_Beard"] = 1.0 - p["No_Beard"]  # reported as "beard"
-            male, years = p["Male"], float(predictions.age_years[i])
+            male, years = float(predictions.male[i]), float(predictions.age_years[i])
             expressions = predictions.expressions[i]
             records.append(
                 {

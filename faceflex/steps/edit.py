@@ -192,7 +192,7 @@ class EditStep:
             if self.attribute not in ATTRIBUTES:
                 raise ValueError(f"--to needs an attribute the classifier reads ({', '.join(ATTRIBUTES)}), not {self.attribute}")
             models = load_classifiers(self.vae.device.type)
-            self.classifier, self.classifier_device = models.attribute_model, models.device
+            self.classifier, self.classifier_device = models.models["attributes"], models.device
             self.classifier_column = ATTRIBUTES.index(self.attribute)
 
     def settings(self) -> dict:

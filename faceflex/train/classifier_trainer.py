@@ -1,7 +1,8 @@
-"""Training and measuring the classifiers (on the shared :class:`~faceflex.train.trainer.Trainer`).
+"""Training and measuring the mini-Xception classifiers (on the shared :class:`~faceflex.train.trainer.Trainer`).
 
-Tasks (``TASKS``): ``expression`` (FER2013, 7 classes) and
-``face`` (CelebA-HQ and UTKFace at once: the 10 attributes, Male learnt from CelebA-HQ and UTKFace alike, and
+Tasks (``TASKS``): ``attributes`` (CelebA-HQ, 10 binary attributes, one multi-label head),
+``expression`` (FER2013, 7 classes), ``age`` (UTKFace, age regression in decades + gender) and
+``face`` (both sets at once: the 10 attributes, Male learnt from CelebA-HQ and UTKFace alike, and
 age as a distribution over whole years, trained by label-distribution learning: cross-entropy to a
 Gaussian around the true age plus the L1 error of the expected age).
 Each exported weight file carries per-head temperatures fitted on the validation part
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from faceflex.evaluation.calibration import binary_ece, fit_temperature, softmax_ece
 from faceflex.models.classifier_nets import ClassifierConfig, ClassifierNet, build_classifier, predict, to_tensor
-from faceflex.models.labels import AGE_BANDS, AGE_MAX, AGE_UNIT, ATTRIBUTES, EXPRESSIONS, UTK_RACES, expected_age
+from faceflex.models.labels import AGE_BANDS, AGE_MAX, AGE_UNIT, ATTRIBUTES, EXPRESSIONS, GENDERS, UTK_RACES, expected_age
 from faceflex.train.face_sets import LabelledSet
 from faceflex.train.trainer import Trainer
 
@@ -39,7 +40,9 @@ class TaskSpec:
 
 
 TASKS = {
+    "attributes": TaskSpec("attributes", {"attributes": len(ATTRIBUTES)}, 3, 64, "mean_accuracy"),
     "expression": TaskSpec("expression", {"expression": len(EXPRESSIONS)}, 1, 48, "accuracy"),
+    "age": TaskSpec("age", {"age": 1, "gender": len(GENDERS)}, 3, 64, "neg_age_mae"),
     "face": TaskSpec("face", {"attributes": len(ATTRIBUTES), "age": AGE_MAX + 1}, 3, 64, "summary"),
 }
 
@@ -172,7 +175,14 @@ def task_loss(
     """The training loss of one batch (``weights``: the expression classes' cross-entropy weights)."""
     if spec.name == "face":
         return face_loss(outputs, targets, settings.age_sigma, settings.balance_sources, settings.age_weight)
-    return F.cross_entropy(outputs["expression"].float(), targets["expression"], weight=weights, label_smoothing=settings.label_smoothing)
+    if spec.name == "attributes":
+        return F.binary_cross_entropy_with_logits(outputs["attributes"].float(), targets["attributes"])
+    if spec.name == "expression":
+        return F.cross_entropy(
+            outputs["expression"].float(), targets["expression"], weight=weights, label_smoothing=settings.label_smoothing
+        )
+    age = F.smooth_l1_loss(outputs["age"].float().squeeze(1), targets["age"] / AGE_UNIT)
+    return age + F.cross_entropy(outputs["gender"].float(), targets["gender"])
 
 
 def _share(correct: np.ndarray) -> float | None:
@@ -213,11 +223,13 @@ def face_metrics(outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray])
 
 def fit_temperatures(spec: TaskSpec, outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> dict:
     """Per-head temperatures (a list per attribute for the attribute heads) fitted on these outputs."""
-    if spec.name == "face":
+    if spec.name in ("attributes", "face"):
         logits, labels = outputs["attributes"], targets["attributes"]
         known = np.isfinite(labels)
         return {"attributes": [round(fit_temperature(logits[known[:, i], i], labels[known[:, i], i]), 4) for i in range(len(ATTRIBUTES))]}
-    return {"expression": round(fit_temperature(outputs["expression"], targets["expression"]), 4)}
+    if spec.name == "expression":
+        return {"expression": round(fit_temperature(outputs["expression"], targets["expression"]), 4)}
+    return {"gender": round(fit_temperature(outputs["gender"], targets["gender"]), 4)}
 
 
 def calibration(spec: TaskSpec, outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray], temperatures: dict) -> dict:
@@ -233,33 +245,40 @@ def calibration(spec: TaskSpec, outputs: dict[str, np.ndarray], targets: dict[st
                 "ece": round(binary_ece(logits[known, i], labels[known, i]), 4),
                 "ece_calibrated": round(binary_ece(logits[known, i], labels[known, i], t), 4),
             }
-    if "expression" in temperatures:
-        t, logits, truth = temperatures["expression"], outputs["expression"], targets["expression"]
-        report["expression"] = {
-            "temperature": t,
-            "ece": round(softmax_ece(logits, truth), 4),
-            "ece_calibrated": round(softmax_ece(logits, truth, t), 4),
-        }
+    for head in ("expression", "gender"):
+        if head in temperatures:
+            t = temperatures[head]
+            before, after = softmax_ece(outputs[head], targets[head]), softmax_ece(outputs[head], targets[head], t)
+            report[head] = {"temperature": t, "ece": round(before, 4), "ece_calibrated": round(after, 4)}
     return report
 
 
 def metrics(spec: TaskSpec, outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> dict:
-    """Held-out figures: the face task's (:func:`face_metrics`), or expression accuracy, recall and confusion."""
+    """Held-out figures: per-attribute accuracy, class accuracy and confusion, age MAE, or the face task's."""
     if spec.name == "face":
         return face_metrics(outputs, targets)
-    predicted = outputs["expression"].argmax(1)
-    truth = targets["expression"]
-    confusion = np.zeros((len(EXPRESSIONS), len(EXPRESSIONS)), dtype=int)
-    np.add.at(confusion, (truth, predicted), 1)
-    recall = {
-        name: round(float(confusion[i, i] / max(1, confusion[i].sum())), 4) for i, name in enumerate(EXPRESSIONS) if confusion[i].sum()
-    }
-    return {
-        "accuracy": round(float((predicted == truth).mean()), 4),
-        "recall": recall,
-        "confusion": confusion.tolist(),
-        "count": len(truth),
-    }
+    if spec.name == "attributes":
+        correct = (outputs["attributes"] > 0) == (targets["attributes"] > 0.5)
+        per = {name: round(float(correct[:, i].mean()), 4) for i, name in enumerate(ATTRIBUTES)}
+        return {"mean_accuracy": round(float(np.mean(list(per.values()))), 4), "accuracy": per, "count": len(correct)}
+    if spec.name == "expression":
+        predicted = outputs["expression"].argmax(1)
+        truth = targets["expression"]
+        confusion = np.zeros((len(EXPRESSIONS), len(EXPRESSIONS)), dtype=int)
+        np.add.at(confusion, (truth, predicted), 1)
+        recall = {
+            name: round(float(confusion[i, i] / max(1, confusion[i].sum())), 4) for i, name in enumerate(EXPRESSIONS) if confusion[i].sum()
+        }
+        return {
+            "accuracy": round(float((predicted == truth).mean()), 4),
+            "recall": recall,
+            "confusion": confusion.tolist(),
+            "count": len(truth),
+        }
+    age = outputs["age"][:, 0] * AGE_UNIT
+    mae = float(np.abs(age - targets["age"]).mean())
+    gender = float((outputs["gender"].argmax(1) == targets["gender"]).mean())
+    return {"neg_age_mae": round(-mae, 3), "age_mae": round(mae, 3), "gender_accuracy": round(gender, 4), "count": len(age)}
 
 
 def part_outputs(model: ClassifierNet, data: LabelledSet, part: str, device: torch.device) -> tuple[dict, dict]:

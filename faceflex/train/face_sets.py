@@ -193,6 +193,20 @@ def utk_split(count: int) -> np.ndarray:
     return seeded_split(count, UTK_SPLIT_SEED)
 
 
+def age_set(utk_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None) -> LabelledSet:
+    """UTKFace age and gender on re-aligned 64-px faces (alignment cached in ``cache_dir``)."""
+    utk_dir = Path(utk_dir)
+    with open(utk_dir / "labels.csv", newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    aligned, _, missed = utk_faces(utk_dir, cache_dir, progress)
+    targets = {
+        "age": np.array([float(r[1]) for r in rows], dtype=np.float32),
+        "gender": np.array([int(r[2]) for r in rows], dtype=np.int64),
+    }
+    notes = {"source": str(utk_dir), "dlib_missed": missed}
+    return LabelledSet(attribute_input(aligned), targets, utk_split(len(rows)), notes)
+
+
 def face_set(
     celeba_cache: str | Path, utk_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None
 ) -> LabelledSet:
@@ -222,13 +236,17 @@ def face_set(
 def task_set(task: str, data_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None) -> LabelledSet:
     """The labelled set of a classifier task from the shared data folder (caches built on first use)."""
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
-    if task == "face":
+    if task in ("attributes", "face"):
         celeba_cache = cache_dir / "celeba_hq"
         if not (celeba_cache / "meta.json").is_file():
             from faceflex.train.cache import build_cache
 
             build_cache(data_dir / "celeba_hq", celeba_cache, progress=progress)
-        return face_set(celeba_cache, data_dir / "utkface", cache_dir, progress)
+        if task == "face":
+            return face_set(celeba_cache, data_dir / "utkface", cache_dir, progress)
+        return attribute_set(celeba_cache)
     if task == "expression":
         return expression_set(data_dir / "fer2013")
-    raise ValueError(f"unknown task {task!r}; choose face or expression")
+    if task == "age":
+        return age_set(data_dir / "utkface", cache_dir, progress)
+    raise ValueError(f"unknown task {task!r}; choose attributes, expression, age or face")

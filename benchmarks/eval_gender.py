@@ -1,0 +1,50 @@
+"""Gender accuracy of faceflex's two gender sources, and of their mean, on both test parts.
+
+    python benchmarks/eval_gender.py [--data ../shared/data] [--cache cache]
+
+Sources: the attribute model's Male output (trained on CelebA-HQ) and the age model's gender
+head (trained on UTKFace). Record in docs/CLASSIFY.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faceflex.inference.classifiers import load_task_model, male_probabilities
+from faceflex.models.classifier_nets import predict
+from faceflex.models.labels import ATTRIBUTES
+from faceflex.train.face_sets import task_set
+
+
+def sources(images: np.ndarray) -> dict[str, np.ndarray]:
+    device = torch.device("cpu")
+    attribute_logits = predict(load_task_model("attributes")[0], images, device)["attributes"]
+    return male_probabilities(attribute_logits, predict(load_task_model("age")[0], images, device)["gender"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    parser.add_argument("--cache", type=Path, default=Path("cache"))
+    args = parser.parse_args()
+    celeba = task_set("attributes", args.data, args.cache)
+    rows = celeba.rows("test")
+    celeba_male = celeba.targets["attributes"][rows, ATTRIBUTES.index("Male")] > 0.5
+    utk = task_set("age", args.data, args.cache)
+    utk_rows = utk.rows("test")
+    utk_male, old = utk.targets["gender"][utk_rows] == 0, utk.targets["age"][utk_rows] >= 50
+    on_celeba, on_utk = sources(celeba.images[rows]), sources(utk.images[utk_rows])
+    for name in on_celeba:
+        right_utk = (on_utk[name] > 0.5) == utk_male
+        print(
+            f"{name}: CelebA-HQ test {((on_celeba[name] > 0.5) == celeba_male).mean():.1%}, "
+            f"UTKFace test {right_utk.mean():.1%}, UTKFace age >= 50 {right_utk[old].mean():.1%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
