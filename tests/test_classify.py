@@ -134,3 +134,21 @@ def test_a_truncated_video_is_a_reported_failure_with_no_outputs(tmp_path, demo_
     (record,) = json.loads((out / "classify.json").read_text())["inputs"]
     assert record["status"] == "failed"
     assert not list(out.glob("cut.*"))
+
+
+def test_expression_probabilities_are_the_logits_scaled_by_the_stored_temperature(demo_rgb, demo_faces):
+    import torch
+
+    from faceflex.face.align import align_face
+    from faceflex.face.crops import attribute_input, expression_input
+    from faceflex.inference.classifiers import load_classifiers
+    from faceflex.models.classifier_nets import predict
+
+    models = load_classifiers("cpu")
+    (landmarks,) = [f.landmarks for f in demo_faces]
+    expression_in = expression_input(demo_rgb, landmarks)[None]
+    out = models.predict(attribute_input(align_face(demo_rgb, landmarks).image)[None], expression_in)
+    raw = predict(models.models["expression"], expression_in[..., None], torch.device("cpu"))["expression"][0]
+    t = models.expression_temperature
+    assert 0.2 < t < 5 and t != 1.0  # fitted on FER2013's validation part and stored in the shipped weights
+    assert np.allclose(out.expressions[0], np.exp(raw / t) / np.exp(raw / t).sum(), atol=1e-5)
