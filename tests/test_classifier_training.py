@@ -257,3 +257,56 @@ def test_balanced_sources_weigh_the_rarer_source_as_much_in_the_shared_column():
     targets["age"] = torch.tensor([float("nan")] * 8 + [30.0, 70.0])
     with_age, half_age = [float(face_loss(outputs, targets, 3.0, age_weight=w)) for w in (1.0, 0.5)]
     assert with_age - pooled == pytest.approx(2 * (half_age - pooled), rel=1e-4) and with_age > pooled
+
+
+def test_descriptor_head_is_trained_then_left_out_of_the_exported_weights(tmp_path):
+    data = synthetic("face")
+    rng = np.random.default_rng(1)
+    descriptor = rng.normal(size=(len(data.images), 128)).astype(np.float32)
+    descriptor[::7] = np.nan  # faces dlib found no landmarks on
+    data.targets["descriptor"] = descriptor
+    settings = ClassifierSettings(**{**vars(TINY), "descriptor_weight": 1.0})
+    trainer = ClassifierTrainer(TASKS["face"], data, settings, tmp_path, torch.device("cpu"))
+    assert trainer.model.config.heads["descriptor"] == 128
+    trainer.run()
+    model, _ = load_task_model("face", tmp_path / "face.pt")
+    assert set(model.config.heads) == {"attributes", "age"}
+    trained = trainer.model.eval()(torch.from_numpy(data.images[:4]).permute(0, 3, 1, 2).float() / 255)
+    shipped = model(torch.from_numpy(data.images[:4]).permute(0, 3, 1, 2).float() / 255)
+    assert torch.allclose(trained["attributes"], shipped["attributes"], atol=0.05)  # fp16 weights
+    with pytest.raises(ValueError, match="descriptor"):
+        ClassifierTrainer(TASKS["face"], synthetic("face"), settings, tmp_path / "x", torch.device("cpu"))
+
+
+def test_descriptor_loss_is_the_weighted_squared_error_over_rows_that_have_one():
+    from faceflex.train.classifier_trainer import face_loss
+
+    n = 4
+    targets = {
+        "attributes": torch.ones(n, 10),
+        "age": torch.full((n,), float("nan")),
+        "source": torch.zeros(n, dtype=torch.int64),
+        "descriptor": torch.tensor([[1.0, 1.0], [0.0, 0.0], [float("nan"), float("nan")], [2.0, 0.0]]),
+    }
+    outputs = {"attributes": torch.full((n, 10), 3.0), "age": torch.zeros(n, 101), "descriptor": torch.zeros(n, 2)}
+    base = float(face_loss(outputs, targets, 3.0))
+    with_descriptor = float(face_loss(outputs, targets, 3.0, descriptor_weight=0.5))
+    assert with_descriptor - base == pytest.approx(0.5 * (2 + 0 + 4) / 6, rel=1e-5)
+
+
+def test_face_descriptors_are_dlibs_and_cached(demo_rgb, demo_faces, tmp_path):
+    from faceflex.face.align import align_face
+    from faceflex.face.identity import face_descriptor
+    from faceflex.train.face_sets import face_descriptors, standardised
+
+    face = align_face(demo_rgb, demo_faces[0].landmarks)
+    faces = np.stack([face.image, face.image[:, ::-1]])
+    landmarks = np.stack([face.landmarks, np.full((68, 2), np.nan)])
+    cache = tmp_path / "d.npz"
+    first = face_descriptors(faces, landmarks, cache)
+    assert np.allclose(first[0], face_descriptor(face.image, face.landmarks)) and np.isnan(first[1]).all()
+    np.savez(cache, descriptors=np.zeros((2, 128), np.float32))
+    assert (face_descriptors(faces, landmarks, cache) == 0).all()  # read from the cache, not recomputed
+    values = np.array([[1.0, 10.0], [3.0, 30.0], [100.0, 0.0]])
+    z = standardised(values, np.array([0, 1]))
+    assert np.allclose(z[:2], [[-1, -1], [1, 1]]) and z[2, 0] == pytest.approx(98.0)

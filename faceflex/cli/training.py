@@ -298,7 +298,7 @@ def train_landmarks(session: Session, weights, cache, out) -> None:
 @click.option("--data", type=click.Path(file_okay=False), help="Folder with celeba_hq/, fer2013/, utkface/.")
 @click.pass_obj
 def train_classifier(session: Session, task, epochs, resume, out, data, max_hours) -> None:
-    """Train a mini-Xception classifier on its data's training part (test parts never seen)."""
+    """Train a classifier on its data's training part (test parts never seen)."""
     from faceflex.train.classifier_trainer import TASKS, ClassifierSettings, ClassifierTrainer
 
     config = session.config(
@@ -306,8 +306,8 @@ def train_classifier(session: Session, task, epochs, resume, out, data, max_hour
     )
     section = config["train_classifier"]
     device = torch_device(config)
-    data_set = task_data(session, task, section)
     settings = ClassifierSettings(**section[task], seed=config["seed"])
+    data_set = task_data(session, task, section, descriptors=task == "face" and settings.descriptor_weight > 0)
     trainer = ClassifierTrainer(TASKS[task], data_set, settings, Path(out or Path(section["out"]) / task), device)
     _train(session, trainer, resume, section["max_hours"])
 
@@ -327,13 +327,14 @@ def faces_and_vae(session: Session, cache: str | None, weights: str | None):
         raise UsageProblem(str(error)) from None
 
 
-def task_data(session: Session, task: str, section: dict):
-    """A task's labelled set (train/val/test parts), read from the shared data folder."""
+def task_data(session: Session, task: str, section: dict, descriptors: bool = False):
+    """A task's labelled set (train/val/test parts), read from the shared data folder (``descriptors``:
+    with the face task's dlib descriptor targets, computed once into the cache folder)."""
     from faceflex.train.face_sets import task_set
 
     session.say(f"reading the {task} data from {section['data']} (caches in {section['cache']})")
     try:
-        return task_set(task, section["data"], section["cache"])
+        return task_set(task, section["data"], section["cache"], descriptors=descriptors)
     except FileNotFoundError as error:
         raise UsageProblem(str(error)) from None
 

@@ -1,4 +1,4 @@
-"""Training and measuring the mini-Xception classifiers (on the shared :class:`~faceflex.train.trainer.Trainer`).
+"""Training and measuring the classifiers (mini-Xception or VGG-style) (on the shared :class:`~faceflex.train.trainer.Trainer`).
 
 Tasks (``TASKS``): ``attributes`` (CelebA-HQ, 10 binary attributes, one multi-label head),
 ``expression`` (FER2013, 7 classes), ``age`` (UTKFace, age regression in decades + gender) and
@@ -14,7 +14,7 @@ backward of the first 1x1 stride-2 shortcut); CUDA: fp16 autocast.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +71,7 @@ class ClassifierSettings:
     age_weight: float = 1.0  # face task: weight of the age terms against the attribute terms
     balance_sources: bool = False  # face task: Male's loss is the mean of each source's mean (UTKFace as heavy as CelebA-HQ)
     erase: float = 0.0  # augmentation: chance of blanking a random rectangle (up to a third of the side) per image
+    descriptor_weight: float = 0.0  # face task: weight of an extra head regressing dlib's face descriptor (training only)
     seed: int = 0
 
 
@@ -134,12 +135,15 @@ def face_loss(
     sigma: float,
     balance_sources: bool = False,
     age_weight: float = 1.0,
+    descriptor_weight: float = 0.0,
 ) -> torch.Tensor:
     """The face task's loss: per attribute, binary cross-entropy over the rows that know it, averaged
     over the attributes; with ``balance_sources`` an attribute two sources know (Male) takes the mean
     of each source's mean, so UTKFace's faces weigh in gender as much as CelebA-HQ's more numerous
     ones. For the rows with an age, ``age_weight`` x (cross-entropy to a Gaussian (``sigma`` years)
-    over whole years + L1 of the expected age in decades)."""
+    over whole years + L1 of the expected age in decades). With ``descriptor_weight``, plus that
+    times the mean squared error of the ``descriptor`` head against the standardised dlib
+    descriptor, over the rows that have one (feature distillation)."""
     logits, labels = outputs["attributes"].float(), targets["attributes"]
     known = torch.isfinite(labels)
     per_label = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(labels), reduction="none") * known
@@ -162,6 +166,11 @@ def face_loss(
         target = torch.softmax(-0.5 * ((grid[None] - truth[:, None]) / sigma) ** 2, dim=1)
         expected = (log_p.exp() * grid).sum(dim=1)
         loss = loss + age_weight * (-(target * log_p).sum(dim=1).mean() + (expected - truth).abs().mean() / AGE_UNIT)
+    if descriptor_weight:
+        has_descriptor = torch.isfinite(targets["descriptor"]).all(dim=1)
+        if has_descriptor.any():
+            error = outputs["descriptor"].float()[has_descriptor] - targets["descriptor"][has_descriptor]
+            loss = loss + descriptor_weight * error.square().mean()
     return loss
 
 
@@ -174,7 +183,9 @@ def task_loss(
 ) -> torch.Tensor:
     """The training loss of one batch (``weights``: the expression classes' cross-entropy weights)."""
     if spec.name == "face":
-        return face_loss(outputs, targets, settings.age_sigma, settings.balance_sources, settings.age_weight)
+        return face_loss(
+            outputs, targets, settings.age_sigma, settings.balance_sources, settings.age_weight, settings.descriptor_weight
+        )
     if spec.name == "attributes":
         return F.binary_cross_entropy_with_logits(outputs["attributes"].float(), targets["attributes"])
     if spec.name == "expression":
@@ -299,18 +310,27 @@ def evaluate_part(
     return report
 
 
+DESCRIPTOR_HEAD = "descriptor"  # the face task's training-only head (dlib's 128-d descriptor)
+
+
 class ClassifierTrainer(Trainer):
-    """Trains one task's mini-Xception on its data's training part; ``val`` is measured each epoch."""
+    """Trains one task's classifier on its data's training part; ``val`` is measured each epoch.
+    Training-only heads (the face task's ``descriptor``) are left out of the exported weights."""
 
     def __init__(self, spec: TaskSpec, data: LabelledSet, settings: ClassifierSettings, out: Path, device: torch.device):
         torch.manual_seed(settings.seed)
         self.spec, self.data, self.name = spec, data, spec.name
+        heads = dict(spec.heads)
+        if spec.name == "face" and settings.descriptor_weight:
+            if DESCRIPTOR_HEAD not in data.targets:
+                raise ValueError("descriptor_weight needs the face set's descriptor targets (task_set(..., descriptors=True))")
+            heads[DESCRIPTOR_HEAD] = data.targets[DESCRIPTOR_HEAD].shape[1]
         config = ClassifierConfig(
             spec.in_channels,
             spec.image_size,
             settings.stem,
             tuple(settings.widths),
-            dict(spec.heads),
+            heads,
             settings.dropout,
             settings.arch,
             settings.convs,
@@ -340,6 +360,17 @@ class ClassifierTrainer(Trainer):
         if not len(self.data.rows("val")):
             return {"val": None}
         return {"val": evaluate_part(self.spec, self.model, self.data, "val", self.device).get(self.spec.select_metric)}
+
+    def shipped_model(self) -> ClassifierNet:
+        """The trained network without its training-only heads."""
+        extra = set(self.model.config.heads) - set(self.spec.heads)
+        if not extra:
+            return self.model
+        shipped = build_classifier(replace(self.model.config, heads=dict(self.spec.heads))).to(self.device)
+        shipped.load_state_dict(
+            {k: v for k, v in self.model.state_dict().items() if not any(k.startswith(f"heads.{name}.") for name in extra)}
+        )
+        return shipped.eval()
 
     def export_meta(self) -> dict:
         meta = {"task": self.spec.name, "data": self.data.notes}

@@ -7,7 +7,9 @@
   the median UTKFace framing); a seeded 80/10/10 split (seed 1).
 - face: the union of both (one network for the 10 attributes, gender and age): CelebA-HQ rows
   carry the attributes (age unknown), UTKFace rows carry Male (from their gender) and age (the other
-  attributes unknown, NaN); each source keeps its own fixed split.
+  attributes unknown, NaN); each source keeps its own fixed split. Optionally every row also carries
+  dlib's 128-d face descriptor of its aligned face (cached), a training target that teaches the
+  small network the features dlib's recognition network uses (gender across ages among them).
 - CK+ (expression, cross-dataset): evaluation only.
 """
 
@@ -188,6 +190,36 @@ def utk_faces(
     return aligned, landmarks, missed
 
 
+def face_descriptors(
+    faces: np.ndarray, landmarks: np.ndarray, cache_file: str | Path, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """dlib's 128-d descriptor (:func:`faceflex.face.identity.face_descriptor`) of each aligned 128-px
+    face, from its landmarks in that frame: (N, 128) float32, NaN rows where the landmarks are unknown.
+    Computed once (about 60 ms a face) and kept in ``cache_file``."""
+    from faceflex.face.identity import face_descriptor
+
+    cache_file = Path(cache_file)
+    if cache_file.is_file():
+        stored = np.load(cache_file)["descriptors"]
+        if len(stored) == len(faces):
+            return stored
+    descriptors = np.full((len(faces), 128), np.nan, dtype=np.float32)
+    for index in range(len(faces)):
+        if np.isfinite(landmarks[index]).all():
+            descriptors[index] = face_descriptor(np.asarray(faces[index]), np.asarray(landmarks[index]))
+        if progress:
+            progress(1)
+    write_atomic(cache_file, lambda handle: np.savez(handle, descriptors=descriptors))
+    return descriptors
+
+
+def standardised(values: np.ndarray, reference_rows: np.ndarray) -> np.ndarray:
+    """``values`` (N, D) shifted and scaled per column to mean 0 and deviation 1 over ``reference_rows``
+    (the training part; NaN rows are left NaN and ignored)."""
+    reference = values[reference_rows]
+    return ((values - np.nanmean(reference, axis=0)) / np.nanstd(reference, axis=0)).astype(np.float32)
+
+
 def utk_split(count: int) -> np.ndarray:
     """UTKFace's fixed split codes (seeded 80/10/10; the test part is never trained on)."""
     return seeded_split(count, UTK_SPLIT_SEED)
@@ -208,16 +240,22 @@ def age_set(utk_dir: str | Path, cache_dir: str | Path, progress: Callable[[int]
 
 
 def face_set(
-    celeba_cache: str | Path, utk_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None
+    celeba_cache: str | Path,
+    utk_dir: str | Path,
+    cache_dir: str | Path,
+    progress: Callable[[int], None] | None = None,
+    descriptors: bool = False,
 ) -> LabelledSet:
     """CelebA-HQ (attributes) and UTKFace (gender as Male, age) on the same 64-px crops, one row per
     face. Targets: ``attributes`` (N, 10) in {0, 1} or NaN where unknown, ``age`` in years (NaN for
-    CelebA-HQ), ``race`` (UTKFace's code, -1 for CelebA-HQ) and ``source`` (0 CelebA-HQ, 1 UTKFace)."""
+    CelebA-HQ), ``race`` (UTKFace's code, -1 for CelebA-HQ) and ``source`` (0 CelebA-HQ, 1 UTKFace);
+    with ``descriptors``, ``descriptor`` (N, 128): dlib's face descriptor standardised over the
+    training part (NaN where dlib found no landmarks; cached in ``cache_dir``)."""
     celeba = attribute_set(celeba_cache)
     utk_dir = Path(utk_dir)
     with open(utk_dir / "labels.csv", newline="") as handle:
         rows = list(csv.reader(handle))[1:]
-    aligned, _, missed = utk_faces(utk_dir, cache_dir, progress)
+    aligned, utk_landmarks, missed = utk_faces(utk_dir, cache_dir, progress)
     n_celeba, n_utk = len(celeba.images), len(rows)
     utk_attributes = np.full((n_utk, len(ATTRIBUTES)), np.nan, dtype=np.float32)
     utk_attributes[:, ATTRIBUTES.index("Male")] = np.array([int(r[2]) == 0 for r in rows], dtype=np.float32)  # UTKFace: 0 = male
@@ -227,14 +265,29 @@ def face_set(
         "race": np.concatenate([np.full(n_celeba, -1, np.int64), np.array([int(r[3]) for r in rows], dtype=np.int64)]),
         "source": np.concatenate([np.zeros(n_celeba, np.int64), np.ones(n_utk, np.int64)]),
     }
+    split = np.concatenate([celeba.split, utk_split(n_utk)])
+    if descriptors:
+        cache = open_cache(celeba_cache)
+        both = np.concatenate(
+            [
+                face_descriptors(cache.faces, cache.landmarks, Path(cache_dir) / "celeba_hq_descriptors.npz", progress),
+                face_descriptors(aligned, utk_landmarks, Path(cache_dir) / "utkface_descriptors.npz", progress),
+            ]
+        )
+        targets["descriptor"] = standardised(both, np.flatnonzero(split == TRAIN))
     notes = {"sources": [celeba.notes["source"], str(utk_dir)], "attributes": ATTRIBUTES, "utk_dlib_missed": missed}
-    return LabelledSet(
-        np.concatenate([celeba.images, attribute_input(aligned)]), targets, np.concatenate([celeba.split, utk_split(n_utk)]), notes
-    )
+    return LabelledSet(np.concatenate([celeba.images, attribute_input(aligned)]), targets, split, notes)
 
 
-def task_set(task: str, data_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None) -> LabelledSet:
-    """The labelled set of a classifier task from the shared data folder (caches built on first use)."""
+def task_set(
+    task: str,
+    data_dir: str | Path,
+    cache_dir: str | Path,
+    progress: Callable[[int], None] | None = None,
+    descriptors: bool = False,
+) -> LabelledSet:
+    """The labelled set of a classifier task from the shared data folder (caches built on first use;
+    ``descriptors``: the face task's dlib descriptor targets, for training)."""
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
     if task in ("attributes", "face"):
         celeba_cache = cache_dir / "celeba_hq"
@@ -243,7 +296,7 @@ def task_set(task: str, data_dir: str | Path, cache_dir: str | Path, progress: C
 
             build_cache(data_dir / "celeba_hq", celeba_cache, progress=progress)
         if task == "face":
-            return face_set(celeba_cache, data_dir / "utkface", cache_dir, progress)
+            return face_set(celeba_cache, data_dir / "utkface", cache_dir, progress, descriptors)
         return attribute_set(celeba_cache)
     if task == "expression":
         return expression_set(data_dir / "fer2013")

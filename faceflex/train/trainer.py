@@ -71,6 +71,10 @@ class Trainer:
     def export_meta(self) -> dict:
         return {}
 
+    def shipped_model(self) -> torch.nn.Module:
+        """The network the exported weights hold (by default the trained model itself)."""
+        return self.model
+
     def after_epoch(self) -> None:
         """Extra per-epoch files (e.g. a grid of reconstructions)."""
 
@@ -111,7 +115,8 @@ class Trainer:
     def export(self, path: Path | None = None) -> Path:
         """The shippable fp16 weights with their architecture and training record."""
         meta = {"epochs": self.epoch, "history": self.history, "settings": self.settings_record(), **self.export_meta()}
-        return save_weights(path or self.out / f"{self.name}.pt", self.model, self.architecture(), meta)
+        model = self.shipped_model()
+        return save_weights(path or self.out / f"{self.name}.pt", model, model.config.to_dict(), meta)
 
     # -- training ----------------------------------------------------------------------------
     def train_epoch(self, progress: Callable[[int, dict], None] | None = None) -> dict:
