@@ -183,9 +183,7 @@ def task_loss(
 ) -> torch.Tensor:
     """The training loss of one batch (``weights``: the expression classes' cross-entropy weights)."""
     if spec.name == "face":
-        return face_loss(
-            outputs, targets, settings.age_sigma, settings.balance_sources, settings.age_weight, settings.descriptor_weight
-        )
+        return face_loss(outputs, targets, settings.age_sigma, settings.balance_sources, settings.age_weight, settings.descriptor_weight)
     if spec.name == "attributes":
         return F.binary_cross_entropy_with_logits(outputs["attributes"].float(), targets["attributes"])
     if spec.name == "expression":
