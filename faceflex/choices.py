@@ -22,6 +22,7 @@ REGIONS = ("face", "mouth", "eyes", "upper-lip")  # soft landmark masks (facefle
 # auto: the mode measured best for the attribute (faceflex.steps.edit.AUTO_MODES)
 EDIT_MODES = ("auto", "residual", "replace", "warp", "hybrid")
 EDIT_REGIONS = ("auto", *REGIONS)  # auto: the region where the attribute lives (faceflex.steps.edit.AUTO_REGIONS)
+BACKENDS = ("local", "ray")  # where batch jobs run: local processes (--workers) or Ray actors (faceflex.pipeline.executors)
 CLASSIFIER_TASKS = ("attributes", "expression", "age", "face")
 CLASSIFIER_ARCHITECTURES = ("mini_xception", "vgg")  # faceflex.models.classifier_nets
 CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")  # cross-entropy class weights: 1, 1/sqrt(share), 1/share (mean 1)

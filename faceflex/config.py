@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from faceflex.choices import (
+    BACKENDS,
     CLASS_WEIGHTINGS,
     CLASSIFIER_ARCHITECTURES,
     CLASSIFIER_TASKS,
@@ -65,6 +66,14 @@ def _number(kind: type, low: float | None = None, high: float | None = None, nul
 def _boolean(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{key}: {value!r} is not true or false")
+    return value
+
+
+def _workers(key: str, value: Any) -> int | str:
+    if isinstance(value, str) and value.lower() == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
+        raise ConfigError(f"{key}: {value!r} is not allowed; give a number of worker processes (1-1024) or auto")
     return value
 
 
@@ -143,6 +152,8 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "output.format": _choice(*MANIFEST_FORMATS),
     "output.skip_existing": _boolean,
     "output.jpeg_quality": _number(int, 1, 100),
+    "run.workers": _workers,
+    "run.backend": _choice(*BACKENDS),
     "detect.faces": _choice(*FACES),
     "detect.detector": _choice(*DETECTORS),
     "detect.max_side": _number(int, 80, 20000),
@@ -241,6 +252,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             "erase": _number(float, 0.0, 1.0),
             "balance_sources": _boolean,
             "age_weight": _number(float, 0.0, 100.0),
+            "descriptor_weight": _number(float, 0.0, 100.0),
         }.items()
     },
 }

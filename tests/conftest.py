@@ -36,3 +36,10 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def one_worker_unless_asked(monkeypatch):
+    """``--workers auto`` means one worker in tests (batches run in-process, where monkeypatches
+    apply, without starting a process pool per test); tests of the pool pass ``--workers N``."""
+    monkeypatch.setattr("faceflex.pipeline.executors.machine_cores", lambda: 1)

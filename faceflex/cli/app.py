@@ -7,6 +7,7 @@ Heavy modules (numpy, Pillow, dlib, torch) are imported inside the commands, so 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 import click
 
 from faceflex import __version__
-from faceflex.choices import DETECTORS, DEVICES, FACES, MANIFEST_FORMATS
+from faceflex.choices import BACKENDS, DETECTORS, DEVICES, FACES, MANIFEST_FORMATS
 
 
 class UsageProblem(click.ClickException):
@@ -142,6 +143,16 @@ def photo_options(command):
         click.option("--min-face", type=float, help="Smallest face box side kept, in photo pixels."),
         click.option("--threshold", type=float, help="Minimum detection score."),
         click.option("--max-side", type=int, help="Large photos are searched at this long side."),
+        click.option(
+            "--workers",
+            metavar="N|auto",
+            help="Photos worked on at once, each in its own process (default auto: the CPU cores; 1 for a single input).",
+        ),
+        click.option(
+            "--backend",
+            type=click.Choice(BACKENDS),
+            help="local: processes on this machine; ray: Ray actors (pip install 'faceflex[ray]'; RAY_ADDRESS joins a cluster).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -165,6 +176,8 @@ class PhotoArgs:
     min_face: float | None
     threshold: float | None
     max_side: int | None
+    workers: str | None
+    backend: str | None
 
     @classmethod
     def take(cls, kwargs: dict) -> PhotoArgs:
@@ -184,6 +197,8 @@ class PhotoArgs:
             "detect.min_face": self.min_face,
             "detect.threshold": self.threshold,
             "detect.max_side": self.max_side,
+            "run.workers": int(self.workers) if self.workers and self.workers.isdigit() else self.workers,
+            "run.backend": self.backend,
         }
 
 
@@ -197,12 +212,14 @@ def run_photos(
     videos: bool = False,
     every: int = 1,
     sheet: str | None = None,
-    wrap_job: Callable | None = None,
+    on_record: Callable[[dict], None] | None = None,
 ) -> None:
-    """Run a step over the inputs with the shared runner, report, and exit with the batch's code."""
+    """Run a step over the inputs with the shared runner, report, and exit with the batch's code
+    (``on_record``: called with each succeeded input's manifest record)."""
     from faceflex.face.detect import DetectSettings
     from faceflex.io.files import OutputError
     from faceflex.io.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, InputError, iter_inputs
+    from faceflex.pipeline.executors import resolve_workers
     from faceflex.pipeline.jobs import PhotoJob
     from faceflex.pipeline.runner import Runner, RunSettings
 
@@ -241,11 +258,15 @@ def run_photos(
         jpeg_quality=output["jpeg_quality"],
         quiet=session.quiet,
         verbose=session.verbose,
+        workers=resolve_workers(config["run"]["workers"], len(items)),
+        backend=config["run"]["backend"],
     )
+    if run_settings.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageProblem("--backend ray needs Ray: pip install 'faceflex[ray]'")
     job = PhotoJob(step, detect_settings, which, config["input"]["max_pixels"], args.plot_landmarks, every, sheet)
-    runner = Runner(header, run_settings, writes_files, reporter=_BatchReporter(session))
+    runner = Runner(header, run_settings, writes_files, reporter=_BatchReporter(session), on_record=on_record)
     try:
-        result = runner.run(items, missing, wrap_job(job) if wrap_job else job)
+        result = runner.run(items, missing, job)
     except OutputError as error:
         raise UsageProblem(str(error)) from None
     runner.report_summary(result, "inputs")

@@ -237,13 +237,8 @@ def edit(
         session.say("note: the shipped vectors were made for the shipped VAE; pass --vectors made for these weights")
     sheets: list[str] = []
 
-    def collect_sheets(job):
-        def run(item, outputs):
-            record = job(item, outputs)
-            sheets.extend(o["path"] for o in outputs.written if o["product"].endswith(".sheet"))
-            return record
-
-        return run
+    def collect_sheets(record: dict) -> None:
+        sheets.extend(o["path"] for o in record["outputs"] if o["product"].endswith(".sheet"))
 
     default = section["image_filename"] or str(demo_image_path())
     try:
@@ -254,7 +249,7 @@ def edit(
             step,
             default_inputs=[default],
             sheet=step.attribute,
-            wrap_job=collect_sheets if section["plot"] else None,
+            on_record=collect_sheets if section["plot"] else None,
         )
     finally:
         if section["plot"] and sheets:

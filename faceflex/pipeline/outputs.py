@@ -43,6 +43,11 @@ class OutputNames:
             self._stems[item.path] = stem
         return self._stems[item.path]
 
+    def fix(self, item: InputItem, stem: Path) -> None:
+        """Use ``stem`` for ``item`` (a stem another :class:`OutputNames` chose for the batch)."""
+        self._stems[item.path] = stem
+        self._taken.add(stem)
+
     def path(self, item: InputItem, product: str, ext: str) -> Path:
         """Output path for one product of an input."""
         stem = self.stem(item)

@@ -6,6 +6,12 @@ the configured quality, no partial outputs (a failed input's files are removed),
 output folder, the manifest written as the batch goes (:mod:`faceflex.pipeline.manifest`),
 ``--skip-existing``, Ctrl-C/SIGTERM, and the exit code (0 all succeeded, 1 some inputs failed,
 130/143 interrupted).
+
+The jobs themselves run where the settings say (:mod:`faceflex.pipeline.executors`): in this
+process, in a pool of local worker processes (``--workers``) or on Ray actors (``--backend ray``).
+Each input's job runs whole in one place (:func:`execute`); this process keeps the output names,
+the manifest, the messages and the counts, taking the outcomes in input order, so a batch writes
+the same files and the same manifest whichever way it ran.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ class Interrupted(BaseException):
         super().__init__(name)
         self.name, self.exit_code = name, exit_code
 
+    def __reduce__(self):  # picklable, so that a worker process can report it
+        return (Interrupted, (self.name, self.exit_code))
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -45,6 +54,8 @@ class RunSettings:
     jpeg_quality: int = 95
     quiet: bool = False
     verbose: bool = False
+    workers: int = 1  # processes running jobs at once (1: in this process)
+    backend: str = "local"  # local | ray (faceflex.pipeline.executors)
 
 
 @dataclass
@@ -82,6 +93,45 @@ class RunResult:
 Job = Callable[[InputItem, Outputs], dict]
 
 
+@dataclass(frozen=True)
+class Task:
+    """One input for a job, with everything needed to write its outputs anywhere (picklable)."""
+
+    item: InputItem
+    stem: Path  # the output stem the batch fixed for it (:class:`OutputNames`)
+    jpeg_quality: int
+    protected: tuple[Path, ...]  # the batch's inputs: never overwritten
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What running a job on one input gave (picklable: it may come back from another process)."""
+
+    record: dict | None  # the job's record; None when it failed
+    written: list[dict] = field(default_factory=list)  # the files written ({"path", "product", ...})
+    cause: str | None = None  # why it failed, in one line
+    trace: str | None = None  # the traceback of an unexpected error (printed with --verbose)
+
+
+def execute(job: Job, task: Task) -> Outcome:
+    """Run ``job`` on one input and close its outputs; on failure remove every file it wrote and
+    return the cause (interrupts propagate)."""
+    names = OutputNames(task.stem.parent)
+    names.fix(task.item, task.stem)
+    outputs = Outputs(task.item, names, task.jpeg_quality, list(task.protected))
+    try:
+        record = job(task.item, outputs)
+        outputs.finish()
+    except BaseException as error:
+        outputs.discard()
+        if isinstance(error, (KeyboardInterrupt, Interrupted, SystemExit)):
+            raise
+        trace = traceback.format_exc() if task.verbose and not isinstance(error, (InputError, OutputError)) else None
+        return Outcome(None, cause=_as_input_error(task.item, error).cause, trace=trace)
+    return Outcome(record, outputs.written)
+
+
 class Reporter(Protocol):
     """Where a run's messages go: progress lines (silenced by --quiet), error lines, a progress bar."""
 
@@ -113,9 +163,18 @@ class StderrReporter:
 class Runner:
     """Runs a job over a batch of inputs with one manifest (see the module docstring)."""
 
-    def __init__(self, header: dict, settings: RunSettings, writes_files: bool, reporter: Reporter | None = None) -> None:
+    def __init__(
+        self,
+        header: dict,
+        settings: RunSettings,
+        writes_files: bool,
+        reporter: Reporter | None = None,
+        on_record: Callable[[dict], None] | None = None,
+    ) -> None:
+        """``on_record`` is called with each succeeded input's manifest record, in input order."""
         self.header, self.settings, self.writes_files = header, settings, writes_files
         self.reporter = reporter or StderrReporter(settings.quiet)
+        self.on_record = on_record
 
     def say(self, message: str) -> None:
         self.reporter.say(message)
@@ -149,6 +208,8 @@ class Runner:
         return result
 
     def _loop(self, items, job: Job, manifest: Manifest, previous: dict, result: RunResult, protected: list[Path]) -> None:
+        from faceflex.pipeline.executors import open_executor
+
         settings = self.settings
         names = OutputNames(settings.out_dir)
         for item in items:  # names are fixed in input order, so a resumed run names files as the first did
@@ -156,17 +217,31 @@ class Runner:
         for failure in result.failures:
             self._report(failure)
             manifest.add({"file": failure.path, "status": "failed", "error": failure.cause})
+        done_before = {}
+        for item in items:
+            done = previous.get(str(item.path))
+            if done and done.get("status") == "ok" and all(Path(o["path"]).is_file() for o in done.get("outputs", [])):
+                done_before[item.path] = done
+        tasks = [
+            Task(item, names.stem(item), settings.jpeg_quality, tuple(protected), settings.verbose)
+            for item in items
+            if item.path not in done_before
+        ]
         try:
-            with self.reporter.progress(items, str(self.header.get("command", ""))) as bar:
+            with (
+                open_executor(job, settings.backend, min(settings.workers, max(1, len(tasks)))) as executor,
+                self.reporter.progress(items, str(self.header.get("command", ""))) as bar,
+            ):
+                outcomes = executor.map(tasks)
                 for item in bar:
-                    done = previous.get(str(item.path))
-                    if done and done.get("status") == "ok" and all(Path(o["path"]).is_file() for o in done.get("outputs", [])):
+                    done = done_before.get(item.path)
+                    if done is not None:
                         result.skipped += 1
                         result.faces += int(done.get("face_count", 0))
                         result.outputs += len(done.get("outputs", []))
                         manifest.add({**done, "skipped": True})
                         continue
-                    manifest.add(self._one(item, job, names, protected, result))
+                    manifest.add(self._account(item, next(outcomes), result))
         except Interrupted as stop:
             result.interrupted = stop
         except KeyboardInterrupt:
@@ -185,33 +260,29 @@ class Runner:
             result.manifest_error = error
             self.reporter.error(f"error: {error}")
 
-    def _one(self, item: InputItem, job: Job, names: OutputNames, protected: list[Path], result: RunResult) -> dict:
-        outputs = Outputs(item, names, self.settings.jpeg_quality, protected)
-        try:
-            record = job(item, outputs)
-            outputs.finish()
-        except BaseException as error:
-            outputs.discard()
-            if isinstance(error, (KeyboardInterrupt, Interrupted, SystemExit)):
-                raise
-            failure = _as_input_error(item, error)
-            if self.settings.verbose and not isinstance(error, (InputError, OutputError)):
-                traceback.print_exc()
+    def _account(self, item: InputItem, outcome: Outcome, result: RunResult) -> dict:
+        """Count an input's outcome, say what needs saying, and return its manifest record."""
+        if outcome.record is None:
+            failure = InputError(item.path, outcome.cause or "failed")
+            if outcome.trace:
+                print(outcome.trace, file=sys.stderr, end="")
             result.failures.append(failure)
             self._report(failure)
             return {"file": str(item.path), "status": "failed", "error": failure.cause}
-        record = {"file": str(item.path), "status": "ok", **record, "outputs": outputs.written}
+        record = {"file": str(item.path), "status": "ok", **outcome.record, "outputs": outcome.written}
         result.succeeded += 1
         result.faces += int(record.get("face_count", 0))
-        result.outputs += len(outputs.written)
+        result.outputs += len(outcome.written)
         if record.get("note"):
             self.say(f"{item.path}: note: {record['note']}")
         for warning in record.get("warnings", []):
             self.reporter.error(f"{item.path}: warning: {warning}")
         if record.get("face_count", 1) == 0:
-            self.say(f"{item.path}: no face found" + ("; nothing written" if self.writes_files and not outputs.written else ""))
+            self.say(f"{item.path}: no face found" + ("; nothing written" if self.writes_files and not outcome.written else ""))
         elif self.settings.verbose:
-            self.say(f"{item.path}: {record.get('face_count')} face(s), {len(outputs.written)} file(s) written")
+            self.say(f"{item.path}: {record.get('face_count')} face(s), {len(outcome.written)} file(s) written")
+        if self.on_record is not None:
+            self.on_record(record)
         return record
 
     def _report(self, error: InputError) -> None:
