@@ -223,11 +223,14 @@ def _wait_for_journal(journal: Path, records: int, proc: subprocess.Popen, limit
     raise AssertionError("no progress in the journal")
 
 
-@pytest.mark.parametrize("signum, name", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")])
-def test_sigterm_and_ctrl_c_finish_the_manifest_and_leave_no_partial_files(tmp_path, demo_path, signum, name):
+@pytest.mark.parametrize(
+    "signum, name, workers",
+    [(signal.SIGTERM, "SIGTERM", 1), (signal.SIGINT, "SIGINT", 1), (signal.SIGTERM, "SIGTERM", 2), (signal.SIGINT, "SIGINT", 2)],
+)
+def test_sigterm_and_ctrl_c_finish_the_manifest_and_leave_no_partial_files(tmp_path, demo_path, signum, name, workers):
     folder = _folder_of_copies(tmp_path, demo_path, 30)
     out = tmp_path / "out"
-    proc = _start(["detect", str(folder), "-o", str(out), "--plot-landmarks"])
+    proc = _start(["detect", str(folder), "-o", str(out), "--plot-landmarks", "--workers", str(workers)])
     _wait_for_journal(out / "detect.json.partial", 3, proc)
     proc.send_signal(signum)
     proc.communicate(timeout=60)
@@ -243,10 +246,10 @@ def test_sigterm_and_ctrl_c_finish_the_manifest_and_leave_no_partial_files(tmp_p
 def test_kill_9_leaves_a_journal_that_skip_existing_resumes(tmp_path, demo_path):
     folder = _folder_of_copies(tmp_path, demo_path, 30)
     out = tmp_path / "out"
-    proc = _start(["detect", str(folder), "-o", str(out), "--plot-landmarks"])
+    proc = _start(["detect", str(folder), "-o", str(out), "--plot-landmarks", "--workers", "2"])
     _wait_for_journal(out / "detect.json.partial", 4, proc)
     proc.kill()
-    proc.communicate()
+    proc.communicate(timeout=60)  # returns only when no worker outlives the batch (they hold its pipes)
     journal = [json.loads(line) for line in (out / "detect.json.partial").read_text().splitlines()]
     finished = [Path(r["file"]).name for r in journal[1:] if r.get("status") == "ok"]
     assert journal[0]["command"] == "detect" and len(finished) >= 3  # the interrupted run is describable
