@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -14,8 +15,28 @@ from faceflex.cli.app import Session, UsageProblem, cli, torch_device, verbosity
 
 @cli.group()
 @verbosity_options
-def train() -> None:
-    """Train faceflex's models from labelled faces (see configs/train_*.yaml)."""
+@click.pass_context
+def train(ctx: click.Context) -> None:
+    """Train faceflex's models from labelled faces (see configs/train_*.yaml).
+
+    vae, unmask and classifier also run data-parallel under torchrun
+    (torchrun --nproc_per_node=N $(which faceflex) train ...); the other commands are not gradient
+    training and run on rank 0 only.
+    """
+    from faceflex.train import distributed
+
+    if distributed.launched() and ctx.invoked_subcommand not in TRAINER_COMMANDS and int(os.environ.get("RANK", "0")):
+        ctx.exit(0)
+
+
+TRAINER_COMMANDS = ("vae", "unmask", "classifier")  # the commands on the shared Trainer (DDP under torchrun)
+
+
+def training_device(config: dict):
+    """The device this process trains on; under torchrun, first join the process group."""
+    from faceflex.train import distributed
+
+    return distributed.start(torch_device(config))[1]
 
 
 @train.command("prepare")
@@ -58,14 +79,17 @@ def training_options(command):
 
 
 def _train(session: Session, trainer, resume: str | None, max_hours: float) -> None:
-    """Resume if asked, then train with a loss-showing progress bar and one JSON line per epoch."""
+    """Resume if asked, then train with a loss-showing progress bar and one JSON line per epoch
+    (under torchrun, rank 0 alone reports)."""
+    main = trainer.ranks.main
     if resume:
         try:
             saved = trainer.load_checkpoint(Path(resume))
         except (ValueError, KeyError, RuntimeError) as error:
             raise UsageProblem(f"cannot resume from {resume}: {error}") from None
-        session.say(f"resumed from {resume} after epoch {trainer.epoch}")
-        if saved.get("epochs") != trainer.settings.epochs:
+        if main:
+            session.say(f"resumed from {resume} after epoch {trainer.epoch}")
+        if main and saved.get("epochs") != trainer.settings.epochs:
             session.say(
                 f"note: the learning-rate schedule now spans {trainer.settings.epochs} epochs "
                 f"(the checkpoint's spanned {saved.get('epochs')})"
@@ -74,8 +98,13 @@ def _train(session: Session, trainer, resume: str | None, max_hours: float) -> N
     def progress_factory(epoch: int, steps: int):
         return _LossBar(session.progress(steps, f"epoch {epoch + 1}/{trainer.settings.epochs}"))
 
-    trainer.run(on_epoch=lambda record: click.echo(json.dumps(record), err=True), progress_factory=progress_factory, max_hours=max_hours)
-    session.say(f"weights: {trainer.out / (trainer.name + '.pt')}")
+    trainer.run(
+        on_epoch=lambda record: click.echo(json.dumps(record), err=True),
+        progress_factory=progress_factory if main else None,
+        max_hours=max_hours,
+    )
+    if main:
+        session.say(f"weights: {trainer.out / (trainer.name + '.pt')}")
 
 
 @train.command("vae")
@@ -102,7 +131,7 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours, init, dec
         }
     )
     section = config["train_vae"]
-    device = torch_device(config)
+    device = training_device(config)
     cache_dir = Path(section["cache"])
     if not (cache_dir / "meta.json").is_file():
         session.say(f"no face cache in {cache_dir}: building it from {section['source']}")
@@ -170,7 +199,7 @@ def train_unmask(session: Session, epochs, resume, out, cache, max_hours, init) 
         network,
         settings,
         Path(section["out"]),
-        torch_device(config),
+        training_device(config),
         init=section["init"],
         utk_cache=cache_dir.parent,
     )
@@ -305,7 +334,7 @@ def train_classifier(session: Session, task, epochs, resume, out, data, max_hour
         {f"train_classifier.{task}.epochs": epochs, "train_classifier.data": data, "train_classifier.max_hours": max_hours}
     )
     section = config["train_classifier"]
-    device = torch_device(config)
+    device = training_device(config)
     settings = ClassifierSettings(**section[task], seed=config["seed"])
     data_set = task_data(session, task, section, descriptors=task == "face" and settings.descriptor_weight > 0)
     trainer = ClassifierTrainer(TASKS[task], data_set, settings, Path(out or Path(section["out"]) / task), device)

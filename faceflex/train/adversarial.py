@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from faceflex.models.patch_critic import PatchCritic
+from faceflex.train.distributed import average_gradients
 
 
 class AdversarialTerm:
@@ -29,6 +30,7 @@ class AdversarialTerm:
         critic_loss = torch.relu(1 - self.critic(real)[0].float()).mean() + torch.relu(1 + self.critic(fake.detach())[0].float()).mean()
         self.optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
+        average_gradients(self.critic)  # under torchrun: the critic trains on every process's batch
         self.optimizer.step()
         self.critic.requires_grad_(False)  # the generator's term must not train the critic
         with torch.no_grad():

@@ -352,7 +352,7 @@ class ClassifierTrainer(Trainer):
         rows = np.sort(rows)
         x = augment(to_tensor(self.data.images[rows], self.device), self.settings, generator).contiguous(memory_format=torch.channels_last)
         targets = {k: torch.from_numpy(v[rows]).to(self.device) for k, v in self.data.targets.items()}
-        return task_loss(self.spec, self.model(x), targets, self.settings, self.class_weights), {}
+        return task_loss(self.spec, self.net(x), targets, self.settings, self.class_weights), {}
 
     def evaluate(self) -> dict:
         if not len(self.data.rows("val")):

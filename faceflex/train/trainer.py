@@ -4,6 +4,10 @@ checkpoints every epoch with exact resume, fp16 weight export and a per-epoch hi
 A subclass supplies the model, the training rows, one step's loss (:meth:`Trainer.step_loss`),
 the per-epoch evaluation (:meth:`Trainer.evaluate`) and what goes into the exported weights'
 metadata. CPU: channels_last + bf16 autocast; CUDA: fp16 autocast with a gradient scaler.
+Under ``torchrun`` the model trains in ``DistributedDataParallel`` (:mod:`faceflex.train.distributed`):
+each process takes its share of every batch; rank 0 alone evaluates and writes files. Subclasses
+run training forward passes through :attr:`Trainer.net` (the wrapped model) and everything else
+through :attr:`Trainer.model`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 
 from faceflex.io.files import write_atomic
 from faceflex.models.weights import save_weights
+from faceflex.train import distributed
 
 
 class Trainer:
@@ -42,6 +47,8 @@ class Trainer:
     ) -> None:
         self.model, self.optimizer, self.train_rows = model, optimizer, train_rows
         self.settings, self.out, self.device = settings, Path(out), device
+        self.ranks = distributed.current()
+        self.net = distributed.wrap(model, self.ranks, device)  # training forward passes go through this
         self.steps_per_epoch = max(1, len(train_rows) // settings.batch_size)
         total = max(1, self.steps_per_epoch * settings.epochs)
 
@@ -96,6 +103,7 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path:
+        """Everything :meth:`load_checkpoint` restores, in ``<out>/checkpoint.pt`` (atomically)."""
         return write_atomic(self.out / "checkpoint.pt", lambda handle: torch.save(self.state(), handle))
 
     def load_checkpoint(self, path: Path) -> dict:
@@ -120,15 +128,19 @@ class Trainer:
 
     # -- training ----------------------------------------------------------------------------
     def train_epoch(self, progress: Callable[[int, dict], None] | None = None) -> dict:
-        """One epoch; data order, augmentation and noise depend only on (seed, epoch). Returns mean logged values."""
+        """One epoch; data order, augmentation and noise depend only on (seed, epoch) [and the rank:
+        under torchrun each process takes every world-th row of each batch and draws its own
+        augmentation]. Returns mean logged values (over all processes)."""
         s = self.settings
         generator = torch.Generator().manual_seed(s.seed * 100_003 + self.epoch)
         order = self.train_rows[torch.randperm(len(self.train_rows), generator=generator).numpy()]
+        if self.ranks.rank:
+            generator.manual_seed(s.seed * 100_003 + self.epoch + 1_000_003 * self.ranks.rank)
         self.model.train()
         autocast_dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
         totals: dict[str, float] = {}
         for i in range(self.steps_per_epoch):
-            rows = order[i * s.batch_size : (i + 1) * s.batch_size]
+            rows = order[i * s.batch_size : (i + 1) * s.batch_size][self.ranks.rank :: self.ranks.world]
             with torch.autocast(self.device.type, dtype=autocast_dtype):
                 loss, logged = self.step_loss(rows, generator)
             self.optimizer.zero_grad(set_to_none=True)
@@ -142,7 +154,7 @@ class Trainer:
             if progress:
                 progress(1, values)
         self.epoch += 1
-        return {key: value / self.steps_per_epoch for key, value in totals.items()}
+        return distributed.mean_over_ranks({key: value / self.steps_per_epoch for key, value in totals.items()})
 
     def run(
         self, on_epoch: Callable[[dict], None] | None = None, progress_factory=None, max_hours: float = 0.0, stop_after: int | None = None
@@ -158,16 +170,18 @@ class Trainer:
             record = {
                 "epoch": self.epoch,
                 **{k: round(v, 4) for k, v in means.items()},
-                **self.evaluate(),
+                **(self.evaluate() if self.ranks.main else {}),
                 "seconds": round(time.perf_counter() - epoch_start, 1),
             }
             self.history.append(record)
-            self.after_epoch()
-            self.save_checkpoint()
-            self.export()
-            write_atomic(self.out / "history.json", lambda h: h.write(json.dumps(self.history, indent=1).encode()))
-            if on_epoch:
-                on_epoch(record)
+            if self.ranks.main:
+                self.after_epoch()
+                self.save_checkpoint()
+                self.export()
+                write_atomic(self.out / "history.json", lambda h: h.write(json.dumps(self.history, indent=1).encode()))
+                if on_epoch:
+                    on_epoch(record)
+            distributed.barrier()
             hours = (time.perf_counter() - start) / 3600
-            if max_hours and hours * (1 + 1 / max(1, len(self.history))) > max_hours:
+            if distributed.agree(bool(max_hours) and hours * (1 + 1 / max(1, len(self.history))) > max_hours):
                 break

@@ -190,7 +190,7 @@ class UnmaskTrainer(Trainer):
         seeds = [[s.seed, self.epoch, int(r)] for r in rows]
         batch = masked_batch(self.pool, rows, seeds, flips, bare, s.ear_loops, ["upper" if u else "all" for u in upper])
         masked, alpha, truth = (t.to(self.device).contiguous(memory_format=torch.channels_last) for t in batch)
-        logits, painted = self.model(masked)
+        logits, painted = self.net(masked)
         region = paint_region(alpha)
         painted = painted.float()
         l1 = region_l1(painted, truth, region, s.l1_lowpass)

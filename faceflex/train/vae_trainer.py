@@ -118,7 +118,7 @@ class VAETrainer(Trainer):
         x = batch_tensor(self.cache.faces, rows, flips, self.device)
         if self.settings.decoder_only:
             self.model.encoder.eval()  # frozen: its batch-norm statistics stay those of the shipped model
-        recon, mean, logvar = self.model(x, generator if self.device.type == "cpu" else None)
+        recon, mean, logvar = self.net(x, generator if self.device.type == "cpu" else None)
         step = self.scheduler.last_epoch  # optimiser steps taken so far
         loss, sse, kl = vae_loss(recon, x, mean, logvar, self.beta_at(step))
         logged = {"sse": sse, "kl": kl}
