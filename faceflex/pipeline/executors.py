@@ -11,7 +11,7 @@ which therefore loads the models once. Workers split the machine's cores: each s
 - ``local``, N workers: a ``spawn`` process pool (no fork of a process that already runs torch
   threads); at most ``2 N`` inputs are handed out ahead of the one the batch waits for, so memory
   stays flat over any number of inputs. A worker that dies (killed for memory, a crash) fails
-  only the input it was working on: the pool is started again for the rest. On Ctrl-C or SIGTERM
+  only the input it was working on (tried twice): the pool is started again for the rest. On Ctrl-C or SIGTERM
   the workers are stopped with SIGTERM, which each turns into an interrupt that removes the
   outputs of the input it was writing (no partial outputs).
 - ``ray``: stateful Ray actors (one CPU each) in an ``ActorPool``; ``ray.init()`` joins the
@@ -135,20 +135,31 @@ class ProcessPool:
         window = 2 * self.workers
         pending = self.pending
         queue = deque(tasks)
+        retried: set[int] = set()
         while queue or pending:
             while queue and len(pending) < window:
                 task = queue.popleft()
                 pending.append((task, self.pool.submit(_run_in_worker, task)))
-            task, future = pending.popleft()
+            task, future = pending[0]
             try:
-                yield future.result()
+                outcome = future.result()
             except BrokenProcessPool:
-                # A worker died: this input fails; the others waiting are handed to a new pool.
-                queue.extendleft(reversed([t for t, _ in pending]))
-                pending.clear()
+                # A worker died. Start a new pool and hand it every input not finished, this one
+                # again once: an input that breaks a worker twice fails, alone.
                 self.pool.shutdown(wait=False, cancel_futures=True)
                 self.pool = self._new_pool()
-                yield Outcome(None, cause="the worker process running it stopped unexpectedly (out of memory?)")
+                if id(task) in retried:
+                    pending.popleft()
+                    outcome = Outcome(None, cause="the worker process running it stopped unexpectedly (out of memory?)")
+                else:
+                    retried.add(id(task))
+                    for i, (waiting, result) in enumerate(pending):
+                        if not result.done() or result.exception() is not None:
+                            pending[i] = (waiting, self.pool.submit(_run_in_worker, waiting))
+                    continue
+            else:
+                pending.popleft()
+            yield outcome
 
     def close(self, interrupted: bool = False) -> None:
         """Wait for the workers to finish. ``interrupted``: first stop them (each removes the outputs
