@@ -310,3 +310,39 @@ def test_face_descriptors_are_dlibs_and_cached(demo_rgb, demo_faces, tmp_path):
     values = np.array([[1.0, 10.0], [3.0, 30.0], [100.0, 0.0]])
     z = standardised(values, np.array([0, 1]))
     assert np.allclose(z[:2], [[-1, -1], [1, 1]]) and z[2, 0] == pytest.approx(98.0)
+
+
+def test_an_ensemble_averages_its_members_and_refits_the_temperature(tmp_path):
+    from dataclasses import replace
+
+    from faceflex.models.classifier_nets import Ensemble
+    from faceflex.models.weights import save_weights
+    from faceflex.train.classifier_trainer import combine_members
+
+    data = synthetic("expression")
+    settings = ClassifierSettings(**{**vars(TINY), "arch": "vgg", "convs": 1, "flip_average": True})
+    members = []
+    for seed in (0, 1):
+        trainer = ClassifierTrainer(TASKS["expression"], data, replace(settings, seed=seed), tmp_path / str(seed), torch.device("cpu"))
+        trainer.run()
+        members.append(load_task_model("expression", tmp_path / str(seed) / "expression.pt"))
+    ensemble, meta = combine_members(TASKS["expression"], members, data, torch.device("cpu"), flip_average=False)
+    assert isinstance(ensemble, Ensemble) and ensemble.config.members == 2 and not ensemble.config.flip_average
+    assert len(meta["members"]) == 2 and meta["temperatures"]["expression"] > 0
+    images = data.images[:5]
+    single = [build_classifier(replace(m.config, flip_average=False)) for m, _ in members]
+    for net, (member, _) in zip(single, members):
+        net.load_state_dict(member.state_dict())
+    expected = np.mean([predict(net, images, torch.device("cpu"))["expression"] for net in single], axis=0)
+    save_weights(tmp_path / "ensemble.pt", ensemble, ensemble.config.to_dict(), meta)
+    loaded, _ = load_task_model("expression", tmp_path / "ensemble.pt")
+    assert np.allclose(predict(loaded, images, torch.device("cpu"))["expression"], expected, atol=0.05)  # fp16 weights
+    other = ClassifierTrainer(TASKS["expression"], data, replace(settings, widths=(8, 32)), tmp_path / "w", torch.device("cpu"))
+    with pytest.raises(ValueError, match="same architecture"):
+        combine_members(TASKS["expression"], [members[0], (other.model, {})], data, torch.device("cpu"))
+
+
+def test_the_shipped_expression_model_is_a_two_member_ensemble_with_its_temperature():
+    model, meta = load_task_model("expression")
+    assert model.config.members == 2 and len(meta["members"]) == 2
+    assert [m["epochs"] for m in meta["members"]] == [30, 60] and 0.5 < meta["temperatures"]["expression"] < 1.5

@@ -341,6 +341,37 @@ def train_classifier(session: Session, task, epochs, resume, out, data, max_hour
     _train(session, trainer, resume, section["max_hours"])
 
 
+@train.command("ensemble")
+@click.option("--task", type=click.Choice(CLASSIFIER_TASKS), required=True, help="The task the weight files were trained for.")
+@click.argument("members", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Where to write the ensemble's weights.")
+@click.option("--data", type=click.Path(file_okay=False), help="Folder with the task's data (for the validation part).")
+@click.option(
+    "--flip-average/--no-flip-average",
+    default=None,
+    help="Also average each member over the mirror image (twice the cost); default: as the members.",
+)
+@verbosity_options
+@click.pass_obj
+def train_ensemble(session: Session, task, members, out, data, flip_average) -> None:
+    """Combine classifier weight files of one architecture into one ensemble (outputs averaged,
+    temperatures fitted on the validation part)."""
+    from faceflex.inference.classifiers import load_task_model
+    from faceflex.models.weights import WeightsError, save_weights
+    from faceflex.train.classifier_trainer import TASKS, combine_members
+
+    config = session.config({"train_classifier.data": data})
+    device = torch_device(config)
+    try:
+        loaded = [load_task_model(task, path, device) for path in members]
+        ensemble, meta = combine_members(TASKS[task], loaded, task_data(session, task, config["train_classifier"]), device, flip_average)
+    except (WeightsError, ValueError) as error:
+        raise UsageProblem(str(error)) from None
+    meta["member_files"] = [Path(path).name for path in members]
+    save_weights(out, ensemble, ensemble.config.to_dict(), meta)
+    session.say(f"weights: {out} ({len(members)} members; temperatures {meta['temperatures']})")
+
+
 def faces_and_vae(session: Session, cache: str | None, weights: str | None):
     """The aligned face cache (``--cache`` or the config's) and a VAE (``--weights`` or the shipped
     one) on the configured device; a missing or unusable file is a usage error."""

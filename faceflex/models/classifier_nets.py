@@ -5,11 +5,13 @@ Both take images (N, C, H, W) in [0, 1] and return {head name: (N, outputs)} raw
 or one value for a regression). :func:`build_classifier` makes the one a config names; the config
 is stored inside every weight file. With ``flip_average`` an eval-mode network returns the mean of
 its outputs on the image and on its mirror image (test-time augmentation, part of the weights).
+With ``members`` > 1 the network is an :class:`Ensemble` of that many copies of the architecture
+(trained separately, combined by ``faceflex train ensemble``) whose outputs are averaged.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -35,6 +37,7 @@ class ClassifierConfig:
     arch: str = "mini_xception"
     convs: int = 2
     flip_average: bool = False
+    members: int = 1  # > 1: an ensemble of this many networks of this architecture, outputs averaged
 
     def __post_init__(self) -> None:
         if self.arch not in CLASSIFIER_ARCHITECTURES:
@@ -56,6 +59,7 @@ class ClassifierConfig:
             arch=str(data.get("arch", "mini_xception")),
             convs=int(data.get("convs", 2)),
             flip_average=bool(data.get("flip_average", False)),
+            members=int(data.get("members", 1)),
         )
 
 
@@ -145,8 +149,25 @@ class VGGNet(ClassifierNet):
         super().__init__(config, nn.Sequential(*layers), cin)
 
 
-def build_classifier(config: ClassifierConfig) -> ClassifierNet:
+class Ensemble(nn.Module):
+    """``config.members`` networks of one architecture; each head's output is the mean of theirs
+    (logits averaged before any calibration)."""
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        self.config = config
+        member = replace(config, members=1)
+        self.members = nn.ModuleList(build_classifier(member) for _ in range(config.members))
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = [member(images) for member in self.members]
+        return {name: torch.stack([o[name] for o in outputs]).mean(0) for name in outputs[0]}
+
+
+def build_classifier(config: ClassifierConfig) -> ClassifierNet | Ensemble:
     """The (untrained) network ``config`` describes."""
+    if config.members > 1:
+        return Ensemble(config)
     return VGGNet(config) if config.arch == "vgg" else MiniXception(config)
 
 

@@ -375,3 +375,33 @@ class ClassifierTrainer(Trainer):
         if len(self.data.rows("val")):
             meta["temperatures"] = fit_temperatures(self.spec, *part_outputs(self.model, self.data, "val", self.device))
         return meta
+
+
+def combine_members(
+    spec: TaskSpec, members: list[tuple[ClassifierNet, dict]], data: LabelledSet, device: torch.device, flip_average: bool | None = None
+) -> tuple:
+    """An :class:`~faceflex.models.classifier_nets.Ensemble` of separately trained networks of one
+    architecture (``(network, meta)`` pairs, e.g. two schedules or seeds), with temperatures fitted
+    on the validation part for the averaged outputs; ``flip_average`` (None: as the members) also
+    averages each member over the mirror image. Returns (ensemble, meta for its weight file)."""
+
+    def computes(config: ClassifierConfig) -> ClassifierConfig:  # without what does not act at inference
+        return replace(config, dropout=0.0, stem=0 if config.arch == "vgg" else config.stem)
+
+    configs = [computes(network.config) for network, _ in members]
+    if len(members) < 2 or any(c != configs[0] for c in configs):
+        raise ValueError("an ensemble needs two or more weight files of the same architecture")
+    config = replace(members[0][0].config, dropout=0.0, members=len(members))
+    if flip_average is not None:
+        config = replace(config, flip_average=flip_average)
+    ensemble = build_classifier(config).to(device)
+    for slot, (network, _) in zip(ensemble.members, members):
+        slot.load_state_dict(network.state_dict())
+    ensemble.eval()
+    meta = {
+        "task": spec.name,
+        "members": [{key: m.get(key) for key in ("epochs", "settings", "history")} for _, m in members],
+        "data": data.notes,
+        "temperatures": fit_temperatures(spec, *part_outputs(ensemble, data, "val", device)),
+    }
+    return ensemble, meta
