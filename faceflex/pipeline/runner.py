@@ -222,8 +222,9 @@ class Runner:
             done = previous.get(str(item.path))
             if done and done.get("status") == "ok" and all(Path(o["path"]).is_file() for o in done.get("outputs", [])):
                 done_before[item.path] = done
+        inputs = tuple(protected)  # one tuple that every task refers to
         tasks = [
-            Task(item, names.stem(item), settings.jpeg_quality, tuple(protected), settings.verbose)
+            Task(item, names.stem(item), settings.jpeg_quality, inputs, settings.verbose)
             for item in items
             if item.path not in done_before
         ]
