@@ -224,9 +224,7 @@ class Runner:
                 done_before[item.path] = done
         inputs = tuple(protected)  # one tuple that every task refers to
         tasks = [
-            Task(item, names.stem(item), settings.jpeg_quality, inputs, settings.verbose)
-            for item in items
-            if item.path not in done_before
+            Task(item, names.stem(item), settings.jpeg_quality, inputs, settings.verbose) for item in items if item.path not in done_before
         ]
         try:
             with (
