@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from faceflex.io.files import OutputError, write_atomic
+from faceflex.io.files import InputFiles, OutputError, write_atomic, write_text
 from faceflex.io.images import load_image, save_image
 from faceflex.io.inputs import InputError, iter_inputs
 
@@ -198,3 +199,17 @@ def test_inputs_are_never_overwritten(tmp_path, rgb_image):
     with pytest.raises(OutputError, match="overwrite an input"):
         save_image(np.zeros((4, 4, 3), np.uint8), tmp_path / "in.png", protected=[tmp_path / "." / "in.png"])
     assert source.read_bytes() == before
+
+
+def test_input_files_know_an_input_by_any_name_and_only_existing_paths(tmp_path, rgb_image):
+    source = write(tmp_path / "in.png", rgb_image)
+    os.link(source, tmp_path / "hard.png")
+    (tmp_path / "soft.png").symlink_to(source)
+    write(tmp_path / "other.png", rgb_image)
+    inputs = InputFiles([tmp_path / "." / "in.png", tmp_path / "gone.png"])
+    assert tmp_path / "hard.png" in inputs and tmp_path / "soft.png" in inputs and source in inputs
+    assert tmp_path / "other.png" not in inputs and tmp_path / "gone.png" not in inputs and tmp_path / "new.png" not in inputs
+    copy = pickle.loads(pickle.dumps(inputs))  # file identities are read again where it is used
+    assert copy.paths == inputs.paths and copy._ids is None and tmp_path / "hard.png" in copy
+    with pytest.raises(OutputError, match="overwrite an input"):
+        write_text("x", tmp_path / "hard.png", protected=inputs)

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,42 @@ def test_a_worker_that_dies_fails_only_its_input(tmp_path, demo_path):
         "c_small.seen.txt",
         "d_broken.seen.txt",
     ]
+
+
+class SlowFirstJob:
+    """Takes 3 s on the first input and no time on the others; records when each finished."""
+
+    def __call__(self, item, outputs) -> dict:
+        if item.path.name == "p0.jpg":
+            time.sleep(3)
+        outputs.text("seen", "txt", item.path.name)
+        return {"face_count": 0, "done_at": time.time()}
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_slow_input_does_not_hold_back_the_workers(tmp_path, backend):
+    """While one worker is on a slow input, the other goes through the rest of the batch; the
+    manifest still lists the inputs in order."""
+    if backend == "ray":
+        ray = pytest.importorskip("ray")
+        here = {"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}}  # the actors import this module's job
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False, runtime_env=here)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"p{i}.jpg").write_text(str(i))
+    items = list(iter_inputs([folder]))
+    out = tmp_path / "out"
+    settings = RunSettings(out, str(out / "seen.json"), workers=2, backend=backend, quiet=True)
+    try:
+        result = Runner({"faceflex": "test", "command": "seen"}, settings, writes_files=True).run(items, [], SlowFirstJob())
+    finally:
+        if backend == "ray":
+            ray.shutdown()
+    assert result.succeeded == 10
+    records = json.loads((out / "seen.json").read_text())["inputs"]
+    assert [Path(r["file"]).name for r in records] == [f"p{i}.jpg" for i in range(10)]
+    assert all(r["done_at"] < records[0]["done_at"] for r in records[1:])
 
 
 def test_workers_split_the_cores_and_auto_means_one_for_a_single_input(monkeypatch):

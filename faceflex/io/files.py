@@ -9,6 +9,7 @@ writing into that folder removes (:func:`remove_stale_temps`, called under :clas
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -32,12 +33,43 @@ def describe_os_error(error: OSError) -> str:
     return str(error) or type(error).__name__
 
 
-def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """True when two paths name the same file (symlinks followed; False when either is missing)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
+class InputFiles:
+    """The batch's input files, which no output may replace.
+
+    A path is one of them when it names the same file (device and inode, symlinks followed, as
+    :func:`os.path.samefile` compares), so another name for an input is caught too. Checking a path
+    costs one ``stat``: a path that does not exist yet is no input, and the inputs' identities are
+    read only the first time an existing path is checked, in the process that checks (they differ
+    between machines sharing a file system, so they are not pickled with the paths).
+    """
+
+    def __init__(self, paths: Iterable[str | os.PathLike] = ()) -> None:
+        self.paths = tuple(Path(p) for p in paths)
+        self._ids: set[tuple[int, int]] | None = None
+
+    def __getstate__(self) -> dict:
+        return {"paths": self.paths}
+
+    def __setstate__(self, state: dict) -> None:
+        self.paths, self._ids = state["paths"], None
+
+    def __contains__(self, path: object) -> bool:
+        try:
+            status = os.stat(path)  # type: ignore[arg-type]
+        except (OSError, TypeError, ValueError):
+            return False
+        if self._ids is None:
+            self._ids = set()
+            for input_path in self.paths:
+                with contextlib.suppress(OSError):
+                    found = os.stat(input_path)
+                    self._ids.add((found.st_dev, found.st_ino))
+        return (status.st_dev, status.st_ino) in self._ids
+
+
+def as_input_files(protected: InputFiles | Iterable[str | os.PathLike]) -> InputFiles:
+    """``protected`` as :class:`InputFiles` (a list of paths is wrapped)."""
+    return protected if isinstance(protected, InputFiles) else InputFiles(protected)
 
 
 def temp_path(path: Path) -> Path:
@@ -53,14 +85,16 @@ def commit(temp: Path, path: Path) -> Path:
     return path
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object], protected: Iterable[str | os.PathLike] = ()) -> Path:
+def write_atomic(
+    path: str | os.PathLike, write: Callable[[BinaryIO], object], protected: InputFiles | Iterable[str | os.PathLike] = ()
+) -> Path:
     """Call ``write(binary_handle)`` on a temporary file beside ``path``, then rename it into place.
 
     A failure (or an interruption) leaves no partial file behind. Refuses to replace any of the
-    ``protected`` files (the inputs) with :class:`OutputError`.
+    ``protected`` files (the inputs, :class:`InputFiles` or paths) with :class:`OutputError`.
     """
     path = Path(path)
-    if any(same_file(path, other) for other in protected):
+    if path in as_input_files(protected):
         raise OutputError(f"{path}: refusing to overwrite an input file")
     temp = temp_path(path)
     try:
@@ -72,7 +106,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object], p
         raise
 
 
-def write_text(text: str, path: str | os.PathLike, protected: Iterable[str | os.PathLike] = ()) -> Path:
+def write_text(text: str, path: str | os.PathLike, protected: InputFiles | Iterable[str | os.PathLike] = ()) -> Path:
     """Write a UTF-8 text file atomically."""
     return write_atomic(Path(path), lambda handle: handle.write(text.encode("utf-8")), protected)
 

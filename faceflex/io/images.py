@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from faceflex.io.files import write_atomic
+from faceflex.io.files import InputFiles, write_atomic
 from faceflex.io.inputs import InputError, check_regular_file
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -120,7 +120,7 @@ def save_image(
     *,
     alpha: np.ndarray | None = None,
     jpeg_quality: int = 95,
-    protected: Iterable[str | os.PathLike] = (),
+    protected: InputFiles | Iterable[str | os.PathLike] = (),
 ) -> Path:
     """Write an RGB uint8 array atomically (temp file + rename); the format follows the suffix.
 

@@ -3,20 +3,25 @@
 Every executor takes the batch's :class:`~faceflex.pipeline.runner.Task` list and yields one
 :class:`~faceflex.pipeline.runner.Outcome` per task, **in task order**, by calling
 :func:`~faceflex.pipeline.runner.execute` on it somewhere; so outputs and manifest are the same
-whichever runs the batch. The job (its step with the models loaded) is pickled once per worker,
-which therefore loads the models once. Workers split the machine's cores: each sets torch to
-``cores // workers`` threads (at least 1).
+whichever runs the batch. The job (its step with the models loaded) and the batch's
+:class:`~faceflex.io.files.InputFiles` are pickled once per worker, which therefore loads the
+models once. Workers split the machine's cores: each sets torch to ``cores // workers`` threads
+(at least 1).
 
 - ``local``, 1 worker: in this process.
 - ``local``, N workers: a ``spawn`` process pool (no fork of a process that already runs torch
-  threads); at most ``2 N`` inputs are handed out ahead of the one the batch waits for, so memory
-  stays flat over any number of inputs. A worker that dies (killed for memory, a crash) fails
-  only the input it was working on (tried twice): the pool is started again for the rest. On Ctrl-C or SIGTERM
-  the workers are stopped with SIGTERM, which each turns into an interrupt that removes the
-  outputs of the input it was writing (no partial outputs).
-- ``ray``: stateful Ray actors (one CPU each) in an ``ActorPool``; ``ray.init()`` joins the
-  cluster ``RAY_ADDRESS`` names, or starts a local Ray. Workers read inputs and write outputs at
-  the paths given, so on a cluster those must be on a file system every node sees.
+  threads). ``2 N`` inputs are in the workers' hands at a time, and a worker that finishes takes
+  the next input even while an earlier, slower one (a group photo) still runs: up to ``AHEAD``
+  finished inputs wait for their turn in the manifest (only their outcomes are kept: their files
+  are written), so memory stays flat over any number of inputs. A worker that dies (killed for
+  memory, a crash) fails only the input it was working on (tried twice): the pool is started
+  again for the rest. On Ctrl-C or SIGTERM the workers are stopped with SIGTERM, which each turns
+  into an interrupt that removes the outputs of the input it was writing (no partial outputs).
+- ``ray``: stateful Ray actors (one CPU each), each running one input at a time and taking the
+  next as soon as it is done (outcomes put back in order as above); an actor that dies is
+  replaced and its input tried once more. ``ray.init()`` joins the cluster ``RAY_ADDRESS`` names,
+  or starts a local Ray. Workers read inputs and write outputs at the paths given, so on a
+  cluster those must be on a file system every node sees.
 """
 
 from __future__ import annotations
@@ -26,14 +31,18 @@ import os
 import signal
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from faceflex.choices import BACKENDS
+from faceflex.io.files import InputFiles
 from faceflex.pipeline.runner import Interrupted, Job, Outcome, Task, execute
 
+AHEAD = 64  # finished inputs that may wait for an earlier one before no new input is handed out
+
 _worker_job: Job | None = None  # the job of this worker process (set by _start_worker)
+_worker_inputs = InputFiles()  # the batch's inputs (set by _start_worker)
 _worker_busy = False  # whether this worker process is running a task
 
 
@@ -63,23 +72,23 @@ def resolve_workers(value: int | str, inputs: int) -> int:
 class InProcess:
     """Runs each task here, one after another."""
 
-    def __init__(self, job: Job) -> None:
-        self.job = job
+    def __init__(self, job: Job, inputs: InputFiles) -> None:
+        self.job, self.inputs = job, inputs
 
     def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
-        return (execute(self.job, task) for task in tasks)
+        return (execute(self.job, task, self.inputs) for task in tasks)
 
 
-def _start_worker(job: Job, threads: int) -> None:
+def _start_worker(job: Job, inputs: InputFiles, threads: int) -> None:
     """Initialiser of a pool process: keep the job and split the cores. Ctrl-C is the batch's to
     handle (it stops the workers with SIGTERM). SIGTERM interrupts a job while it runs (its outputs
     are then removed); at any other moment it is ignored, so a finished input's outcome always
     reaches the batch, which removes the files of the ones it does not record."""
-    global _worker_job
+    global _worker_job, _worker_inputs
     import torch
 
     torch.set_num_threads(threads)
-    _worker_job = job
+    _worker_job, _worker_inputs = job, inputs
 
     def interrupt(signum, frame) -> None:
         if _worker_busy:
@@ -113,34 +122,41 @@ def _job_marked_busy(item, outputs) -> dict:
 
 
 def _run_in_worker(task: Task) -> Outcome:
-    return execute(_job_marked_busy, task)
+    return execute(_job_marked_busy, task, _worker_inputs)
 
 
 class ProcessPool:
     """Runs the tasks in ``workers`` local processes (see the module docstring)."""
 
-    def __init__(self, job: Job, workers: int) -> None:
+    def __init__(self, job: Job, inputs: InputFiles, workers: int) -> None:
         import multiprocessing
 
-        self.job, self.workers = job, workers
+        self.job, self.inputs, self.workers = job, inputs, workers
         self.context = multiprocessing.get_context("spawn")
         self.threads = threads_per_worker(workers)
         self.pool = self._new_pool()
         self.pending: deque[tuple[Task, Future]] = deque()  # handed out, not yet taken by the batch
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=self.context, initializer=_start_worker, initargs=(self.job, self.threads))
+        return ProcessPoolExecutor(
+            self.workers, mp_context=self.context, initializer=_start_worker, initargs=(self.job, self.inputs, self.threads)
+        )
 
     def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
-        window = 2 * self.workers
+        in_hand = 2 * self.workers
         pending = self.pending
         queue = deque(tasks)
         retried: set[int] = set()
         while queue or pending:
-            while queue and len(pending) < window:
+            running = [result for _, result in pending if not result.done()]
+            while queue and len(pending) < AHEAD + in_hand and len(running) < in_hand:
                 task = queue.popleft()
                 pending.append((task, self.pool.submit(_run_in_worker, task)))
+                running.append(pending[-1][1])
             task, future = pending[0]
+            if not future.done():
+                wait(running, return_when=FIRST_COMPLETED)
+                continue
             try:
                 outcome = future.result()
             except BrokenProcessPool:
@@ -181,52 +197,98 @@ class ProcessPool:
 class _RayWorker:
     """A Ray actor holding the job (models loaded once)."""
 
-    def __init__(self, job: Job, threads: int) -> None:
+    def __init__(self, job: Job, inputs: InputFiles, threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
-        self.job = job
+        self.job, self.inputs = job, inputs
 
     def run(self, task: Task) -> Outcome:
-        return execute(self.job, task)
+        return execute(self.job, task, self.inputs)
 
 
 class RayActors:
     """Runs the tasks on ``workers`` Ray actors (see the module docstring)."""
 
-    def __init__(self, job: Job, workers: int) -> None:
+    def __init__(self, job: Job, inputs: InputFiles, workers: int) -> None:
         try:
             import ray
-            from ray.util import ActorPool
         except ImportError:
             raise ImportError("--backend ray needs Ray: pip install 'faceflex[ray]'") from None
         self.ray = ray
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level="ERROR", log_to_driver=False)
         cores = int(ray.cluster_resources().get("CPU", 1))
-        worker = ray.remote(num_cpus=1)(_RayWorker)
-        shared = ray.put(job)
-        self.actors = [worker.remote(shared, 1) for _ in range(min(workers, max(1, cores)))]
-        self.pool = ActorPool(self.actors)
+        self.worker = ray.remote(num_cpus=1)(_RayWorker)
+        self.refs = (ray.put(job), ray.put(inputs))
+        self.actors = [self.worker.remote(*self.refs, 1) for _ in range(min(workers, max(1, cores)))]
+        self.running: dict = {}  # object ref -> (task index, task, actor)
+        self.finished: dict[int, Outcome] = {}  # outcomes waiting for an earlier input
 
     def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
-        return self.pool.map(lambda actor, task: actor.run.remote(task), list(tasks))
+        """Each actor runs one input at a time and takes the next as soon as it is done; outcomes
+        come back in task order (at most ``AHEAD`` wait for an earlier input)."""
+        ray, running, finished = self.ray, self.running, self.finished
+        queue = deque(enumerate(tasks))
+        idle = list(self.actors)
+        retried: set[int] = set()
+        head = 0
+        while queue or running or finished:
+            while queue and idle and len(running) + len(finished) < AHEAD + len(self.actors):
+                index, task = queue.popleft()
+                actor = idle.pop()
+                running[actor.run.remote(task)] = (index, task, actor)
+            if head in finished:
+                yield finished.pop(head)
+                head += 1
+                continue
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                index, task, actor = running.pop(ref)
+                try:
+                    finished[index] = ray.get(ref)
+                    idle.append(actor)
+                except ray.exceptions.RayActorError as error:  # the actor died: a new one; this input again, once
+                    if getattr(error, "actor_init_failed", False):
+                        raise RuntimeError(f"a Ray worker could not start: {error}") from error
+                    replacement = self.worker.remote(*self.refs, 1)
+                    self.actors[self.actors.index(actor)] = replacement
+                    idle.append(replacement)
+                    if index in retried:
+                        finished[index] = Outcome(None, cause="the Ray worker running it stopped unexpectedly (out of memory?)")
+                    else:
+                        retried.add(index)
+                        queue.appendleft((index, task))
 
     def close(self, interrupted: bool = False) -> None:
-        """Release the actors (an interrupted batch kills them mid-input)."""
+        """Release the actors. ``interrupted``: let the inputs running finish (Ray cannot interrupt
+        an actor's method), then remove their files and those of inputs finished but not yet taken
+        by the batch, so only inputs in the manifest have files."""
+        if interrupted:
+            done, _ = self.ray.wait(list(self.running), num_returns=len(self.running), timeout=120) if self.running else ([], [])
+            outcomes = list(self.finished.values())
+            for ref in done:
+                with contextlib.suppress(Exception):
+                    outcomes.append(self.ray.get(ref))
+            for outcome in outcomes:
+                for entry in outcome.written:
+                    Path(entry["path"]).unlink(missing_ok=True)
+            self.running.clear()
+            self.finished.clear()
         for actor in self.actors:
             self.ray.kill(actor)
 
 
 @contextlib.contextmanager
-def open_executor(job: Job, backend: str = "local", workers: int = 1) -> Iterator[InProcess | ProcessPool | RayActors]:
-    """The executor for ``backend`` with ``workers`` workers; stopped on an interrupt, closed after."""
+def open_executor(job: Job, inputs: InputFiles, backend: str = "local", workers: int = 1) -> Iterator[InProcess | ProcessPool | RayActors]:
+    """The executor for ``backend`` with ``workers`` workers running ``job`` (outputs never replace
+    one of ``inputs``); stopped on an interrupt, closed after."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if backend == "local" and workers <= 1:
-        yield InProcess(job)
+        yield InProcess(job, inputs)
         return
-    executor = RayActors(job, workers) if backend == "ray" else ProcessPool(job, workers)
+    executor = RayActors(job, inputs, workers) if backend == "ray" else ProcessPool(job, inputs, workers)
     try:
         yield executor
     except BaseException:

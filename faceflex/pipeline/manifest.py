@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from faceflex.io.files import OutputError, describe_os_error, same_file, write_atomic
+from faceflex.io.files import InputFiles, OutputError, describe_os_error, write_atomic
 
 SCHEMA_VERSION = 1
 FORMATS = ("json", "jsonl", "csv")
@@ -83,7 +83,7 @@ class Manifest:
     as each input finishes, and ``json``/``csv`` at the end).
     """
 
-    def __init__(self, target: str, fmt: str, header: dict, protected: list[Path]) -> None:
+    def __init__(self, target: str, fmt: str, header: dict, protected: InputFiles) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown manifest format {fmt!r}; choose one of {', '.join(FORMATS)}")
         self.target, self.fmt, self.protected = target, fmt, protected
@@ -97,7 +97,7 @@ class Manifest:
     def open(self) -> None:
         """Start the journal (and check the manifest can be written at all): raises :class:`OutputError`."""
         if self.path is not None:
-            if any(same_file(self.path, p) for p in self.protected):
+            if self.path in self.protected:
                 raise OutputError(f"{self.path}: the manifest would overwrite an input file")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceflex.io.files import commit, temp_path, write_text
+from faceflex.io.files import InputFiles, OutputError, commit, temp_path, write_text
 from faceflex.io.images import save_image
 from faceflex.io.inputs import InputItem
 
@@ -64,7 +64,7 @@ class OutputNames:
 class Outputs:
     """The files one input produces; every write is atomic, and all of them are removed if the input fails."""
 
-    def __init__(self, item: InputItem, names: OutputNames, jpeg_quality: int, protected: list[Path]) -> None:
+    def __init__(self, item: InputItem, names: OutputNames, jpeg_quality: int, protected: InputFiles) -> None:
         self.item, self.names, self.jpeg_quality, self.protected = item, names, jpeg_quality, protected
         self.written: list[dict] = []
         self._open: list = []
@@ -88,6 +88,8 @@ class Outputs:
         """A streamed output (a video, a frame log): ``opener(path)`` must return an object with
         ``close()`` (moves the file into place) and ``abort()`` (drops it). Closed by :meth:`finish`."""
         path = self.names.path(self.item, product, ext)
+        if path in self.protected:
+            raise OutputError(f"{path}: refusing to overwrite an input file")
         stream = opener(path)
         self._open.append((stream, path, product, info))
         return stream

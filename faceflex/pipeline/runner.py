@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from faceflex.io.files import FolderLock, OutputError, describe_os_error, remove_stale_temps
+from faceflex.io.files import FolderLock, InputFiles, OutputError, describe_os_error, remove_stale_temps
 from faceflex.io.inputs import InputError, InputItem
 from faceflex.pipeline.manifest import Manifest
 from faceflex.pipeline.outputs import OutputNames, Outputs
@@ -100,7 +100,6 @@ class Task:
     item: InputItem
     stem: Path  # the output stem the batch fixed for it (:class:`OutputNames`)
     jpeg_quality: int
-    protected: tuple[Path, ...]  # the batch's inputs: never overwritten
     verbose: bool = False
 
 
@@ -114,12 +113,12 @@ class Outcome:
     trace: str | None = None  # the traceback of an unexpected error (printed with --verbose)
 
 
-def execute(job: Job, task: Task) -> Outcome:
-    """Run ``job`` on one input and close its outputs; on failure remove every file it wrote and
-    return the cause (interrupts propagate)."""
+def execute(job: Job, task: Task, inputs: InputFiles) -> Outcome:
+    """Run ``job`` on one input and close its outputs (none may replace one of the batch's
+    ``inputs``); on failure remove every file it wrote and return the cause (interrupts propagate)."""
     names = OutputNames(task.stem.parent)
     names.fix(task.item, task.stem)
-    outputs = Outputs(task.item, names, task.jpeg_quality, list(task.protected))
+    outputs = Outputs(task.item, names, task.jpeg_quality, inputs)
     try:
         record = job(task.item, outputs)
         outputs.finish()
@@ -184,7 +183,7 @@ class Runner:
         cannot be written (a usage problem)."""
         settings = self.settings
         result = RunResult(failures=list(missing))
-        protected = [item.path for item in items]
+        protected = InputFiles(item.path for item in items)
         manifest = Manifest(settings.manifest, settings.manifest_format, dict(self.header), protected)
         folders = {settings.out_dir} if self.writes_files else set()
         if manifest.path is not None:
@@ -207,7 +206,7 @@ class Runner:
                 lock.release()
         return result
 
-    def _loop(self, items, job: Job, manifest: Manifest, previous: dict, result: RunResult, protected: list[Path]) -> None:
+    def _loop(self, items, job: Job, manifest: Manifest, previous: dict, result: RunResult, protected: InputFiles) -> None:
         from faceflex.pipeline.executors import open_executor
 
         settings = self.settings
@@ -222,13 +221,10 @@ class Runner:
             done = previous.get(str(item.path))
             if done and done.get("status") == "ok" and all(Path(o["path"]).is_file() for o in done.get("outputs", [])):
                 done_before[item.path] = done
-        inputs = tuple(protected)  # one tuple that every task refers to
-        tasks = [
-            Task(item, names.stem(item), settings.jpeg_quality, inputs, settings.verbose) for item in items if item.path not in done_before
-        ]
+        tasks = [Task(item, names.stem(item), settings.jpeg_quality, settings.verbose) for item in items if item.path not in done_before]
         try:
             with (
-                open_executor(job, settings.backend, min(settings.workers, max(1, len(tasks)))) as executor,
+                open_executor(job, protected, settings.backend, min(settings.workers, max(1, len(tasks)))) as executor,
                 self.reporter.progress(items, str(self.header.get("command", ""))) as bar,
             ):
                 outcomes = executor.map(tasks)
