@@ -5,8 +5,8 @@ Every executor takes the batch's :class:`~faceflex.pipeline.runner.Task` list an
 :func:`~faceflex.pipeline.runner.execute` on it somewhere; so outputs and manifest are the same
 whichever runs the batch. The job (its step with the models loaded) and the batch's
 :class:`~faceflex.io.files.InputFiles` are pickled once per worker, which therefore loads the
-models once. Workers split the machine's cores: each sets torch to ``cores // workers`` threads
-(at least 1).
+models once. Workers split the machine's cores: each runs torch and the BLAS libraries on
+``cores // workers`` threads (at least 1).
 
 - ``local``, 1 worker: in this process.
 - ``local``, N workers: a ``spawn`` process pool (no fork of a process that already runs torch
@@ -79,15 +79,26 @@ class InProcess:
         return (execute(self.job, task, self.inputs) for task in tasks)
 
 
+def limit_threads(threads: int) -> None:
+    """Use at most ``threads`` threads in this process: torch's, and those of the BLAS/OpenMP
+    libraries numpy and others load (OpenBLAS threads spinning beside another worker's made
+    numpy's least squares 25 times slower), including libraries loaded later."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)
+
+
 def _start_worker(job: Job, inputs: InputFiles, threads: int) -> None:
     """Initialiser of a pool process: keep the job and split the cores. Ctrl-C is the batch's to
     handle (it stops the workers with SIGTERM). SIGTERM interrupts a job while it runs (its outputs
     are then removed); at any other moment it is ignored, so a finished input's outcome always
     reaches the batch, which removes the files of the ones it does not record."""
     global _worker_job, _worker_inputs
-    import torch
-
-    torch.set_num_threads(threads)
+    limit_threads(threads)
     _worker_job, _worker_inputs = job, inputs
 
     def interrupt(signum, frame) -> None:
@@ -198,9 +209,7 @@ class _RayWorker:
     """A Ray actor holding the job (models loaded once)."""
 
     def __init__(self, job: Job, inputs: InputFiles, threads: int) -> None:
-        import torch
-
-        torch.set_num_threads(threads)
+        limit_threads(threads)
         self.job, self.inputs = job, inputs
 
     def run(self, task: Task) -> Outcome:
