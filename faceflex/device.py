@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 
 class DeviceError(ValueError):
     """A device that cannot be used here (e.g. ``cuda`` on a machine without a CUDA GPU)."""
@@ -20,3 +23,14 @@ def resolve_device(name: str = "auto"):
     if name not in ("cpu", "cuda"):
         raise DeviceError(f"unknown device {name!r}; choose auto, cpu or cuda")
     return torch.device(name)
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX, read from /proc/cpuinfo on
+    Linux): there bf16 autocast about halves a convolution network's time; elsewhere it is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

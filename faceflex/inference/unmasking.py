@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceflex.device import resolve_device
+from faceflex.device import cpu_has_bf16, resolve_device
 from faceflex.face.align import template_landmarks
 from faceflex.face.masks import region_mask
 from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
@@ -69,14 +69,16 @@ class Unmasker:
         self.meta = meta or {}
         self.fingerprint = fingerprint
 
-    def _batches(self, faces: np.ndarray, batch_size: int):
-        """Per batch: (start, input (n, 3, 128, 128) in [0, 1], mask probabilities (n, 1, 128, 128), painted faces)."""
+    def _batches(self, faces: np.ndarray, batch_size: int, bf16: bool = False):
+        """Per batch: (start, input (n, 3, 128, 128) in [0, 1], mask probabilities (n, 1, 128, 128), painted
+        faces); ``bf16``: under bfloat16 autocast (CPU)."""
         faces = np.asarray(faces)
         if faces.ndim != 4 or faces.shape[1:] != (128, 128, 3) or faces.dtype != np.uint8:
             raise ValueError(f"the unmasker needs (N, 128, 128, 3) uint8 aligned faces, got {faces.shape} {faces.dtype}")
         for start in range(0, len(faces), batch_size):
             x = torch.from_numpy(np.array(faces[start : start + batch_size])).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-            logits, painted = self.model(x.contiguous(memory_format=torch.channels_last))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits, painted = self.model(x.contiguous(memory_format=torch.channels_last))
             yield start, x, torch.sigmoid(logits.float()), painted.float()
 
     @torch.inference_mode()
@@ -96,9 +98,12 @@ class Unmasker:
 
     @torch.inference_mode()
     def mask_probabilities(self, faces: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """The mask probabilities (N, 128, 128) float32 alone (as :meth:`__call__`'s, without compositing)."""
+        """The mask probabilities (N, 128, 128) float32 alone (as :meth:`__call__`'s, without compositing;
+        on a CPU with native bfloat16 computed in it: about twice as fast, and over the 2,000 held-out
+        faces the same masks found and no bare face flagged, docs/CLASSIFY.md)."""
         probabilities = np.zeros(np.shape(faces)[:3], np.float32)
-        for start, x, mask, _ in self._batches(faces, batch_size):
+        bf16 = self.device.type == "cpu" and cpu_has_bf16()
+        for start, x, mask, _ in self._batches(faces, batch_size, bf16):
             probabilities[start : start + len(x)] = mask[:, 0].cpu().numpy()
         return probabilities
 
