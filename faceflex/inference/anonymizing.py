@@ -71,6 +71,10 @@ class Anonymizer:
         self.model = model.eval().to(device)
         self.prior, self.device, self.meta, self.fingerprint = prior, device, meta or {}, fingerprint
 
+    def identity(self, seed: int, key: int) -> np.ndarray:
+        """The identity code (128,) of face ``key`` (its place in a photo, or its video track) under ``seed``."""
+        return self.prior.sample(np.random.default_rng([int(seed), int(key)]), 1)[0]
+
     @torch.inference_mode()
     def paint(self, faces: np.ndarray, landmarks: np.ndarray, codes: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """(new faces (N, 128, 128, 3) uint8, holes (N, 128, 128) float32 in {0, 1}): each face's
