@@ -30,6 +30,7 @@ _API = {
     "EditedImage": "faceflex.api",
     "mask_photo": "faceflex.api",
     "unmask_photo": "faceflex.api",
+    "anonymize_photo": "faceflex.api",
     "ProcessedPhoto": "faceflex.api",
     # the pipeline and its steps (what the CLI runs)
     "run_step": "faceflex.pipeline.flow",
@@ -42,6 +43,8 @@ _API = {
     "MaskSettings": "faceflex.steps.mask",
     "UnmaskStep": "faceflex.steps.unmask",
     "load_unmasker": "faceflex.inference.unmasking",
+    "AnonymizeStep": "faceflex.steps.anonymize",
+    "load_anonymizer": "faceflex.inference.anonymizing",
     # building blocks
     "load_image": "faceflex.io.images",
     "save_image": "faceflex.io.images",

@@ -98,7 +98,7 @@ def edit_photo(
 
 @dataclass(frozen=True)
 class ProcessedPhoto:
-    """A photo after a command that paints it once (``mask_photo``, ``unmask_photo``)."""
+    """A photo after a command that paints it once (``mask_photo``, ``unmask_photo``, ``anonymize_photo``)."""
 
     image: np.ndarray  # (H, W, 3) uint8, full resolution
     faces: list[dict]  # one record per face, as the command's manifest writes them
@@ -136,3 +136,27 @@ def unmask_photo(
 
     detect = detect or DETECTION
     return _painted(photo, UnmaskStep(weights=str(weights) if weights else None, device=device), detect, faces)
+
+
+def anonymize_photo(
+    photo,
+    method: str = "generate",
+    *,
+    seed: int = 0,
+    weights: str | Path | None = None,
+    device: str = "auto",
+    detect: DetectSettings | None = None,
+    faces: str = "all",
+) -> ProcessedPhoto:
+    """The photo with every face replaced by a new person with the same expression (``generate``),
+    or blurred / pixelated (as ``faceflex anonymize``). Each face record gets
+    ``identity_distance``: dlib's descriptor distance from the original (>= 0.6: not the same person)."""
+    from faceflex.steps.anonymize import AnonymizeStep
+
+    step = AnonymizeStep(method, seed, weights=str(weights) if weights else None, device=device)
+    result = run_step(_rgb(photo), step, detect, faces)
+    records = result.records
+    for variant, image in result.images():
+        distances = variant.measure(image)["identity_distance"]
+        return ProcessedPhoto(image, [{**record, "identity_distance": d} for record, d in zip(records, distances)])
+    return ProcessedPhoto(result.photo.copy(), records)

@@ -28,3 +28,4 @@ CLASSIFIER_ARCHITECTURES = ("mini_xception", "vgg")  # faceflex.models.classifie
 CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")  # cross-entropy class weights: 1, 1/sqrt(share), 1/share (mean 1)
 MASK_KINDS = ("surgical", "surgical_blue", "surgical_green", "N95", "KN95", "cloth", "gas")  # MaskTheFace's templates
 MASK_TYPES = (*MASK_KINDS, "random")  # `faceflex mask --type`: random draws one per face from the seed
+ANONYMIZE_METHODS = ("generate", "blur", "pixelate")  # `faceflex anonymize --method`: a new face, or the usual obscuring

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from faceflex.choices import (
+    ANONYMIZE_METHODS,
     BACKENDS,
     CLASS_WEIGHTINGS,
     CLASSIFIER_ARCHITECTURES,
@@ -224,6 +225,27 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "train_unmask.ear_loops": _number(float, 0.0, 1.0),
     "train_unmask.utkface": _path,
     "train_unmask.upper_frame": _number(float, 0.0, 1.0),
+    "anonymize.method": _choice(*ANONYMIZE_METHODS),
+    "anonymize.seed": _number(int, 0, 2**63 - 1),
+    "anonymize.save_parts": _boolean,
+    "anonymize.weights": _path,
+    "anonymizer_net.channels": _int_list,
+    "anonymizer_net.bottleneck_blocks": _number(int, 0, 64),
+    "train_anonymize.cache": _path,
+    "train_anonymize.out": _path,
+    "train_anonymize.init": _path,
+    "train_anonymize.epochs": _number(int, 1, 10000),
+    "train_anonymize.batch_size": _number(int, 1, 4096),
+    "train_anonymize.lr": _number(float, 1e-7, 1.0),
+    "train_anonymize.flip": _boolean,
+    "train_anonymize.max_hours": _number(float, 0.0, 1000.0),
+    **{f"train_anonymize.{key}": _number(float, 0.0, 1e6) for key in ("l1_weight", "ssim_weight", "laplacian_weight")},
+    "train_anonymize.l1_lowpass": _number(int, 1, 32),
+    "train_anonymize.adversarial_weight": _number(float, 0.0, 100.0),
+    "train_anonymize.adversarial_start": _number(int, 0, 10000),
+    "train_anonymize.critic_lr": _number(float, 1e-7, 1.0),
+    "train_anonymize.code_dropout": _number(float, 0.0, 1.0),
+    "train_anonymize.utkface": _path,
     "train_classifier.data": _path,
     "train_classifier.cache": _path,
     "train_classifier.out": _path,
@@ -257,7 +279,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     },
 }
 
-DEFAULT_FILES = ("default.yaml", "train_vae.yaml", "train_classifier.yaml", "train_unmask.yaml")
+DEFAULT_FILES = ("default.yaml", "train_vae.yaml", "train_classifier.yaml", "train_unmask.yaml", "train_anonymize.yaml")
 
 
 @functools.cache

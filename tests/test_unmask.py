@@ -10,11 +10,11 @@ from faceflex.face.align import template_landmarks
 from faceflex.face.mask_overlay import synthetic_mask
 from faceflex.inference.unmasking import load_unmasker, paint_region
 from faceflex.metrics import mask_iou
-from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
+from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.train.cache import CachedFaces
 from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer, framed, masked_batch, region_l1, training_pool
 
-TINY = UnmaskConfig(channels=(8, 8, 16, 16, 16), bottleneck_blocks=1)
+TINY = FaceUNetConfig(channels=(8, 8, 16, 16, 16), bottleneck_blocks=1)
 
 
 def face_cache(demo_aligned: np.ndarray, n: int = 24) -> CachedFaces:
@@ -52,7 +52,7 @@ def test_the_network_paints_only_inside_its_mask(demo_rgb, demo_faces):
     from faceflex.inference.unmasking import Unmasker
 
     torch.manual_seed(0)
-    unmasker = Unmasker(UnmaskNet(TINY), torch.device("cpu"))
+    unmasker = Unmasker(FaceUNet(TINY), torch.device("cpu"))
     face = aligned_demo(demo_rgb, demo_faces)
     out, probabilities = unmasker(face[None])
     region = paint_region(torch.from_numpy(probabilities)[:, None])[0, 0].numpy() > 0
@@ -158,7 +158,7 @@ def _unmasker_that_sees(mask_everywhere: bool):
     from faceflex.inference.unmasking import Unmasker
 
     torch.manual_seed(0)
-    model = UnmaskNet(TINY)
+    model = FaceUNet(TINY)
     with torch.no_grad():
         model.to_mask.weight.zero_()
         model.to_mask.bias.fill_(10.0 if mask_everywhere else -10.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from faceflex.choices import CLASSIFIER_TASKS, EDIT_MODES
+from faceflex.choices import ANONYMIZE_METHODS, CLASSIFIER_TASKS, EDIT_MODES
 from faceflex.cli.app import Session, UsageProblem, cli, torch_device, verbosity_options
 from faceflex.cli.training import faces_and_vae, task_data, vae_and_cache_options
 
@@ -85,6 +85,38 @@ def evaluate_unmask(session: Session, weights, cache, limit, photos, frame, out_
         sheet = Path(out_dir) / "unmask_real_photos.jpg" if out_dir else None
         report["real_photos"] = real_photos(unmasker, Path(photos), sheet)
     _report(report, out_path)
+
+
+@evaluate.command("anonymize")
+@click.option(
+    "--weights", type=click.Path(dir_okay=False, exists=True), help="Anonymizer weights (default: the shipped data/anonymizer.pt)."
+)
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (default from configs/train_anonymize.yaml).")
+@click.option("--limit", type=click.IntRange(min=2), default=500, show_default=True, help="Use the first N held-out faces (ids 28001-).")
+@click.option("--method", "methods", type=click.Choice(ANONYMIZE_METHODS), multiple=True, help="Methods to measure (default: all three).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated identities.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
+@verbosity_options
+@click.pass_obj
+def evaluate_anonymize(session: Session, weights, cache, limit, methods, seed, out_path) -> None:
+    """Re-identification, detection, landmark error, expression kept and time per face, per method,
+    on held-out CelebA-HQ faces (docs/ANONYMIZE.md)."""
+    from faceflex.evaluation.anonymizing import METHODS, held_out_figures, summary
+    from faceflex.inference.anonymizing import load_anonymizer
+    from faceflex.models.weights import WeightsError
+    from faceflex.train.cache import open_cache
+
+    config = session.config({"train_anonymize.cache": cache})
+    methods = methods or METHODS
+    try:
+        anonymizer = load_anonymizer(weights, torch_device(config).type) if "generate" in methods else None
+        faces = open_cache(config["train_anonymize"]["cache"])
+    except (FileNotFoundError, WeightsError) as error:
+        raise UsageProblem(str(error)) from None
+    rows = faces.split("test")[:limit]
+    with session.progress(len(rows) * len(methods), "anonymizing held-out faces") as bar:
+        report = summary(held_out_figures(anonymizer, faces, rows, methods, seed, progress=bar.update))
+    _report({"weights": str(weights or "shipped"), "seed": seed, **report}, out_path)
 
 
 @evaluate.command("classifier")

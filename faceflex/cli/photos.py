@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from faceflex.choices import EDIT_MODES, EDIT_REGIONS, MASK_TYPES
+from faceflex.choices import ANONYMIZE_METHODS, EDIT_MODES, EDIT_REGIONS, MASK_TYPES
 from faceflex.cli.app import PhotoArgs, Session, UsageProblem, cli, photo_options, run_photos, torch_device
 
 
@@ -109,6 +109,55 @@ def unmask(session: Session, save_mask, weights, **kwargs) -> None:
     except (FileNotFoundError, WeightsError) as error:
         raise UsageProblem(str(error)) from None
     run_photos(session, args, config, step, default_inputs=[str(demo_image_path())])
+
+
+@cli.command()
+@photo_options
+@click.option(
+    "--method", type=click.Choice(ANONYMIZE_METHODS), help="generate (default): a new face with the same expression; blur | pixelate."
+)
+@click.option("--seed", "identity_seed", type=int, help="Seed of the new identities (default: the global --seed, else 0).")
+@click.option(
+    "--save-parts",
+    is_flag=True,
+    default=None,
+    help="Also save per face the original crop, its landmarks and the new face (<name>.parts.png).",
+)
+@click.option("--weights", type=click.Path(dir_okay=False), help="Anonymizer weights (default: the shipped data/anonymizer.pt).")
+@click.option(
+    "--every", type=click.IntRange(min=1), default=1, show_default=True, help="Videos: anonymize every Nth frame (the video keeps those)."
+)
+@click.pass_obj
+def anonymize(session: Session, method, identity_seed, save_parts, weights, every, **kwargs) -> None:
+    """Replace every face with a new person who has the same expression and pose, or blur / pixelate it.
+
+    PATHS are images, videos, folders or globs; with none, the demo face. generate paints a new face
+    from the face's landmarks and surroundings and a random identity (it never sees the face itself):
+    the same seed gives the same new faces, and in a video a face keeps its new identity from frame
+    to frame. Writes <name>.anonymized.<ext> (videos: .mp4) and OUT_DIR/anonymize.json (per face:
+    the method, the seed, and dlib's identity distance between the original and the new face).
+    """
+    from faceflex.io.inputs import demo_image_path
+    from faceflex.models.weights import WeightsError
+    from faceflex.steps.anonymize import AnonymizeStep
+
+    args = PhotoArgs.take(kwargs)
+    seed = identity_seed if identity_seed is not None else session.seed
+    config = session.config(
+        {
+            **args.overrides(),
+            "anonymize.method": method,
+            "anonymize.seed": seed,
+            "anonymize.save_parts": save_parts,
+            "anonymize.weights": weights,
+        }
+    )
+    section = config["anonymize"]
+    try:
+        step = AnonymizeStep(section["method"], section["seed"], section["save_parts"], section["weights"], torch_device(config).type)
+    except (FileNotFoundError, WeightsError) as error:
+        raise UsageProblem(str(error)) from None
+    run_photos(session, args, config, step, default_inputs=[str(demo_image_path())], videos=True, every=every)
 
 
 @cli.command()

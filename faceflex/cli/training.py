@@ -19,7 +19,7 @@ from faceflex.cli.app import Session, UsageProblem, cli, torch_device, verbosity
 def train(ctx: click.Context) -> None:
     """Train faceflex's models from labelled faces (see configs/train_*.yaml).
 
-    vae, unmask and classifier also run data-parallel under torchrun
+    vae, unmask, anonymize and classifier also run data-parallel under torchrun
     (torchrun --nproc_per_node=N $(which faceflex) train ...); the other commands are not gradient
     training and run on rank 0 only.
     """
@@ -29,7 +29,7 @@ def train(ctx: click.Context) -> None:
         ctx.exit(0)
 
 
-TRAINER_COMMANDS = ("vae", "unmask", "classifier")  # the commands on the shared Trainer (DDP under torchrun)
+TRAINER_COMMANDS = ("vae", "unmask", "anonymize", "classifier")  # the commands on the shared Trainer (DDP under torchrun)
 
 
 def training_device(config: dict):
@@ -173,7 +173,7 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours, init, dec
 @click.pass_obj
 def train_unmask(session: Session, epochs, resume, out, cache, max_hours, init) -> None:
     """Train the unmasking network on the CelebA-HQ training split with synthetic masks drawn on the fly."""
-    from faceflex.models.unmask_net import UnmaskConfig
+    from faceflex.models.face_unet import FaceUNetConfig
     from faceflex.train.cache import build_cache, open_cache
     from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer
 
@@ -193,7 +193,7 @@ def train_unmask(session: Session, epochs, resume, out, cache, max_hours, init) 
         build_cache(Path(config["train_vae"]["source"]), cache_dir)
     fields = [f for f in UnmaskSettings.__dataclass_fields__ if f != "seed"]
     settings = UnmaskSettings(**{key: section[key] for key in fields}, seed=config["seed"])
-    network = UnmaskConfig(tuple(config["unmask_net"]["channels"]), config["unmask_net"]["bottleneck_blocks"])
+    network = FaceUNetConfig(tuple(config["unmask_net"]["channels"]), config["unmask_net"]["bottleneck_blocks"])
     trainer = UnmaskTrainer(
         open_cache(cache_dir),
         network,
@@ -203,6 +203,48 @@ def train_unmask(session: Session, epochs, resume, out, cache, max_hours, init) 
         init=section["init"],
         utk_cache=cache_dir.parent,
     )
+    _train(session, trainer, resume, section["max_hours"])
+
+
+@train.command("anonymize")
+@training_options
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, grids and weights.")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (built first if missing).")
+@click.option("--init", type=click.Path(dir_okay=False, exists=True), help="Warm start from an unmasking or anonymizer weight file.")
+@click.pass_obj
+def train_anonymize(session: Session, epochs, resume, out, cache, max_hours, init) -> None:
+    """Train the anonymizer: paint each CelebA-HQ training face back from its surroundings, its
+    landmarks drawn as lines and its dlib descriptor (the identity a random code replaces at use)."""
+    from faceflex.models.face_unet import FaceUNetConfig
+    from faceflex.train.anonymizer_trainer import CODE_SIZE, IN_CHANNELS, AnonymizerSettings, AnonymizerTrainer
+    from faceflex.train.cache import build_cache, open_cache
+
+    config = session.config(
+        {
+            "train_anonymize.epochs": epochs,
+            "train_anonymize.out": out,
+            "train_anonymize.cache": cache,
+            "train_anonymize.max_hours": max_hours,
+            "train_anonymize.init": init,
+        }
+    )
+    section = config["train_anonymize"]
+    cache_dir = Path(section["cache"])
+    if not (cache_dir / "meta.json").is_file():
+        session.say(f"no face cache in {cache_dir}: building it from {config['train_vae']['source']}")
+        build_cache(Path(config["train_vae"]["source"]), cache_dir)
+    fields = [f for f in AnonymizerSettings.__dataclass_fields__ if f != "seed"]
+    settings = AnonymizerSettings(**{key: section[key] for key in fields}, seed=config["seed"])
+    net = config["anonymizer_net"]
+    network = FaceUNetConfig(
+        tuple(net["channels"]), net["bottleneck_blocks"], in_channels=IN_CHANNELS, mask_head=False, code_size=CODE_SIZE
+    )
+    session.say("reading the training faces' dlib descriptors (computed once, about 60 ms a face, and cached beside the face cache)")
+    trainer = AnonymizerTrainer(
+        open_cache(cache_dir), cache_dir, network, settings, Path(section["out"]), training_device(config), init=section["init"]
+    )
+    if trainer.init_note:
+        session.say(trainer.init_note)
     _train(session, trainer, resume, section["max_hours"])
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from faceflex.device import cpu_has_bf16, resolve_device
 from faceflex.face.align import template_landmarks
 from faceflex.face.masks import region_mask
-from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
+from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.models.weights import fingerprint, load_network
 from faceflex.shipped import require_shipped
 
@@ -63,7 +63,7 @@ def mask_presence(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class Unmasker:
     """A loaded unmasking network. Faces are (N, 128, 128, 3) uint8 RGB aligned faces."""
 
-    def __init__(self, model: UnmaskNet, device: torch.device, meta: dict | None = None, fingerprint: str | None = None) -> None:
+    def __init__(self, model: FaceUNet, device: torch.device, meta: dict | None = None, fingerprint: str | None = None) -> None:
         self.model = model.eval().to(device)
         self.device = device
         self.meta = meta or {}
@@ -110,7 +110,7 @@ class Unmasker:
 
 def unmasker_from_file(path: str | Path, device: str = "auto") -> Unmasker:
     """Load unmasking weights (fp16 on disk, float32 in memory)."""
-    model, record = load_network(path, lambda config: UnmaskNet(UnmaskConfig.from_dict(config)), "unmasking weights")
+    model, record = load_network(path, lambda config: FaceUNet(FaceUNetConfig.from_dict(config)), "unmasking weights")
     return Unmasker(model, resolve_device(device), record.get("meta"), fingerprint(path))
 
 

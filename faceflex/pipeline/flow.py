@@ -22,6 +22,7 @@ import numpy as np
 from faceflex.face.align import AlignedFace, align_face, invert_affine, transform_points
 from faceflex.face.blend import paste_back, paste_delta, paste_over, paste_warp
 from faceflex.face.detect import DetectSettings, Face, detect_faces
+from faceflex.face.tracking import FaceTracker
 
 FACES_CHOICES = ("all", "largest")
 LAYER_MODES = ("replace", "add", "warp", "over")
@@ -34,6 +35,12 @@ class FaceCrop:
     index: int  # position in the photo's faces (largest first)
     face: Face  # box, score and 68 landmarks in photo pixels
     aligned: AlignedFace | None  # at the step's ``aligned_size``; None when the step needs none
+    track: int | None = None  # video frames: the face's track (the same face keeps it from frame to frame)
+
+    @property
+    def key(self) -> int:
+        """What names this face across a video (its track) or in a photo (its index)."""
+        return self.index if self.track is None else self.track
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,7 @@ class PhotoResult:
     photo: np.ndarray
     crops: list[FaceCrop]
     output: StepOutput
+    tracked: bool = False  # a video frame: the records carry each face's track
 
     @property
     def faces(self) -> list[Face]:
@@ -118,7 +126,13 @@ class PhotoResult:
     def records(self) -> list[dict]:
         """Per-face records: index, box and score, then the step's fields."""
         return [
-            {"index": crop.index, "box": [round(float(v), 2) for v in crop.face.box], "score": round(float(crop.face.score), 4), **record}
+            {
+                "index": crop.index,
+                **({"track": crop.track} if self.tracked else {}),
+                "box": [round(float(v), 2) for v in crop.face.box],
+                "score": round(float(crop.face.score), 4),
+                **record,
+            }
             for crop, record in zip(self.crops, self.output.records)
         ]
 
@@ -157,10 +171,17 @@ def select_faces(faces: list[Face], which: str) -> list[Face]:
     return faces[:1] if which == "largest" else faces
 
 
-def run_step(photo: np.ndarray, step: Step, detect: DetectSettings | None = None, faces: str = "all") -> PhotoResult:
-    """Detect the faces of an RGB photo, align them at the step's size, and run the step on all of them at once."""
+def run_step(
+    photo: np.ndarray, step: Step, detect: DetectSettings | None = None, faces: str = "all", tracker: FaceTracker | None = None
+) -> PhotoResult:
+    """Detect the faces of an RGB photo, align them at the step's size, and run the step on all of
+    them at once; ``tracker`` (video frames): give each face its track."""
     found = select_faces(detect_faces(photo, detect), faces)
     size = step.aligned_size
     points = getattr(step, "alignment_points", None)
-    crops = [FaceCrop(i, face, align_face(photo, face.landmarks, size, points) if size else None) for i, face in enumerate(found)]
-    return PhotoResult(photo, crops, step(photo, crops))
+    tracks = tracker.assign([face.box for face in found]) if tracker is not None else [None] * len(found)
+    crops = [
+        FaceCrop(i, face, align_face(photo, face.landmarks, size, points) if size else None, track)
+        for i, (face, track) in enumerate(zip(found, tracks))
+    ]
+    return PhotoResult(photo, crops, step(photo, crops), tracked=tracker is not None)

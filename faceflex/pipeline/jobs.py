@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from faceflex.face.detect import DetectSettings
+from faceflex.face.tracking import FaceTracker
 from faceflex.io.images import DEFAULT_MAX_PIXELS, load_image
 from faceflex.io.inputs import InputItem
 from faceflex.pipeline.flow import PhotoResult, Step, run_step
@@ -84,12 +85,13 @@ class PhotoJob:
         frames = outputs.stream("frames", "jsonl", TextStream)
         writers: dict[str, VideoWriter] = {}
         sampled = face_count = 0
+        tracker = FaceTracker()
         for frame in iter_frames(item.path, self.every):
-            result = run_step(frame.rgb, self.step, self.detect, self.faces)
+            result = run_step(frame.rgb, self.step, self.detect, self.faces, tracker)
             sampled += 1
             face_count += len(result.crops)
             frames.write(json.dumps({"frame": frame.index, "time": round(frame.time, 3), "faces": result.records}) + "\n")
-            pictures = dict(result.output.pictures)
+            pictures = dict(result.output.pictures) if getattr(self.step, "pictures_in_videos", True) else {}
             if self.plot_landmarks:
                 pictures["landmarks"] = draw_landmarks(frame.rgb, result.faces)
             pictures.update((variant.product, rgb) for variant, rgb in result.images())

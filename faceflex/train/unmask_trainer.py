@@ -35,7 +35,7 @@ from faceflex.face.mask_overlay import load_mask_templates, synthetic_mask
 from faceflex.inference.unmasking import composite, paint_region
 from faceflex.io.images import save_image
 from faceflex.metrics import laplacian_pyramid_l1, ssim
-from faceflex.models.unmask_net import UnmaskConfig, UnmaskNet
+from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.train.adversarial import AdversarialTerm
 from faceflex.train.cache import CachedFaces
 from faceflex.train.trainer import Trainer
@@ -161,7 +161,7 @@ class UnmaskTrainer(Trainer):
     def __init__(
         self,
         cache: CachedFaces,
-        config: UnmaskConfig,
+        config: FaceUNetConfig,
         settings: UnmaskSettings,
         out: Path,
         device: torch.device,
@@ -171,7 +171,7 @@ class UnmaskTrainer(Trainer):
         torch.manual_seed(settings.seed)
         self.cache = cache
         self.pool, train_rows = training_pool(cache, settings.utkface, utk_cache)
-        model = UnmaskNet(config)
+        model = FaceUNet(config)
         if init:
             from faceflex.models.weights import load_weights
 

@@ -1,0 +1,69 @@
+"""What the anonymizer is shown of a face: its landmarks drawn as lines, and the hole where the face was.
+
+Coordinates are pixel coordinates of the aligned frame (pixel centres at integer + 0.5 after
+Pillow's convention: a point (x, y) lies in pixel (floor(x), floor(y))); images are (H, W) or
+(C, H, W) float32 in [0, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from faceflex.face.masks import polygon_mask, region_polygons
+
+# The parts drawn, one channel each: (landmark indices, closed outline?)
+SKETCH_PARTS: tuple[tuple[tuple[int, ...], bool], ...] = (
+    (tuple(range(0, 17)), False),  # jaw
+    (tuple(range(17, 22)), False),  # brows (two strokes in one channel)
+    (tuple(range(27, 31)) + (33,), False),  # nose bridge and tip
+    (tuple(range(36, 42)), True),  # eyes (two outlines in one channel)
+    (tuple(range(48, 60)), True),  # outer lips
+    (tuple(range(60, 68)), True),  # inner lips (the mouth's opening)
+)
+_SECOND_STROKE = {1: (tuple(range(22, 27)), False), 3: (tuple(range(42, 48)), True)}  # right brow, right eye
+SKETCH_CHANNELS = len(SKETCH_PARTS)
+_SUPERSAMPLE = 2
+
+
+def landmark_sketch(landmarks: np.ndarray, size: int = 128) -> np.ndarray:
+    """(SKETCH_CHANNELS, size, size) float32 in [0, 1]: each part's polyline about 1 px wide,
+    anti-aliased (drawn at 2x and averaged down), plus the nose's lower edge in the nose channel."""
+    points = np.asarray(landmarks, dtype=np.float64) * _SUPERSAMPLE
+    big = size * _SUPERSAMPLE
+    channels = []
+    for index, part in enumerate(SKETCH_PARTS):
+        canvas = Image.new("L", (big, big), 0)
+        draw = ImageDraw.Draw(canvas)
+        strokes = [part] + ([_SECOND_STROKE[index]] if index in _SECOND_STROKE else [])
+        if index == 2:
+            strokes.append((tuple(range(31, 36)), False))  # the nostrils' line
+        for indices, closed in strokes:
+            line = [(float(x), float(y)) for x, y in points[list(indices)]]
+            draw.line(line + line[:1] if closed else line, fill=255, width=_SUPERSAMPLE)
+        small = np.asarray(canvas, np.float32).reshape(size, _SUPERSAMPLE, size, _SUPERSAMPLE).mean(axis=(1, 3))
+        channels.append(small / 255.0)
+    return np.stack(channels)
+
+
+def face_hole(landmarks: np.ndarray, size: int = 128, grow: int = 2) -> np.ndarray:
+    """(size, size) float32, 1 where the face is taken away before the anonymizer paints a new
+    one: faceflex's face region (jaw, brows and forehead; :func:`faceflex.face.masks.region_polygons`)
+    grown by ``grow`` px, hard-edged."""
+    hole = polygon_mask(region_polygons(landmarks, "face"), (size, size))
+    if grow:
+        padded = np.pad(hole, grow)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * grow + 1, 2 * grow + 1))
+        hole = windows.max(axis=(2, 3))
+    return hole.astype(np.float32)
+
+
+def anonymizer_input(face: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The anonymizer's input for an aligned face (H, W, 3) uint8: (3 + 1 + SKETCH_CHANNELS, H, W)
+    float32 in [0, 1] = the face with the hole filled with mid-grey, the hole, the sketch. The face's
+    own pixels inside the hole never reach the network."""
+    size = face.shape[0]
+    hole = face_hole(landmarks, size)
+    rgb = np.asarray(face, np.float32).transpose(2, 0, 1) / 255.0
+    rgb = rgb * (1 - hole) + 0.5 * hole
+    return np.concatenate([rgb, hole[None], landmark_sketch(landmarks, size)]).astype(np.float32)

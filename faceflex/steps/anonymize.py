@@ -1,0 +1,100 @@
+"""``faceflex anonymize``: every face replaced by someone else with the same expression, or obscured.
+
+``generate`` (default): the anonymizer (:mod:`faceflex.inference.anonymizing`) paints a new face
+into the aligned face's hole from its surroundings, its landmarks drawn as lines and a random
+identity; it never sees the face's own pixels. A face's identity comes from ``seed`` and the face's
+key (its place in the photo, or its track in a video), so a run is reproducible and a face keeps
+one new identity through a video. ``blur`` and ``pixelate`` obscure the face region in the photo's
+own pixels (:mod:`faceflex.face.obscure`). Every face's record says how far the result is from the
+person: dlib's descriptor distance between the original and the anonymised face (>= 0.6: not the
+same person by dlib's rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from faceflex.choices import ANONYMIZE_METHODS
+from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
+from faceflex.face.obscure import obscure_patch
+from faceflex.face.sketch import landmark_sketch
+from faceflex.inference.anonymizing import Anonymizer, load_anonymizer
+from faceflex.inference.unmasking import paint_region
+from faceflex.pipeline.flow import FaceCrop, Layer, StepOutput, Variant
+
+
+def parts_picture(originals: np.ndarray, landmarks: np.ndarray, generated: np.ndarray) -> np.ndarray:
+    """Per face a row of three aligned 128-px tiles (the original crop, its landmarks drawn, the
+    generated face): what ExpMask saves. (N x 128, 384, 3) uint8."""
+    rows = []
+    for original, points, new in zip(originals, landmarks, generated):
+        drawing = (np.repeat(landmark_sketch(points).max(axis=0)[..., None], 3, axis=2) * 255 + 0.5).astype(np.uint8)
+        rows.append(np.concatenate([original, drawing, new], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+@dataclass
+class AnonymizeStep:
+    """One output per photo (product ``anonymized``); per face: the method, the seed and the identity
+    distance between the original and the anonymised face."""
+
+    method: str = "generate"
+    seed: int = 0
+    save_parts: bool = False
+    weights: str | None = None
+    device: str = "auto"
+    anonymizer: Anonymizer | None = field(default=None, repr=False)
+
+    command = "anonymize"
+    writes_variants = True
+    picture_format = "png"
+    pictures_in_videos = False  # the parts sheet is saved for photos only
+
+    def __post_init__(self) -> None:
+        if self.method not in ANONYMIZE_METHODS:
+            raise ValueError(f"method must be one of {', '.join(ANONYMIZE_METHODS)}, not {self.method!r}")
+        if self.method == "generate" and self.anonymizer is None:
+            self.anonymizer = load_anonymizer(self.weights, self.device)
+        self.aligned_size = 128 if self.method == "generate" else None
+
+    def settings(self) -> dict:
+        settings = {"method": self.method, "seed": self.seed, "save_parts": self.save_parts}
+        if self.method == "generate":
+            settings["weights_fingerprint"] = self.anonymizer.fingerprint
+        return settings
+
+    def __call__(self, photo: np.ndarray, crops: list[FaceCrop]) -> StepOutput:
+        if not crops:
+            return StepOutput([])
+        rgb = np.ascontiguousarray(photo[..., :3])
+        generating = self.method == "generate"
+        records = [{"method": self.method, **({"seed": self.seed, "identity_key": crop.key} if generating else {})} for crop in crops]
+        pictures = {}
+        if generating:
+            originals = np.stack([crop.aligned.image for crop in crops])
+            landmarks = np.stack([crop.aligned.landmarks for crop in crops])
+            codes = np.stack([self.anonymizer.identity(self.seed, crop.key) for crop in crops])
+            painted, holes = self.anonymizer.paint(originals, landmarks, codes)
+            regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
+            layers = [Layer(crop.index, face, region) for crop, face, region in zip(crops, painted, regions)]
+            if self.save_parts:
+                pictures["parts"] = parts_picture(originals, landmarks, painted)
+        else:
+            layers = []
+            for crop in crops:
+                patch, origin = obscure_patch(rgb, crop.face.landmarks, self.method)
+                layers.append(Layer(crop.index, patch, None, "over", origin))
+        before = [face_descriptor(rgb, crop.face.landmarks) for crop in crops]
+
+        def measure(result: np.ndarray) -> dict:
+            distances = [round(descriptor_distance(b, face_descriptor(result, crop.face.landmarks)), 4) for b, crop in zip(before, crops)]
+            info: dict = {"identity_distance": distances}
+            close = [crop.index for crop, d in zip(crops, distances) if d < SAME_PERSON]
+            if close:
+                info["warning"] = f"face(s) {close} still within dlib's same-person distance ({SAME_PERSON}) of the original"
+            return info
+
+        return StepOutput(records, [Variant("anonymized", lambda: layers, {"faces": len(layers)}, measure=measure)], pictures)

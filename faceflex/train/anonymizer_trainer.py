@@ -1,0 +1,201 @@
+"""Training the anonymizer (on the shared :class:`~faceflex.train.trainer.Trainer`).
+
+Data: the CelebA-HQ training split of the aligned face cache [+ with ``utkface`` set, UTKFace's
+training part: ages 1-110 and five race groups], each face with its 68 landmarks and dlib's face
+descriptor (computed once per face and cached beside the face cache). The network gets
+:func:`~faceflex.face.sketch.anonymizer_input` (the face's surroundings with the face region taken
+out, the hole, the landmarks drawn) and the face's own descriptor as its identity code
+(standardised; replaced by the mean code for a ``code_dropout`` share, so the mean code paints a
+plausible average face), and must paint the face back. At use the code is a random draw, so the
+face painted is someone else with the same landmarks: the same expression and pose.
+
+Loss per batch = l1_weight x L1 inside the hole (with ``l1_lowpass`` k > 1, of k x k block means)
++ ssim_weight x (1 - SSIM) + laplacian_weight x Laplacian-pyramid L1 of the composite (the input
+with the painted face blended in through the hole) [+ the patch critic's adaptively weighted hinge
++ feature-matching term on the composite from ``adversarial_start`` on, as for the VAE and the
+unmasking network]. A warm start (``--init``) can take an unmasking network's weights: the layers
+that match are copied (the first convolution's RGB part included) and the new ones start so that
+the network begins as that one was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faceflex.face.sketch import SKETCH_CHANNELS, anonymizer_input
+from faceflex.inference.anonymizing import Anonymizer, IdentityPrior
+from faceflex.inference.unmasking import composite
+from faceflex.io.images import save_image
+from faceflex.metrics import laplacian_pyramid_l1, ssim
+from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
+from faceflex.train.adversarial import AdversarialTerm
+from faceflex.train.cache import CachedFaces
+from faceflex.train.trainer import Trainer
+from faceflex.train.unmask_trainer import FacePool, region_l1
+
+IN_CHANNELS = 3 + 1 + SKETCH_CHANNELS  # RGB with the hole, the hole, the landmark drawing
+CODE_SIZE = 128  # dlib's descriptor
+
+
+@dataclass(frozen=True)
+class AnonymizerSettings:
+    """The ``train_anonymize`` section of the config."""
+
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 5e-4
+    flip: bool = True
+    max_hours: float = 0.0
+    l1_weight: float = 1.0
+    l1_lowpass: int = 1
+    ssim_weight: float = 0.5
+    laplacian_weight: float = 0.02
+    adversarial_weight: float = 0.5
+    adversarial_start: int = 1
+    critic_lr: float = 2e-4
+    code_dropout: float = 0.1
+    utkface: str | None = None
+    seed: int = 0
+
+
+def training_faces(cache: CachedFaces, cache_dir: Path, utkface: str | None) -> tuple[FacePool, np.ndarray, np.ndarray]:
+    """(pool of faces and landmarks, their descriptors (N, 128), the training rows): the cache's faces
+    (held-out rows keep their numbers) [+ UTKFace's training part, the faces dlib found]."""
+    from faceflex.train.face_sets import TRAIN, face_descriptors, utk_faces, utk_split
+
+    descriptors = face_descriptors(cache.faces, cache.landmarks, cache_dir.parent / "celeba_hq_descriptors.npz")
+    rows = cache.split("train")
+    if not utkface:
+        return FacePool(cache.faces, cache.landmarks), descriptors, rows
+    faces, landmarks, _ = utk_faces(utkface, cache_dir.parent)
+    utk_descriptors = face_descriptors(faces, landmarks, cache_dir.parent / "utkface_descriptors.npz")
+    usable = np.flatnonzero((utk_split(len(faces)) == TRAIN) & np.isfinite(landmarks).all(axis=(1, 2)))
+    pool = FacePool(np.concatenate([np.asarray(cache.faces), faces[usable]]), np.concatenate([cache.landmarks, landmarks[usable]]))
+    return pool, np.concatenate([descriptors, utk_descriptors[usable]]), np.concatenate([rows, len(cache.faces) + np.arange(len(usable))])
+
+
+def warm_start(model: FaceUNet, state: dict) -> int:
+    """Copy the tensors of ``state`` (another FaceUNet's) that fit ``model``; a first convolution with
+    fewer input channels fills the first ones and leaves the others at zero. Returns how many were copied."""
+    own, copied = model.state_dict(), 0
+    for key, value in state.items():
+        value = value.float() if value.is_floating_point() else value
+        if key not in own:
+            continue
+        target = own[key]
+        if target.shape == value.shape:
+            target.copy_(value)
+        elif key == "down.0.0.0.weight" and target.shape[0] == value.shape[0] and target.shape[1] > value.shape[1]:
+            target.zero_()
+            target[:, : value.shape[1]] = value
+        else:
+            continue
+        copied += 1
+    return copied
+
+
+def anonymizer_batch(pool: FacePool, rows: np.ndarray, flips: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs (N, IN_CHANNELS, 128, 128), true faces (N, 3, 128, 128)) in [0, 1] for pool rows,
+    the chosen ones mirrored (face and landmarks)."""
+    inputs, truth = [], []
+    for i, row in enumerate(rows):
+        face, landmarks = np.asarray(pool.faces[row]), np.asarray(pool.landmarks[row], np.float64)
+        if flips is not None and flips[i]:
+            face, landmarks = face[:, ::-1], np.column_stack([face.shape[1] - landmarks[:, 0], landmarks[:, 1]])
+        inputs.append(anonymizer_input(np.ascontiguousarray(face), landmarks))
+        truth.append(face.transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(inputs)), torch.from_numpy(np.stack(truth).astype(np.float32) / 255.0)
+
+
+class AnonymizerTrainer(Trainer):
+    """Trains the anonymizer to paint each training face back from its surroundings, landmarks and descriptor."""
+
+    name = "anonymizer"
+
+    def __init__(
+        self,
+        cache: CachedFaces,
+        cache_dir: Path,
+        config: FaceUNetConfig,
+        settings: AnonymizerSettings,
+        out: Path,
+        device,
+        init: str | None = None,
+    ):
+        torch.manual_seed(settings.seed)
+        self.cache = cache
+        self.pool, descriptors, train_rows = training_faces(cache, Path(cache_dir), settings.utkface)
+        train_rows = train_rows[np.isfinite(self.pool.landmarks[train_rows]).all(axis=(1, 2))]
+        self.prior = IdentityPrior.fit(descriptors[train_rows])
+        self.codes = self.prior.code(descriptors)
+        model = FaceUNet(config)
+        self.init_note = None
+        if init:
+            from faceflex.models.weights import load_weights
+
+            copied = warm_start(model, load_weights(init)["state_dict"])
+            self.init_note = f"warm start from {init}: {copied} of {len(model.state_dict())} tensors copied"
+        model = model.to(device).to(memory_format=torch.channels_last)
+        self.test_rows = cache.split("test")
+        self.setup(model, torch.optim.Adam(model.parameters(), lr=settings.lr), train_rows, settings, out, device, warmup_steps=200)
+        self.adversarial = AdversarialTerm(settings.adversarial_weight, settings.critic_lr, device) if settings.adversarial_weight else None
+
+    def export_meta(self) -> dict:
+        return {"identity_prior": self.prior.to_dict()}
+
+    def step_loss(self, rows: np.ndarray, generator: torch.Generator):
+        s = self.settings
+        flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if s.flip else None
+        inputs, truth = anonymizer_batch(self.pool, rows, flips)
+        codes = torch.from_numpy(self.codes[rows])
+        if s.code_dropout:
+            codes = codes * (torch.rand(len(rows), 1, generator=generator) >= s.code_dropout)
+        inputs, truth = (t.to(self.device).contiguous(memory_format=torch.channels_last) for t in (inputs, truth))
+        _, painted = self.net(inputs, codes.to(self.device))
+        painted = painted.float()
+        hole = inputs[:, 3:4]
+        l1 = region_l1(painted, truth, hole, s.l1_lowpass)
+        loss, logged = s.l1_weight * l1, {"l1": l1}
+        with torch.autocast(self.device.type, enabled=False):
+            result = composite(inputs[:, :3], painted, hole)
+            if s.ssim_weight:
+                structure = (1 - ssim(result, truth)).mean()
+                loss, logged["1-ssim"] = loss + s.ssim_weight * structure, structure
+            if s.laplacian_weight:
+                detail = laplacian_pyramid_l1(result, truth).mean()
+                loss, logged["lap"] = loss + s.laplacian_weight * detail, detail
+        if self.adversarial and self.epoch >= s.adversarial_start:
+            loss = loss + self.adversarial(result, truth, loss, self.model.to_face.weight, logged)
+        return loss, logged
+
+    def anonymizer(self) -> Anonymizer:
+        return Anonymizer(self.model, self.prior, self.device)
+
+    def evaluate(self) -> dict:
+        from faceflex.evaluation.anonymizing import held_out_figures, summary
+
+        figures = summary(held_out_figures(self.anonymizer(), self.cache, self.test_rows[:128], methods=("generate",)))
+        return {f"held_out_{k}": v for k, v in figures["generate"].items()}
+
+    def after_epoch(self) -> None:
+        self.save_grid(self.out / f"epoch_{self.epoch:03d}.png")
+
+    @torch.no_grad()
+    def save_grid(self, path: Path) -> Path:
+        """PNG rows: 8 held-out faces with the hole, painted with their own descriptor, with two random
+        identities (seeds 1 and 2), and the true faces."""
+        self.model.eval()
+        rows = self.test_rows[:8]
+        faces, landmarks = np.asarray(self.cache.faces[rows]), self.cache.landmarks[rows]
+        anonymizer = self.anonymizer()
+        own, holes = anonymizer.paint(faces, landmarks, self.codes[rows])
+        strips = [np.where(holes[..., None] > 0, 128, faces).astype(np.uint8), own]
+        for seed in (1, 2):
+            strips.append(anonymizer.paint(faces, landmarks, self.prior.sample(np.random.default_rng(seed), len(rows)))[0])
+        strips.append(faces)
+        grid = np.concatenate([np.concatenate(list(strip), axis=1) for strip in strips], axis=0)
+        return save_image(grid, path)

@@ -1,0 +1,214 @@
+"""Anonymizing: the generator never sees the face, seeds fix identities, videos keep one identity
+per face, blur and pixelate change the face alone, and the batch behaves as every command's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from faceflex.cli import cli
+from faceflex.face.align import align_face, template_landmarks
+from faceflex.face.blend import paste_over
+from faceflex.face.masks import region_mask
+from faceflex.face.obscure import obscure_patch
+from faceflex.face.sketch import SKETCH_CHANNELS, anonymizer_input, face_hole, landmark_sketch
+from faceflex.face.tracking import FaceTracker, box_iou
+from faceflex.inference.anonymizing import Anonymizer, IdentityPrior, load_anonymizer
+from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
+from faceflex.train.anonymizer_trainer import CODE_SIZE, IN_CHANNELS, AnonymizerSettings, AnonymizerTrainer, warm_start
+from faceflex.train.cache import CachedFaces
+
+TINY = FaceUNetConfig(channels=(8, 8, 16, 16, 16), bottleneck_blocks=1, in_channels=IN_CHANNELS, mask_head=False, code_size=CODE_SIZE)
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_the_generator_input_holds_nothing_of_the_face_inside_the_hole(demo_rgb, demo_faces):
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    x = anonymizer_input(aligned.image, aligned.landmarks)
+    assert x.shape == (IN_CHANNELS, 128, 128) and x.dtype == np.float32
+    hole = face_hole(aligned.landmarks) > 0
+    other = aligned.image.copy()
+    other[hole] = 255 - other[hole]  # a different face in the hole, the same surroundings
+    assert np.array_equal(anonymizer_input(other, aligned.landmarks), x)
+    assert hole[int(aligned.landmarks[30, 1]), int(aligned.landmarks[30, 0])] and not hole[2, 2]  # nose tip in, corner out
+    sketch = landmark_sketch(aligned.landmarks)
+    assert sketch.shape == (SKETCH_CHANNELS, 128, 128) and sketch.max() > 0.9
+    mouth = sketch[4]  # outer lips: drawn where the lips are and nowhere near the eyes
+    assert mouth[int(aligned.landmarks[48, 1]) - 2 : int(aligned.landmarks[48, 1]) + 3, int(aligned.landmarks[48, 0])].max() > 0.3
+    assert mouth[: int(aligned.landmarks[30, 1])].max() == 0
+
+
+def test_the_identity_prior_samples_the_training_descriptors_gaussian():
+    rng = np.random.default_rng(0)
+    descriptors = rng.normal(0.1, 0.05, (4000, 128)) + np.outer(rng.normal(0, 0.03, 4000), np.ones(128))
+    prior = IdentityPrior.fit(descriptors)
+    codes = prior.sample(np.random.default_rng(1), 4000)
+    assert np.allclose(np.cov(codes, rowvar=False), np.cov(prior.code(descriptors), rowvar=False), atol=0.15)
+    assert np.array_equal(prior.sample(np.random.default_rng(5), 2), prior.sample(np.random.default_rng(5), 2))
+    assert np.array_equal(prior.code(np.full((1, 128), np.nan)), np.zeros((1, 128), np.float32))
+    again = IdentityPrior.from_dict(prior.to_dict())
+    assert np.array_equal(again.cholesky, prior.cholesky)
+
+
+def test_a_warm_start_from_the_unmasking_network_begins_where_it_was():
+    torch.manual_seed(0)
+    unmasking = FaceUNet(FaceUNetConfig(channels=(8, 8, 16, 16, 16), bottleneck_blocks=1)).eval()
+    anonymizer = FaceUNet(TINY).eval()
+    copied = warm_start(anonymizer, unmasking.state_dict())
+    assert copied == len(unmasking.state_dict()) - 2  # all but the mask head's weight and bias
+    x = torch.rand(2, 3, 128, 128)
+    guides = torch.cat([x, torch.rand(2, IN_CHANNELS - 3, 128, 128)], dim=1)
+    with torch.no_grad():
+        expected = unmasking(x)[1]
+        got = anonymizer(guides, torch.randn(2, CODE_SIZE))[1]
+    assert torch.allclose(got, expected, atol=1e-5)  # extra channels and the code start with no effect
+
+
+def test_face_tracks_follow_overlapping_boxes_and_start_new_ones():
+    tracker = FaceTracker(patience=2)
+    assert tracker.assign([(0, 0, 10, 10), (50, 50, 60, 60)]) == [0, 1]
+    assert tracker.assign([(52, 50, 62, 60), (1, 0, 11, 10)]) == [1, 0]  # order of detection does not matter
+    assert tracker.assign([(200, 200, 210, 210)]) == [2]
+    assert tracker.assign([(1, 1, 11, 11)]) == [0]  # seen again within the patience
+    for _ in range(3):
+        tracker.assign([])
+    assert tracker.assign([(1, 1, 11, 11)]) == [3]  # forgotten after it
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("method", ["blur", "pixelate"])
+def test_blur_and_pixelate_change_the_face_and_nothing_else(demo_rgb, demo_faces, method):
+    landmarks = demo_faces[0].landmarks
+    patch, (x0, y0) = obscure_patch(demo_rgb, landmarks, method)
+    out = paste_over(demo_rgb, patch, (x0, y0))
+    changed = np.any(out != demo_rgb, axis=2)
+    outside = np.ones(changed.shape, bool)
+    outside[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]] = patch[..., 3] == 0
+    assert not changed[outside].any()
+    face = region_mask(landmarks, "face", (demo_rgb.shape[1], demo_rgb.shape[0]), feather=0.0) > 0.5
+    assert changed[face].mean() > 0.9  # the face itself is changed almost everywhere
+    nose = (int(landmarks[30, 1]), int(landmarks[30, 0]))
+    assert np.abs(out[nose].astype(int) - demo_rgb[nose].astype(int)).sum() > 0
+
+
+def tiny_anonymizer() -> Anonymizer:
+    torch.manual_seed(0)
+    model = FaceUNet(TINY)
+    for layer in model.film:  # so that the identity code matters in an untrained network
+        torch.nn.init.normal_(layer.weight, std=0.2)
+    prior = IdentityPrior.fit(np.random.default_rng(0).normal(size=(500, 128)))
+    return Anonymizer(model, prior, torch.device("cpu"))
+
+
+def test_same_seed_same_face_other_seed_other_face_face_free_photo_untouched(demo_rgb, demo_faces):
+    from faceflex.pipeline.flow import run_step
+    from faceflex.steps.anonymize import AnonymizeStep
+
+    anonymizer = tiny_anonymizer()
+
+    def anonymized(seed: int, photo=demo_rgb) -> np.ndarray:
+        result = run_step(photo, AnonymizeStep(seed=seed, anonymizer=anonymizer))
+        return next(result.images())[1]
+
+    first, again, other = anonymized(1), anonymized(1), anonymized(2)
+    assert np.array_equal(first, again)
+    box = [int(v) for v in demo_faces[0].box]
+    inside = (slice(box[1], box[3]), slice(box[0], box[2]))
+    assert np.abs(first[inside].astype(int) - other[inside].astype(int)).mean() > 1.0
+    assert np.abs(first[inside].astype(int) - demo_rgb[inside].astype(int)).mean() > 5.0
+    far = np.any(first != demo_rgb, axis=2)
+    assert not far[:, : max(0, box[0] - (box[2] - box[0]))].any()  # left of the face, nothing changes
+    blank = np.full((300, 400, 3), 120, np.uint8)  # no face
+    assert np.array_equal(anonymized(1, blank), blank)
+
+
+def fake_faces(demo_aligned: np.ndarray, n: int = 24) -> CachedFaces:
+    faces = np.stack([np.clip(demo_aligned.astype(int) + (i % 7) - 3, 0, 255).astype(np.uint8) for i in range(n)])
+    landmarks = np.repeat(template_landmarks()[None].astype(np.float32), n, axis=0)
+    ids = np.concatenate([np.arange(1, n - 7), np.arange(28001, 28009)])
+    return CachedFaces(faces, np.ones((n, 40), np.int8), landmarks, ids, [f"a{i}" for i in range(40)])
+
+
+def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, demo_faces, monkeypatch):
+    monkeypatch.setattr(
+        "faceflex.train.anonymizer_trainer.face_descriptors",
+        lambda faces, *a, **k: np.random.default_rng(len(faces)).normal(size=(len(faces), 128)).astype(np.float32),
+    )
+    monkeypatch.setattr("faceflex.train.anonymizer_trainer.AnonymizerTrainer.evaluate", lambda self: {})
+    cache = fake_faces(align_face(demo_rgb, demo_faces[0].landmarks).image)
+    settings = AnonymizerSettings(epochs=2, batch_size=8, adversarial_start=1)
+
+    def trainer(out: Path) -> AnonymizerTrainer:
+        return AnonymizerTrainer(cache, tmp_path / "cache", TINY, settings, out, torch.device("cpu"))
+
+    whole = trainer(tmp_path / "whole")
+    whole.run()
+    half = trainer(tmp_path / "half")
+    half.run(stop_after=1)
+    resumed = trainer(tmp_path / "half")
+    resumed.load_checkpoint(tmp_path / "half" / "checkpoint.pt")
+    resumed.run()
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    loaded = load_anonymizer(tmp_path / "whole" / "anonymizer.pt", "cpu")
+    faces, _ = loaded.paint(cache.faces[:2], cache.landmarks[:2], loaded.prior.sample(np.random.default_rng(0), 2))
+    assert faces.shape == (2, 128, 128, 3) and (tmp_path / "whole" / "epoch_002.png").is_file()
+
+
+@pytest.fixture()
+def shipped_anonymizer():
+    try:
+        return load_anonymizer()
+    except FileNotFoundError:
+        pytest.skip("no shipped anonymizer weights")
+
+
+def test_anonymize_command_writes_faces_parts_and_identity_distances(tmp_path, demo_path, shipped_anonymizer):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.open(demo_path).save(folder / "hopper.jpg")
+    (folder / "broken.jpg").write_bytes(b"not a photo")
+    out = tmp_path / "out"
+    result = run("anonymize", "-q", str(folder), "-o", str(out), "--save-parts", "--seed", "7")
+    assert result.exit_code == 1 and "broken.jpg" in result.stderr  # a bad file: one line, the batch goes on
+    doc = json.loads((out / "anonymize.json").read_text())
+    ok = next(r for r in doc["inputs"] if r["status"] == "ok")
+    (face,) = ok["faces"]
+    assert face["method"] == "generate" and face["seed"] == 7 and face["identity_key"] == 0
+    (image,) = [o for o in ok["outputs"] if o["product"] == "anonymized"]
+    assert image["identity_distance"][0] >= 0.6  # not the same person by dlib's rule
+    parts = np.asarray(Image.open(out / "hopper.parts.png"))
+    assert parts.shape == (128, 384, 3)
+    assert not list(out.glob("broken.*"))
+
+
+def test_a_video_keeps_one_new_identity_per_face(tmp_path, demo_rgb, shipped_anonymizer):
+    import av
+
+    from faceflex.io.video import VideoWriter
+
+    writer = VideoWriter(tmp_path / "clip.mp4", 10)
+    for shift in range(4):
+        writer.write(np.roll(demo_rgb, shift * 6, axis=1))
+    writer.close()
+    out = tmp_path / "out"
+    result = run("anonymize", "-q", str(tmp_path / "clip.mp4"), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in (out / "clip.frames.jsonl").read_text().splitlines()]
+    assert [[f["track"] for f in line["faces"]] for line in lines] == [[0]] * 4
+    assert {f["identity_key"] for line in lines for f in line["faces"]} == {0}
+    with av.open(str(out / "clip.anonymized.mp4")) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == 4
+    first, last = frames[0], np.roll(frames[3], -18, axis=1)  # the same place in the face
+    x0, y0, x1, y1 = (int(v) for v in lines[0]["faces"][0]["box"])
+    assert np.abs(first[y0:y1, x0 + 20 : x1 - 20].astype(int) - last[y0:y1, x0 + 20 : x1 - 20].astype(int)).mean() < 12
