@@ -52,6 +52,7 @@ def main() -> None:
     classified_examples()
     edit_examples()
     mask_examples()
+    anonymize_examples()
 
 
 def classified_examples() -> None:
@@ -126,6 +127,32 @@ def mask_examples() -> None:
         target = OUT / f"{Path(path).stem}.masks.png"
         save_image(contact_sheet(cells, titles), target)
         print(f"wrote {target}")
+
+
+def anonymize_examples(weights: str | None = None) -> None:
+    """`faceflex anonymize` on the public-domain photos and, with the shared data, a group photo:
+    one sheet, a row per photo: original | generate (seeds 0, 1, 2) | blur | pixelate."""
+    from faceflex import anonymize_photo
+    from faceflex.viz import contact_sheet, faces_crop
+
+    photos = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
+    cells, titles = [], []
+    for path in [demo_image_path(), photos / "sk_astronaut.png", photos / "2008_001322.jpg"]:
+        if not Path(path).is_file():
+            continue
+        rgb = load_image(path).rgb
+        x0, y0, x1, y1 = faces_crop(rgb.shape, detect_faces(rgb), margin=0.3)
+        runs = [("generate", seed) for seed in (0, 1, 2)] + [("blur", 0), ("pixelate", 0)]
+        results = [anonymize_photo(rgb, method, seed=seed, weights=weights, device="cpu") for method, seed in runs]
+        cells.append([rgb[y0:y1, x0:x1]] + [r.image[y0:y1, x0:x1] for r in results])
+        row = ["original"]
+        for (method, seed), r in zip(runs, results):
+            distance = min(f["identity_distance"] for f in r.faces)
+            row.append(f"{method}{f' --seed {seed}' if method == 'generate' else ''} (d >= {distance:.2f})")
+        titles.append(row)
+    target = OUT / "anonymize.png"
+    save_image(contact_sheet(cells, titles), target)
+    print(f"wrote {target}")
 
 
 if __name__ == "__main__":
