@@ -143,6 +143,7 @@ def anonymize_photo(
     method: str = "generate",
     *,
     seed: int = 0,
+    normalise_shape: float = 0.0,
     weights: str | Path | None = None,
     device: str = "auto",
     detect: DetectSettings | None = None,
@@ -153,7 +154,7 @@ def anonymize_photo(
     ``identity_distance``: dlib's descriptor distance from the original (>= 0.6: not the same person)."""
     from faceflex.steps.anonymize import AnonymizeStep
 
-    step = AnonymizeStep(method, seed, weights=str(weights) if weights else None, device=device)
+    step = AnonymizeStep(method, seed, weights=str(weights) if weights else None, normalise_shape=normalise_shape, device=device)
     result = run_step(_rgb(photo), step, detect, faces)
     records = result.records
     for variant, image in result.images():

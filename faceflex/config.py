@@ -229,6 +229,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "anonymize.seed": _number(int, 0, 2**63 - 1),
     "anonymize.save_parts": _boolean,
     "anonymize.weights": _path,
+    "anonymize.normalise_shape": _number(float, 0.0, 1.0),
     "anonymizer_net.channels": _int_list,
     "anonymizer_net.bottleneck_blocks": _number(int, 0, 64),
     "train_anonymize.cache": _path,

@@ -17,7 +17,7 @@ from faceflex.face.align import align_face, template_landmarks
 from faceflex.face.blend import paste_over
 from faceflex.face.masks import region_mask
 from faceflex.face.obscure import obscure_patch
-from faceflex.face.sketch import SKETCH_CHANNELS, anonymizer_input, face_hole, landmark_sketch
+from faceflex.face.sketch import SKETCH_CHANNELS, anonymizer_input, expression_landmarks, face_hole, landmark_sketch
 from faceflex.face.tracking import FaceTracker, box_iou
 from faceflex.inference.anonymizing import Anonymizer, IdentityPrior, load_anonymizer
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
@@ -45,6 +45,23 @@ def test_the_generator_input_holds_nothing_of_the_face_inside_the_hole(demo_rgb,
     mouth = sketch[4]  # outer lips: drawn where the lips are and nowhere near the eyes
     assert mouth[int(aligned.landmarks[48, 1]) - 2 : int(aligned.landmarks[48, 1]) + 3, int(aligned.landmarks[48, 0])].max() > 0.3
     assert mouth[: int(aligned.landmarks[30, 1])].max() == 0
+
+
+def test_normalised_shape_takes_the_average_proportions_and_keeps_the_expression(demo_rgb, demo_faces):
+    points = align_face(demo_rgb, demo_faces[0].landmarks).landmarks.astype(np.float64)
+    smile = points.copy()
+    smile[[48, 54]] += [[-3, -2], [3, -2]]  # wider, raised mouth corners
+    smile[[61, 62, 63]] -= [0, 2]  # and an open mouth
+    template = template_landmarks()
+    assert np.array_equal(expression_landmarks(smile, template, 0.0), smile)
+    out = expression_landmarks(smile, template, 1.0)
+    for eye in (slice(36, 42), slice(42, 48)):
+        assert np.allclose(out[eye].mean(axis=0), template[eye].mean(axis=0))
+        assert np.allclose(out[eye] - out[eye].mean(axis=0), smile[eye] - smile[eye].mean(axis=0))  # as open as it was
+    assert np.allclose(out[17:22] - out[36:42].mean(axis=0), smile[17:22] - smile[36:42].mean(axis=0))  # brow height over the eye
+    assert np.allclose(out[48:68] - out[48:68].mean(axis=0), smile[48:68] - smile[48:68].mean(axis=0))  # the smile itself
+    assert np.allclose(out[[50, 51, 52]].mean(axis=0), template[[50, 51, 52]].mean(axis=0))
+    assert np.allclose(out[27:36].mean(axis=0), template[27:36].mean(axis=0)) and np.array_equal(out[:17], smile[:17])
 
 
 def test_the_identity_prior_samples_the_training_descriptors_gaussian():

@@ -95,10 +95,11 @@ def evaluate_unmask(session: Session, weights, cache, limit, photos, frame, out_
 @click.option("--limit", type=click.IntRange(min=2), default=500, show_default=True, help="Use the first N held-out faces (ids 28001-).")
 @click.option("--method", "methods", type=click.Choice(ANONYMIZE_METHODS), multiple=True, help="Methods to measure (default: all three).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated identities.")
+@click.option("--normalise-shape", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, help="As anonymize's.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @verbosity_options
 @click.pass_obj
-def evaluate_anonymize(session: Session, weights, cache, limit, methods, seed, out_path) -> None:
+def evaluate_anonymize(session: Session, weights, cache, limit, methods, seed, normalise_shape, out_path) -> None:
     """Re-identification, detection, landmark error, expression kept and time per face, per method,
     on held-out CelebA-HQ faces (docs/ANONYMIZE.md)."""
     from faceflex.evaluation.anonymizing import METHODS, held_out_figures, summary
@@ -115,8 +116,8 @@ def evaluate_anonymize(session: Session, weights, cache, limit, methods, seed, o
         raise UsageProblem(str(error)) from None
     rows = faces.split("test")[:limit]
     with session.progress(len(rows) * len(methods), "anonymizing held-out faces") as bar:
-        report = summary(held_out_figures(anonymizer, faces, rows, methods, seed, progress=bar.update))
-    _report({"weights": str(weights or "shipped"), "seed": seed, **report}, out_path)
+        report = summary(held_out_figures(anonymizer, faces, rows, methods, seed, progress=bar.update, normalise_shape=normalise_shape))
+    _report({"weights": str(weights or "shipped"), "seed": seed, "normalise_shape": normalise_shape, **report}, out_path)
 
 
 @evaluate.command("classifier")

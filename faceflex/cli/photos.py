@@ -125,10 +125,15 @@ def unmask(session: Session, save_mask, weights, **kwargs) -> None:
 )
 @click.option("--weights", type=click.Path(dir_okay=False), help="Anonymizer weights (default: the shipped data/anonymizer.pt).")
 @click.option(
+    "--normalise-shape",
+    type=click.FloatRange(0.0, 1.0),
+    help="generate: move the face's proportions this far toward the average face (expression kept): less of its shape passes on.",
+)
+@click.option(
     "--every", type=click.IntRange(min=1), default=1, show_default=True, help="Videos: anonymize every Nth frame (the video keeps those)."
 )
 @click.pass_obj
-def anonymize(session: Session, method, identity_seed, save_parts, weights, every, **kwargs) -> None:
+def anonymize(session: Session, method, identity_seed, save_parts, weights, normalise_shape, every, **kwargs) -> None:
     """Replace every face with a new person who has the same expression and pose, or blur / pixelate it.
 
     PATHS are images, videos, folders or globs; with none, the demo face. generate paints a new face
@@ -150,11 +155,19 @@ def anonymize(session: Session, method, identity_seed, save_parts, weights, ever
             "anonymize.seed": seed,
             "anonymize.save_parts": save_parts,
             "anonymize.weights": weights,
+            "anonymize.normalise_shape": normalise_shape,
         }
     )
     section = config["anonymize"]
     try:
-        step = AnonymizeStep(section["method"], section["seed"], section["save_parts"], section["weights"], torch_device(config).type)
+        step = AnonymizeStep(
+            section["method"],
+            section["seed"],
+            section["save_parts"],
+            section["weights"],
+            section["normalise_shape"],
+            torch_device(config).type,
+        )
     except (FileNotFoundError, WeightsError) as error:
         raise UsageProblem(str(error)) from None
     run_photos(session, args, config, step, default_inputs=[str(demo_image_path())], videos=True, every=every)

@@ -36,13 +36,18 @@ METHODS = ("generate", "blur", "pixelate")
 
 
 def anonymized(
-    method: str, anonymizer: Anonymizer | None, faces: np.ndarray, landmarks: np.ndarray, codes: np.ndarray | None
+    method: str,
+    anonymizer: Anonymizer | None,
+    faces: np.ndarray,
+    landmarks: np.ndarray,
+    codes: np.ndarray | None,
+    normalise_shape: float = 0.0,
 ) -> np.ndarray:
     """Aligned faces (N, 128, 128, 3) uint8 anonymised by ``method`` (``codes``: generate's identities)."""
     if method == "generate":
         if anonymizer is None or codes is None:
             raise ValueError("generate needs the anonymizer and identity codes")
-        return anonymizer.paint(faces, landmarks, codes)[0]
+        return anonymizer.paint(faces, landmarks, codes, normalise_shape)[0]
     return np.stack([paste_over(face, *obscure_patch(face, lm, method)) for face, lm in zip(faces, landmarks)])
 
 
@@ -71,6 +76,7 @@ def held_out_figures(
     seed: int = 0,
     classifiers: bool = True,
     progress: Callable[[int], None] | None = None,
+    normalise_shape: float = 0.0,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per method, per-face figures (arrays, see the module docstring) on cache ``rows``;
     ``classifiers`` False leaves out the expression-kept figures (no classifier loaded)."""
@@ -104,7 +110,7 @@ def held_out_figures(
     figures: dict[str, dict[str, np.ndarray]] = {}
     for method in methods:
         start = time.perf_counter()
-        out = anonymized(method, anonymizer, faces, given, codes)
+        out = anonymized(method, anonymizer, faces, given, codes, normalise_shape)
         seconds = (time.perf_counter() - start) / max(1, len(rows))
         descriptors = np.stack([face_descriptor(face, lm) for face, lm in zip(out, given)])
         distances = np.array([descriptor_distance(a, b) for a, b in zip(originals, descriptors)])

@@ -58,12 +58,44 @@ def face_hole(landmarks: np.ndarray, size: int = 128, grow: int = 2) -> np.ndarr
     return hole.astype(np.float32)
 
 
-def anonymizer_input(face: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+def anonymizer_input(face: np.ndarray, landmarks: np.ndarray, drawn: np.ndarray | None = None) -> np.ndarray:
     """The anonymizer's input for an aligned face (H, W, 3) uint8: (3 + 1 + SKETCH_CHANNELS, H, W)
-    float32 in [0, 1] = the face with the hole filled with mid-grey, the hole, the sketch. The face's
-    own pixels inside the hole never reach the network."""
+    float32 in [0, 1] = the face with the hole filled with mid-grey, the hole (from ``landmarks``),
+    the sketch (of ``drawn``, default ``landmarks``). The face's own pixels inside the hole never
+    reach the network."""
     size = face.shape[0]
     hole = face_hole(landmarks, size)
     rgb = np.asarray(face, np.float32).transpose(2, 0, 1) / 255.0
     rgb = rgb * (1 - hole) + 0.5 * hole
-    return np.concatenate([rgb, hole[None], landmark_sketch(landmarks, size)]).astype(np.float32)
+    sketch = landmark_sketch(landmarks if drawn is None else drawn, size)
+    return np.concatenate([rgb, hole[None], sketch]).astype(np.float32)
+
+
+# Inner parts whose place and size tell people apart, and the points that anchor them.
+_EYES = (tuple(range(36, 42)), tuple(range(42, 48)))
+_BROWS = (tuple(range(17, 22)), tuple(range(22, 27)))
+_NOSE = tuple(range(27, 36))
+_MOUTH = tuple(range(48, 68))
+_UPPER_LIP_TOP = (50, 51, 52)  # moves least as the mouth opens or smiles
+
+
+def expression_landmarks(landmarks: np.ndarray, template: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """Landmarks (aligned frame) whose face proportions are moved ``strength`` (0-1) of the way to the
+    ``template``'s while the expression is kept: each eye moves to the template's place keeping its
+    own shape (how open it is), each brow moves with its eye (so a raised brow stays raised), the
+    nose takes the template's place and size, the mouth moves so that the top of its upper lip is
+    where the template's is, keeping its own shape (width, smile, opening); the jaw is kept (it meets
+    the surroundings). (68, 2) float64."""
+    points, target = np.asarray(landmarks, np.float64), np.asarray(template, np.float64)
+    out = points.copy()
+    for eye, brow in zip(_EYES, _BROWS):
+        shift = strength * (target[list(eye)].mean(axis=0) - points[list(eye)].mean(axis=0))
+        out[list(eye)] += shift
+        out[list(brow)] += shift
+    nose, tnose = points[list(_NOSE)], target[list(_NOSE)]
+    centre, tcentre = nose.mean(axis=0), tnose.mean(axis=0)
+    scale = np.sqrt(((tnose - tcentre) ** 2).sum(axis=1).mean() / max(((nose - centre) ** 2).sum(axis=1).mean(), 1e-9))
+    out[list(_NOSE)] = centre + strength * (tcentre - centre) + (nose - centre) * (1 + strength * (scale - 1))
+    anchor = strength * (target[list(_UPPER_LIP_TOP)].mean(axis=0) - points[list(_UPPER_LIP_TOP)].mean(axis=0))
+    out[list(_MOUTH)] += anchor
+    return out

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from faceflex.device import resolve_device
-from faceflex.face.sketch import anonymizer_input
+from faceflex.face.align import template_landmarks
+from faceflex.face.sketch import anonymizer_input, expression_landmarks
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.models.weights import fingerprint, load_network
 from faceflex.shipped import require_shipped
@@ -62,6 +63,11 @@ class IdentityPrior:
         return cls(*(np.asarray(data[key], np.float32) for key in ("mean", "std", "cholesky")))
 
 
+def drawn_landmarks(landmarks: np.ndarray, normalise_shape: float) -> np.ndarray | None:
+    """The landmarks drawn for the network: moved ``normalise_shape`` toward the template (None: as they are)."""
+    return expression_landmarks(landmarks, template_landmarks(), normalise_shape) if normalise_shape else None
+
+
 class Anonymizer:
     """A loaded anonymizer. Faces are (N, 128, 128, 3) uint8 aligned faces, landmarks (N, 68, 2) in that frame."""
 
@@ -76,24 +82,28 @@ class Anonymizer:
         return self.prior.sample(np.random.default_rng([int(seed), int(key)]), 1)[0]
 
     @torch.inference_mode()
-    def paint(self, faces: np.ndarray, landmarks: np.ndarray, codes: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    def paint(
+        self, faces: np.ndarray, landmarks: np.ndarray, codes: np.ndarray, normalise_shape: float = 0.0, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(new faces (N, 128, 128, 3) uint8, holes (N, 128, 128) float32 in {0, 1}): each face's
-        hole painted by the network with its code (N, 128); pixels outside the hole unchanged."""
+        hole painted by the network with its code (N, 128); pixels outside the hole unchanged.
+        ``normalise_shape`` (0-1): the landmarks drawn for the network are moved that far toward the
+        template face's proportions, expression kept (:func:`faceflex.face.sketch.expression_landmarks`),
+        so less of the person's face shape reaches the new face."""
         faces = np.asarray(faces)
         if faces.ndim != 4 or faces.shape[1:] != (128, 128, 3) or faces.dtype != np.uint8:
             raise ValueError(f"the anonymizer needs (N, 128, 128, 3) uint8 aligned faces, got {faces.shape} {faces.dtype}")
         out, holes = np.array(faces), np.zeros(faces.shape[:3], np.float32)
         for start in range(0, len(faces), batch_size):
-            inputs = np.stack(
-                [anonymizer_input(f, lm) for f, lm in zip(faces[start : start + batch_size], landmarks[start : start + batch_size])]
-            )
+            block = zip(faces[start : start + batch_size], landmarks[start : start + batch_size])
+            inputs = np.stack([anonymizer_input(f, lm, drawn_landmarks(lm, normalise_shape)) for f, lm in block])
             x = torch.from_numpy(inputs).to(self.device).contiguous(memory_format=torch.channels_last)
             code = torch.from_numpy(np.asarray(codes[start : start + len(inputs)], np.float32)).to(self.device)
             _, painted = self.model(x, code)
             hole = inputs[:, 3] > 0.5
             painted_u8 = (painted.float().permute(0, 2, 3, 1).cpu().numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
-            block = out[start : start + len(inputs)]
-            block[hole] = painted_u8[hole]
+            result = out[start : start + len(inputs)]
+            result[hole] = painted_u8[hole]
             holes[start : start + len(inputs)] = hole
         return out, holes
 

@@ -21,7 +21,7 @@ from faceflex.choices import ANONYMIZE_METHODS
 from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
 from faceflex.face.obscure import obscure_patch
 from faceflex.face.sketch import landmark_sketch
-from faceflex.inference.anonymizing import Anonymizer, load_anonymizer
+from faceflex.inference.anonymizing import Anonymizer, drawn_landmarks, load_anonymizer
 from faceflex.inference.unmasking import paint_region
 from faceflex.pipeline.flow import FaceCrop, Layer, StepOutput, Variant
 
@@ -39,12 +39,14 @@ def parts_picture(originals: np.ndarray, landmarks: np.ndarray, generated: np.nd
 @dataclass
 class AnonymizeStep:
     """One output per photo (product ``anonymized``); per face: the method, the seed and the identity
-    distance between the original and the anonymised face."""
+    distance between the original and the anonymised face. ``normalise_shape``: see
+    :meth:`faceflex.inference.anonymizing.Anonymizer.paint`."""
 
     method: str = "generate"
     seed: int = 0
     save_parts: bool = False
     weights: str | None = None
+    normalise_shape: float = 0.0  # generate: how far the drawn proportions move toward the average face
     device: str = "auto"
     anonymizer: Anonymizer | None = field(default=None, repr=False)
 
@@ -54,6 +56,8 @@ class AnonymizeStep:
     pictures_in_videos = False  # the parts sheet is saved for photos only
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.normalise_shape <= 1.0:
+            raise ValueError(f"normalise_shape must be between 0 and 1, not {self.normalise_shape}")
         if self.method not in ANONYMIZE_METHODS:
             raise ValueError(f"method must be one of {', '.join(ANONYMIZE_METHODS)}, not {self.method!r}")
         if self.method == "generate" and self.anonymizer is None:
@@ -64,6 +68,7 @@ class AnonymizeStep:
         settings = {"method": self.method, "seed": self.seed, "save_parts": self.save_parts}
         if self.method == "generate":
             settings["weights_fingerprint"] = self.anonymizer.fingerprint
+            settings["normalise_shape"] = self.normalise_shape
         return settings
 
     def __call__(self, photo: np.ndarray, crops: list[FaceCrop]) -> StepOutput:
@@ -77,11 +82,12 @@ class AnonymizeStep:
             originals = np.stack([crop.aligned.image for crop in crops])
             landmarks = np.stack([crop.aligned.landmarks for crop in crops])
             codes = np.stack([self.anonymizer.identity(self.seed, crop.key) for crop in crops])
-            painted, holes = self.anonymizer.paint(originals, landmarks, codes)
+            painted, holes = self.anonymizer.paint(originals, landmarks, codes, self.normalise_shape)
             regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
             layers = [Layer(crop.index, face, region) for crop, face, region in zip(crops, painted, regions)]
             if self.save_parts:
-                pictures["parts"] = parts_picture(originals, landmarks, painted)
+                drawn = [drawn_landmarks(lm, self.normalise_shape) for lm in landmarks]
+                pictures["parts"] = parts_picture(originals, np.stack([lm if d is None else d for lm, d in zip(landmarks, drawn)]), painted)
         else:
             layers = []
             for crop in crops:
