@@ -76,6 +76,17 @@ def test_the_identity_prior_samples_the_training_descriptors_gaussian():
     assert np.array_equal(again.cholesky, prior.cholesky)
 
 
+def test_a_new_identity_is_drawn_far_from_the_person_and_reproducibly():
+    anonymizer = tiny_anonymizer()
+    person = np.random.default_rng(3).normal(size=128).astype(np.float32)
+    chosen = anonymizer.identity(5, 0, person)
+    assert np.array_equal(chosen, anonymizer.identity(5, 0, person))
+    own = anonymizer.prior.code(person[None])[0]
+    drawn = anonymizer.prior.sample(np.random.default_rng([5, 0]), 8)
+    assert np.linalg.norm(chosen - own) == pytest.approx(np.linalg.norm(drawn - own, axis=1).max())
+    assert np.array_equal(anonymizer.identity(5, 0), drawn[0]) and not np.array_equal(anonymizer.identity(5, 1), drawn[0])
+
+
 def test_a_warm_start_from_the_unmasking_network_begins_where_it_was():
     torch.manual_seed(0)
     unmasking = FaceUNet(FaceUNetConfig(channels=(8, 8, 16, 16, 16), bottleneck_blocks=1)).eval()

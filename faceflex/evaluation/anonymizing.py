@@ -1,7 +1,7 @@
 """How well faces are anonymised: held-out CelebA-HQ faces, each method side by side.
 
 Per held-out face (ids 28001-30000, aligned 128-px crops) and method (``generate``: the
-anonymizer with the identity seeded by (seed, row); ``blur`` and ``pixelate``:
+anonymizer with the identity seeded by (seed, row), the farthest from the face of 8 drawn; ``blur`` and ``pixelate``:
 :mod:`faceflex.face.obscure`):
 
 - re-identified: dlib descriptor distance between the original and the anonymised face < 0.6
@@ -92,7 +92,7 @@ def held_out_figures(
     originals = np.stack([face_descriptor(face, lm) for face, lm in zip(faces, given)])
     codes = None
     if anonymizer is not None:
-        codes = np.concatenate([anonymizer.prior.sample(np.random.default_rng([seed, int(r)]), 1) for r in rows])
+        codes = np.stack([anonymizer.identity(seed, int(r), original) for r, original in zip(rows, originals)])
 
     def expression_facts(images: np.ndarray, marks: np.ndarray) -> dict[str, np.ndarray]:
         if models is None:

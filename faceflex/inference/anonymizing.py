@@ -26,6 +26,7 @@ from faceflex.models.weights import fingerprint, load_network
 from faceflex.shipped import require_shipped
 
 SHIPPED_WEIGHTS = "anonymizer.pt"
+CANDIDATES = 8  # identity codes drawn per face, the farthest from the person kept (Anonymizer.identity)
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,16 @@ class Anonymizer:
         self.model = model.eval().to(device)
         self.prior, self.device, self.meta, self.fingerprint = prior, device, meta or {}, fingerprint
 
-    def identity(self, seed: int, key: int) -> np.ndarray:
-        """The identity code (128,) of face ``key`` (its place in a photo, or its video track) under ``seed``."""
-        return self.prior.sample(np.random.default_rng([int(seed), int(key)]), 1)[0]
+    def identity(self, seed: int, key: int, avoid: np.ndarray | None = None, candidates: int = CANDIDATES) -> np.ndarray:
+        """The identity code (128,) of face ``key`` (its place in a photo, or its video track) under
+        ``seed``. With ``avoid`` (the original face's dlib descriptor), the farthest from it of
+        ``candidates`` codes drawn with that seed: the network paints a mix of the code and what the
+        surroundings suggest, so a code far from the person pushes the new face away from them."""
+        drawn = self.prior.sample(np.random.default_rng([int(seed), int(key)]), candidates if avoid is not None else 1)
+        if avoid is None:
+            return drawn[0]
+        own = self.prior.code(np.asarray(avoid, np.float32)[None])[0]
+        return drawn[int(np.argmax(np.linalg.norm(drawn - own, axis=1)))]
 
     @torch.inference_mode()
     def paint(

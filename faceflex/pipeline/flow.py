@@ -100,7 +100,9 @@ class Step(Protocol):
     aligned_size: int | None
     writes_variants: bool  # True when the step paints the photo (outputs keep the input's format and alpha)
     picture_format: str | None  # file format of the step's extra pictures (None: the input's)
-    # optional: ``alignment_points``, the landmark indices the alignment is fitted on (default: all 68)
+    # optional: ``alignment_points``, the landmark indices the alignment is fitted on (default: all 68);
+    # ``pictures_in_videos`` (False: its pictures are saved for photos only); ``start_video()``, called
+    # before a video's first frame (a step that keeps something per face track)
 
     def settings(self) -> dict:
         """JSON-ready settings, recorded in the manifest header."""

@@ -86,6 +86,8 @@ class PhotoJob:
         writers: dict[str, VideoWriter] = {}
         sampled = face_count = 0
         tracker = FaceTracker()
+        if hasattr(self.step, "start_video"):  # a step that keeps something per video track
+            self.step.start_video()
         for frame in iter_frames(item.path, self.every):
             result = run_step(frame.rgb, self.step, self.detect, self.faces, tracker)
             sampled += 1

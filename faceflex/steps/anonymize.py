@@ -46,7 +46,7 @@ class AnonymizeStep:
     seed: int = 0
     save_parts: bool = False
     weights: str | None = None
-    normalise_shape: float = 0.0  # generate: how far the drawn proportions move toward the average face
+    normalise_shape: float = 0.5  # generate: how far the drawn proportions move toward the average face
     device: str = "auto"
     anonymizer: Anonymizer | None = field(default=None, repr=False)
 
@@ -63,6 +63,20 @@ class AnonymizeStep:
         if self.method == "generate" and self.anonymizer is None:
             self.anonymizer = load_anonymizer(self.weights, self.device)
         self.aligned_size = 128 if self.method == "generate" else None
+        self._track_codes: dict[int, np.ndarray] = {}
+
+    def start_video(self) -> None:
+        """A new video begins: its tracks get new identities (kept from frame to frame)."""
+        self._track_codes = {}
+
+    def _identity(self, crop: FaceCrop, descriptor: np.ndarray) -> np.ndarray:
+        """The face's identity code, far from its own descriptor; a video track keeps the one chosen
+        on its first frame."""
+        if crop.track is None:
+            return self.anonymizer.identity(self.seed, crop.key, descriptor)
+        if crop.track not in self._track_codes:
+            self._track_codes[crop.track] = self.anonymizer.identity(self.seed, crop.key, descriptor)
+        return self._track_codes[crop.track]
 
     def settings(self) -> dict:
         settings = {"method": self.method, "seed": self.seed, "save_parts": self.save_parts}
@@ -78,10 +92,11 @@ class AnonymizeStep:
         generating = self.method == "generate"
         records = [{"method": self.method, **({"seed": self.seed, "identity_key": crop.key} if generating else {})} for crop in crops]
         pictures = {}
+        before = [face_descriptor(rgb, crop.face.landmarks) for crop in crops]
         if generating:
             originals = np.stack([crop.aligned.image for crop in crops])
             landmarks = np.stack([crop.aligned.landmarks for crop in crops])
-            codes = np.stack([self.anonymizer.identity(self.seed, crop.key) for crop in crops])
+            codes = np.stack([self._identity(crop, descriptor) for crop, descriptor in zip(crops, before)])
             painted, holes = self.anonymizer.paint(originals, landmarks, codes, self.normalise_shape)
             regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
             layers = [Layer(crop.index, face, region) for crop, face, region in zip(crops, painted, regions)]
@@ -93,7 +108,6 @@ class AnonymizeStep:
             for crop in crops:
                 patch, origin = obscure_patch(rgb, crop.face.landmarks, self.method)
                 layers.append(Layer(crop.index, patch, None, "over", origin))
-        before = [face_descriptor(rgb, crop.face.landmarks) for crop in crops]
 
         def measure(result: np.ndarray) -> dict:
             distances = [round(descriptor_distance(b, face_descriptor(result, crop.face.landmarks)), 4) for b, crop in zip(before, crops)]
