@@ -165,6 +165,21 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours, init, dec
     _train(session, trainer, resume, section["max_hours"])
 
 
+def _face_training_config(session: Session, name: str, epochs, out, cache, max_hours, init) -> tuple[dict, dict, Path]:
+    """(config, its ``name`` section, the aligned face cache folder) for a trainer on the CelebA-HQ
+    face cache, the flags applied; the cache is built first when it is missing."""
+    from faceflex.train.cache import build_cache
+
+    flags = {"epochs": epochs, "out": out, "cache": cache, "max_hours": max_hours, "init": init}
+    config = session.config({f"{name}.{key}": value for key, value in flags.items()})
+    section = config[name]
+    cache_dir = Path(section["cache"])
+    if not (cache_dir / "meta.json").is_file():
+        session.say(f"no face cache in {cache_dir}: building it from {config['train_vae']['source']}")
+        build_cache(Path(config["train_vae"]["source"]), cache_dir)
+    return config, section, cache_dir
+
+
 @train.command("unmask")
 @training_options
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, grids and weights.")
@@ -174,23 +189,10 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours, init, dec
 def train_unmask(session: Session, epochs, resume, out, cache, max_hours, init) -> None:
     """Train the unmasking network on the CelebA-HQ training split with synthetic masks drawn on the fly."""
     from faceflex.models.face_unet import FaceUNetConfig
-    from faceflex.train.cache import build_cache, open_cache
+    from faceflex.train.cache import open_cache
     from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer
 
-    config = session.config(
-        {
-            "train_unmask.epochs": epochs,
-            "train_unmask.out": out,
-            "train_unmask.cache": cache,
-            "train_unmask.max_hours": max_hours,
-            "train_unmask.init": init,
-        }
-    )
-    section = config["train_unmask"]
-    cache_dir = Path(section["cache"])
-    if not (cache_dir / "meta.json").is_file():
-        session.say(f"no face cache in {cache_dir}: building it from {config['train_vae']['source']}")
-        build_cache(Path(config["train_vae"]["source"]), cache_dir)
+    config, section, cache_dir = _face_training_config(session, "train_unmask", epochs, out, cache, max_hours, init)
     fields = [f for f in UnmaskSettings.__dataclass_fields__ if f != "seed"]
     settings = UnmaskSettings(**{key: section[key] for key in fields}, seed=config["seed"])
     network = FaceUNetConfig(tuple(config["unmask_net"]["channels"]), config["unmask_net"]["bottleneck_blocks"])
@@ -217,22 +219,9 @@ def train_anonymize(session: Session, epochs, resume, out, cache, max_hours, ini
     landmarks drawn as lines and its dlib descriptor (the identity a random code replaces at use)."""
     from faceflex.models.face_unet import FaceUNetConfig
     from faceflex.train.anonymizer_trainer import CODE_SIZE, IN_CHANNELS, AnonymizerSettings, AnonymizerTrainer
-    from faceflex.train.cache import build_cache, open_cache
+    from faceflex.train.cache import open_cache
 
-    config = session.config(
-        {
-            "train_anonymize.epochs": epochs,
-            "train_anonymize.out": out,
-            "train_anonymize.cache": cache,
-            "train_anonymize.max_hours": max_hours,
-            "train_anonymize.init": init,
-        }
-    )
-    section = config["train_anonymize"]
-    cache_dir = Path(section["cache"])
-    if not (cache_dir / "meta.json").is_file():
-        session.say(f"no face cache in {cache_dir}: building it from {config['train_vae']['source']}")
-        build_cache(Path(config["train_vae"]["source"]), cache_dir)
+    config, section, cache_dir = _face_training_config(session, "train_anonymize", epochs, out, cache, max_hours, init)
     fields = [f for f in AnonymizerSettings.__dataclass_fields__ if f != "seed"]
     settings = AnonymizerSettings(**{key: section[key] for key in fields}, seed=config["seed"])
     net = config["anonymizer_net"]
