@@ -28,14 +28,12 @@ import torch
 
 from faceflex.face.sketch import SKETCH_CHANNELS, anonymizer_input
 from faceflex.inference.anonymizing import Anonymizer, IdentityPrior
-from faceflex.inference.unmasking import composite
 from faceflex.io.images import save_image
-from faceflex.metrics import laplacian_pyramid_l1, ssim
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.train.adversarial import AdversarialTerm
 from faceflex.train.cache import CachedFaces
 from faceflex.train.trainer import Trainer
-from faceflex.train.unmask_trainer import FacePool, region_l1
+from faceflex.train.unmask_trainer import FacePool, composite_loss, region_l1
 
 IN_CHANNELS = 3 + 1 + SKETCH_CHANNELS  # RGB with the hole, the hole, the landmark drawing
 CODE_SIZE = 128  # dlib's descriptor
@@ -159,18 +157,8 @@ class AnonymizerTrainer(Trainer):
         painted = painted.float()
         hole = inputs[:, 3:4]
         l1 = region_l1(painted, truth, hole, s.l1_lowpass)
-        loss, logged = s.l1_weight * l1, {"l1": l1}
-        with torch.autocast(self.device.type, enabled=False):
-            result = composite(inputs[:, :3], painted, hole)
-            if s.ssim_weight:
-                structure = (1 - ssim(result, truth)).mean()
-                loss, logged["1-ssim"] = loss + s.ssim_weight * structure, structure
-            if s.laplacian_weight:
-                detail = laplacian_pyramid_l1(result, truth).mean()
-                loss, logged["lap"] = loss + s.laplacian_weight * detail, detail
-        if self.adversarial and self.epoch >= s.adversarial_start:
-            loss = loss + self.adversarial(result, truth, loss, self.model.to_face.weight, logged)
-        return loss, logged
+        logged = {"l1": l1}
+        return composite_loss(self, s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth), logged
 
     def anonymizer(self) -> Anonymizer:
         return Anonymizer(self.model, self.prior, self.device)

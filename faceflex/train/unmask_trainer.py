@@ -145,6 +145,33 @@ def region_l1(painted: torch.Tensor, truth: torch.Tensor, region: torch.Tensor, 
     return difference.abs().sum() / (3 * weight.sum()).clamp(min=1e-6)
 
 
+def composite_loss(
+    trainer: Trainer,
+    loss: torch.Tensor,
+    logged: dict,
+    images: torch.Tensor,
+    painted: torch.Tensor,
+    region: torch.Tensor,
+    truth: torch.Tensor,
+) -> torch.Tensor:
+    """``loss`` plus the terms a painting trainer (unmasking, anonymizing) puts on the composite (the
+    ``images`` with ``painted`` blended in through ``region``): ssim_weight x (1 - SSIM) +
+    laplacian_weight x Laplacian-pyramid L1 (in fp32), and from ``adversarial_start`` on the patch
+    critic's term; the values are added to ``logged``."""
+    s = trainer.settings
+    with torch.autocast(trainer.device.type, enabled=False):
+        result = composite(images, painted, region)
+        if s.ssim_weight:
+            structure = (1 - ssim(result, truth)).mean()
+            loss, logged["1-ssim"] = loss + s.ssim_weight * structure, structure
+        if s.laplacian_weight:
+            detail = laplacian_pyramid_l1(result, truth).mean()
+            loss, logged["lap"] = loss + s.laplacian_weight * detail, detail
+    if trainer.adversarial and trainer.epoch >= s.adversarial_start:
+        loss = loss + trainer.adversarial(result, truth, loss, trainer.model.to_face.weight, logged)
+    return loss
+
+
 def mask_loss(logits: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """BCE + soft Dice of mask logits against the alpha (both (N, 1, H, W))."""
     bce = F.binary_cross_entropy_with_logits(logits.float(), alpha)
@@ -197,17 +224,7 @@ class UnmaskTrainer(Trainer):
         segmentation = mask_loss(logits, alpha)
         loss = s.mask_weight * segmentation + s.l1_weight * l1
         logged = {"seg": segmentation, "l1": l1}
-        with torch.autocast(self.device.type, enabled=False):
-            result = composite(masked, painted, region)
-            if s.ssim_weight:
-                structure = (1 - ssim(result, truth)).mean()
-                loss, logged["1-ssim"] = loss + s.ssim_weight * structure, structure
-            if s.laplacian_weight:
-                detail = laplacian_pyramid_l1(result, truth).mean()
-                loss, logged["lap"] = loss + s.laplacian_weight * detail, detail
-        if self.adversarial and self.epoch >= s.adversarial_start:
-            loss = loss + self.adversarial(result, truth, loss, self.model.to_face.weight, logged)
-        return loss, logged
+        return composite_loss(self, loss, logged, masked, painted, region, truth), logged
 
     def evaluate(self) -> dict:
         from faceflex.evaluation.unmasking import held_out_figures, summary
