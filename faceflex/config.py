@@ -230,23 +230,29 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "anonymize.save_parts": _boolean,
     "anonymize.weights": _path,
     "anonymize.normalise_shape": _number(float, 0.0, 1.0),
-    "anonymizer_net.channels": _int_list,
-    "anonymizer_net.bottleneck_blocks": _number(int, 0, 64),
-    "train_anonymize.cache": _path,
-    "train_anonymize.out": _path,
-    "train_anonymize.init": _path,
-    "train_anonymize.epochs": _number(int, 1, 10000),
-    "train_anonymize.batch_size": _number(int, 1, 4096),
-    "train_anonymize.lr": _number(float, 1e-7, 1.0),
-    "train_anonymize.flip": _boolean,
-    "train_anonymize.max_hours": _number(float, 0.0, 1000.0),
-    **{f"train_anonymize.{key}": _number(float, 0.0, 1e6) for key in ("l1_weight", "ssim_weight", "laplacian_weight")},
-    "train_anonymize.l1_lowpass": _number(int, 1, 32),
-    "train_anonymize.adversarial_weight": _number(float, 0.0, 100.0),
-    "train_anonymize.adversarial_start": _number(int, 0, 10000),
-    "train_anonymize.critic_lr": _number(float, 1e-7, 1.0),
-    "train_anonymize.code_dropout": _number(float, 0.0, 1.0),
-    "train_anonymize.utkface": _path,
+    **{
+        key: check
+        for net, section in (("anonymizer_net", "train_anonymize"), ("painter_net", "train_paint"))
+        for key, check in {
+            f"{net}.channels": _int_list,
+            f"{net}.bottleneck_blocks": _number(int, 0, 64),
+            f"{section}.cache": _path,
+            f"{section}.out": _path,
+            f"{section}.init": _path,
+            f"{section}.epochs": _number(int, 1, 10000),
+            f"{section}.batch_size": _number(int, 1, 4096),
+            f"{section}.lr": _number(float, 1e-7, 1.0),
+            f"{section}.flip": _boolean,
+            f"{section}.max_hours": _number(float, 0.0, 1000.0),
+            **{f"{section}.{key}": _number(float, 0.0, 1e6) for key in ("l1_weight", "ssim_weight", "laplacian_weight")},
+            f"{section}.l1_lowpass": _number(int, 1, 32),
+            f"{section}.adversarial_weight": _number(float, 0.0, 100.0),
+            f"{section}.adversarial_start": _number(int, 0, 10000),
+            f"{section}.critic_lr": _number(float, 1e-7, 1.0),
+            f"{section}.code_dropout": _number(float, 0.0, 1.0),
+            f"{section}.utkface": _path,
+        }.items()
+    },
     "train_classifier.data": _path,
     "train_classifier.cache": _path,
     "train_classifier.out": _path,
@@ -280,7 +286,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     },
 }
 
-DEFAULT_FILES = ("default.yaml", "train_vae.yaml", "train_classifier.yaml", "train_unmask.yaml", "train_anonymize.yaml")
+DEFAULT_FILES = ("default.yaml", "train_vae.yaml", "train_classifier.yaml", "train_unmask.yaml", "train_anonymize.yaml", "train_paint.yaml")
 
 
 @functools.cache

@@ -17,9 +17,10 @@ from faceflex.face.align import align_face, template_landmarks
 from faceflex.face.blend import paste_over
 from faceflex.face.masks import region_mask
 from faceflex.face.obscure import obscure_patch
-from faceflex.face.sketch import SKETCH_CHANNELS, anonymizer_input, expression_landmarks, face_hole, landmark_sketch
+from faceflex.face.sketch import SKETCH_CHANNELS, anonymizer_input, expression_landmarks, landmark_sketch, region_hole
 from faceflex.face.tracking import FaceTracker, box_iou
-from faceflex.inference.anonymizing import Anonymizer, IdentityPrior, load_anonymizer
+from faceflex.inference.anonymizing import Anonymizer, load_anonymizer
+from faceflex.inference.face_painting import IdentityPrior
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.train.anonymizer_trainer import CODE_SIZE, IN_CHANNELS, AnonymizerSettings, AnonymizerTrainer, warm_start
 from faceflex.train.cache import CachedFaces
@@ -35,7 +36,7 @@ def test_the_generator_input_holds_nothing_of_the_face_inside_the_hole(demo_rgb,
     aligned = align_face(demo_rgb, demo_faces[0].landmarks)
     x = anonymizer_input(aligned.image, aligned.landmarks)
     assert x.shape == (IN_CHANNELS, 128, 128) and x.dtype == np.float32
-    hole = face_hole(aligned.landmarks) > 0
+    hole = region_hole(aligned.landmarks) > 0
     other = aligned.image.copy()
     other[hole] = 255 - other[hole]  # a different face in the hole, the same surroundings
     assert np.array_equal(anonymizer_input(other, aligned.landmarks), x)

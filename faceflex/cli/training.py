@@ -19,7 +19,7 @@ from faceflex.cli.app import Session, UsageProblem, cli, torch_device, verbosity
 def train(ctx: click.Context) -> None:
     """Train faceflex's models from labelled faces (see configs/train_*.yaml).
 
-    vae, unmask, anonymize and classifier also run data-parallel under torchrun
+    vae, unmask, anonymize, painter and classifier also run data-parallel under torchrun
     (torchrun --nproc_per_node=N $(which faceflex) train ...); the other commands are not gradient
     training and run on rank 0 only.
     """
@@ -29,7 +29,7 @@ def train(ctx: click.Context) -> None:
         ctx.exit(0)
 
 
-TRAINER_COMMANDS = ("vae", "unmask", "anonymize", "classifier")  # the commands on the shared Trainer (DDP under torchrun)
+TRAINER_COMMANDS = ("vae", "unmask", "anonymize", "painter", "classifier")  # the commands on the shared Trainer (DDP under torchrun)
 
 
 def training_device(config: dict):
@@ -217,19 +217,41 @@ def train_unmask(session: Session, epochs, resume, out, cache, max_hours, init) 
 def train_anonymize(session: Session, epochs, resume, out, cache, max_hours, init) -> None:
     """Train the anonymizer: paint each CelebA-HQ training face back from its surroundings, its
     landmarks drawn as lines and its dlib descriptor (the identity a random code replaces at use)."""
+    from faceflex.train.anonymizer_trainer import CODE_SIZE, AnonymizerTrainer
+
+    _train_painter(session, "anonymizer_net", "train_anonymize", AnonymizerTrainer, CODE_SIZE, epochs, resume, out, cache, max_hours, init)
+
+
+@train.command("painter")
+@training_options
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, grids and weights.")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (built first if missing).")
+@click.option("--init", type=click.Path(dir_okay=False, exists=True), help="Warm start from an anonymizer or painter weight file.")
+@click.pass_obj
+def train_painter(session: Session, epochs, resume, out, cache, max_hours, init) -> None:
+    """Train the attribute painter (`faceflex edit --mode paint`): paint the eyes, mouth or upper lip
+    of each CelebA-HQ training face back from its surroundings, landmarks, dlib descriptor and
+    attribute labels (glasses, moustache, smile... asked for at use)."""
+    from faceflex.train.attribute_painter_trainer import CODE_SIZE, AttributePainterTrainer
+
+    _train_painter(session, "painter_net", "train_paint", AttributePainterTrainer, CODE_SIZE, epochs, resume, out, cache, max_hours, init)
+
+
+def _train_painter(session: Session, net_name: str, name: str, trainer_class, code_size: int, epochs, resume, out, cache, max_hours, init):
+    """Train a face painter (the anonymizer or the attribute painter) from config sections ``net_name`` and ``name``."""
     from faceflex.models.face_unet import FaceUNetConfig
-    from faceflex.train.anonymizer_trainer import CODE_SIZE, IN_CHANNELS, AnonymizerSettings, AnonymizerTrainer
+    from faceflex.train.anonymizer_trainer import IN_CHANNELS, AnonymizerSettings
     from faceflex.train.cache import open_cache
 
-    config, section, cache_dir = _face_training_config(session, "train_anonymize", epochs, out, cache, max_hours, init)
+    config, section, cache_dir = _face_training_config(session, name, epochs, out, cache, max_hours, init)
     fields = [f for f in AnonymizerSettings.__dataclass_fields__ if f != "seed"]
     settings = AnonymizerSettings(**{key: section[key] for key in fields}, seed=config["seed"])
-    net = config["anonymizer_net"]
+    net = config[net_name]
     network = FaceUNetConfig(
-        tuple(net["channels"]), net["bottleneck_blocks"], in_channels=IN_CHANNELS, mask_head=False, code_size=CODE_SIZE
+        tuple(net["channels"]), net["bottleneck_blocks"], in_channels=IN_CHANNELS, mask_head=False, code_size=code_size
     )
     session.say("reading the training faces' dlib descriptors (computed once, about 60 ms a face, and cached beside the face cache)")
-    trainer = AnonymizerTrainer(
+    trainer = trainer_class(
         open_cache(cache_dir), cache_dir, network, settings, Path(section["out"]), training_device(config), init=section["init"]
     )
     if trainer.init_note:

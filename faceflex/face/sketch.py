@@ -1,4 +1,5 @@
-"""What the anonymizer is shown of a face: its landmarks drawn as lines, and the hole where the face was.
+"""What the face painters (the anonymizer, the attribute painter) are shown of a face: its landmarks
+drawn as lines, and the hole where the face, or one region of it, was.
 
 Coordinates are pixel coordinates of the aligned frame (pixel centres at integer + 0.5 after
 Pillow's convention: a point (x, y) lies in pixel (floor(x), floor(y))); images are (H, W) or
@@ -46,11 +47,11 @@ def landmark_sketch(landmarks: np.ndarray, size: int = 128) -> np.ndarray:
     return np.stack(channels)
 
 
-def face_hole(landmarks: np.ndarray, size: int = 128, grow: int = 2) -> np.ndarray:
-    """(size, size) float32, 1 where the face is taken away before the anonymizer paints a new
-    one: faceflex's face region (jaw, brows and forehead; :func:`faceflex.face.masks.region_polygons`)
-    grown by ``grow`` px, hard-edged."""
-    hole = polygon_mask(region_polygons(landmarks, "face"), (size, size))
+def region_hole(landmarks: np.ndarray, region: str = "face", size: int = 128, grow: int = 2) -> np.ndarray:
+    """(size, size) float32, 1 where a region is taken away before a painter fills it: one of
+    faceflex's landmark regions (:func:`faceflex.face.masks.region_polygons`; "face" = jaw, brows
+    and forehead, where the anonymizer paints a new face) grown by ``grow`` px, hard-edged."""
+    hole = polygon_mask(region_polygons(landmarks, region), (size, size))
     if grow:
         padded = np.pad(hole, grow)
         windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * grow + 1, 2 * grow + 1))
@@ -58,17 +59,19 @@ def face_hole(landmarks: np.ndarray, size: int = 128, grow: int = 2) -> np.ndarr
     return hole.astype(np.float32)
 
 
-def anonymizer_input(face: np.ndarray, landmarks: np.ndarray, drawn: np.ndarray | None = None) -> np.ndarray:
-    """The anonymizer's input for an aligned face (H, W, 3) uint8: (3 + 1 + SKETCH_CHANNELS, H, W)
-    float32 in [0, 1] = the face with the hole filled with mid-grey, the hole (from ``landmarks``),
-    the sketch (of ``drawn``, default ``landmarks``). The face's own pixels inside the hole never
-    reach the network."""
-    size = face.shape[0]
-    hole = face_hole(landmarks, size)
+def painter_input(face: np.ndarray, hole: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """A face painter's input for an aligned face (H, W, 3) uint8: (3 + 1 + SKETCH_CHANNELS, H, W)
+    float32 in [0, 1] = the face with the ``hole`` (H, W) filled with mid-grey, the hole, the
+    sketch of the landmarks ``drawn``. The face's own pixels inside the hole never reach the network."""
     rgb = np.asarray(face, np.float32).transpose(2, 0, 1) / 255.0
     rgb = rgb * (1 - hole) + 0.5 * hole
-    sketch = landmark_sketch(landmarks if drawn is None else drawn, size)
-    return np.concatenate([rgb, hole[None], sketch]).astype(np.float32)
+    return np.concatenate([rgb, hole[None], landmark_sketch(drawn, face.shape[0])]).astype(np.float32)
+
+
+def anonymizer_input(face: np.ndarray, landmarks: np.ndarray, drawn: np.ndarray | None = None) -> np.ndarray:
+    """The anonymizer's input: :func:`painter_input` with the whole face region (from ``landmarks``)
+    as the hole, and the sketch of ``drawn`` (default ``landmarks``)."""
+    return painter_input(face, region_hole(landmarks, "face", face.shape[0]), landmarks if drawn is None else drawn)
 
 
 # Inner parts whose place and size tell people apart, and the points that anchor them.

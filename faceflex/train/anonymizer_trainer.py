@@ -3,7 +3,7 @@
 Data: the CelebA-HQ training split of the aligned face cache [+ with ``utkface`` set, UTKFace's
 training part: ages 1-110 and five race groups], each face with its 68 landmarks and dlib's face
 descriptor (computed once per face and cached beside the face cache). The network gets
-:func:`~faceflex.face.sketch.anonymizer_input` (the face's surroundings with the face region taken
+the anonymizer's input (:func:`~faceflex.face.sketch.anonymizer_input`: the face's surroundings with the face region taken
 out, the hole, the landmarks drawn) and the face's own descriptor as its identity code
 (standardised; replaced by the mean code for a ``code_dropout`` share, so the mean code paints a
 plausible average face), and must paint the face back. At use the code is a random draw, so the
@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceflex.face.sketch import SKETCH_CHANNELS, anonymizer_input
-from faceflex.inference.anonymizing import Anonymizer, IdentityPrior
+from faceflex.face.sketch import SKETCH_CHANNELS, painter_input, region_hole
+from faceflex.inference.anonymizing import Anonymizer
+from faceflex.inference.face_painting import IdentityPrior
 from faceflex.io.images import save_image
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.train.adversarial import AdversarialTerm
@@ -76,9 +77,16 @@ def training_faces(cache: CachedFaces, cache_dir: Path, utkface: str | None) -> 
     return pool, np.concatenate([descriptors, utk_descriptors[usable]]), np.concatenate([rows, len(cache.faces) + np.arange(len(usable))])
 
 
+def _widens(key: str, target: torch.Tensor, value: torch.Tensor) -> bool:
+    """Whether ``value`` fills the first columns of ``target``: the first convolution or a code layer (FiLM), wider now."""
+    first_or_code = key == "down.0.0.0.weight" or key.startswith("film.")
+    return first_or_code and target.shape[0] == value.shape[0] and value.shape[1] < target.shape[1]
+
+
 def warm_start(model: FaceUNet, state: dict) -> int:
     """Copy the tensors of ``state`` (another FaceUNet's) that fit ``model``; a first convolution with
-    fewer input channels fills the first ones and leaves the others at zero. Returns how many were copied."""
+    fewer input channels, or a code layer (FiLM) with a shorter code, fills the first ones and leaves
+    the others at zero. Returns how many were copied."""
     own, copied = model.state_dict(), 0
     for key, value in state.items():
         value = value.float() if value.is_floating_point() else value
@@ -87,8 +95,8 @@ def warm_start(model: FaceUNet, state: dict) -> int:
         target = own[key]
         if target.shape == value.shape:
             target.copy_(value)
-        elif key == "down.0.0.0.weight" and target.shape[0] == value.shape[0] and target.shape[1] > value.shape[1]:
-            target.zero_()
+        elif _widens(key, target, value):
+            target.zero_()  # more input channels, or a longer code: the new ones start at zero
             target[:, : value.shape[1]] = value
         else:
             continue
@@ -96,15 +104,19 @@ def warm_start(model: FaceUNet, state: dict) -> int:
     return copied
 
 
-def anonymizer_batch(pool: FacePool, rows: np.ndarray, flips: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs (N, IN_CHANNELS, 128, 128), true faces (N, 3, 128, 128)) in [0, 1] for pool rows,
-    the chosen ones mirrored (face and landmarks)."""
+def painting_batch(
+    pool: FacePool, rows: np.ndarray, flips: np.ndarray | None = None, regions: list[str] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs (N, IN_CHANNELS, 128, 128), true faces (N, 3, 128, 128)) in [0, 1] for pool rows, the
+    chosen ones mirrored (face and landmarks); the hole of row i is the region ``regions[i]``
+    (default: the whole face, the anonymizer's)."""
     inputs, truth = [], []
     for i, row in enumerate(rows):
         face, landmarks = np.asarray(pool.faces[row]), np.asarray(pool.landmarks[row], np.float64)
         if flips is not None and flips[i]:
             face, landmarks = face[:, ::-1], np.column_stack([face.shape[1] - landmarks[:, 0], landmarks[:, 1]])
-        inputs.append(anonymizer_input(np.ascontiguousarray(face), landmarks))
+        face = np.ascontiguousarray(face)
+        inputs.append(painter_input(face, region_hole(landmarks, "face" if regions is None else regions[i]), landmarks))
         truth.append(face.transpose(2, 0, 1))
     return torch.from_numpy(np.stack(inputs)), torch.from_numpy(np.stack(truth).astype(np.float32) / 255.0)
 
@@ -145,13 +157,20 @@ class AnonymizerTrainer(Trainer):
     def export_meta(self) -> dict:
         return {"identity_prior": self.prior.to_dict()}
 
-    def step_loss(self, rows: np.ndarray, generator: torch.Generator):
+    def batch(self, rows: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(inputs, true faces, codes) of a training batch: each face with its whole face region as
+        the hole and its own identity code (the mean code for a ``code_dropout`` share)."""
         s = self.settings
         flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if s.flip else None
-        inputs, truth = anonymizer_batch(self.pool, rows, flips)
+        inputs, truth = painting_batch(self.pool, rows, flips)
         codes = torch.from_numpy(self.codes[rows])
         if s.code_dropout:
             codes = codes * (torch.rand(len(rows), 1, generator=generator) >= s.code_dropout)
+        return inputs, truth, codes
+
+    def step_loss(self, rows: np.ndarray, generator: torch.Generator):
+        s = self.settings
+        inputs, truth, codes = self.batch(rows, generator)
         inputs, truth = (t.to(self.device).contiguous(memory_format=torch.channels_last) for t in (inputs, truth))
         _, painted = self.net(inputs, codes.to(self.device))
         painted = painted.float()

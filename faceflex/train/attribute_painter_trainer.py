@@ -1,0 +1,113 @@
+"""Training the attribute painter (the anonymizer's trainer with one region as the hole).
+
+Each CelebA-HQ training face (ids 1-28000) has one region taken out, drawn at random per face from
+:data:`~faceflex.inference.attribute_painting.PAINT_REGIONS` (eyes, mouth, upper lip), and must be
+painted back from its surroundings, its landmarks drawn as lines and a code: its own dlib
+descriptor (standardised; replaced by the mean code for a ``code_dropout`` share) followed by its
+CelebA labels of the classifier's attributes (-1 / +1). The labels are the only way for the network
+to know whether glasses or a moustache were in the hole, so it learns to paint them when the code
+says so; the descriptor and the surroundings keep the person. Same losses, schedule, critic and
+checkpoints as the anonymizer; a warm start (``--init data/anonymizer.pt``) copies the anonymizer
+and starts the attribute part of the code at zero.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faceflex.inference.attribute_painting import PAINT_REGIONS, PAINTED, AttributePainter
+from faceflex.io.images import save_image
+from faceflex.models.labels import ATTRIBUTES
+from faceflex.train.anonymizer_trainer import CODE_SIZE as IDENTITY_SIZE
+from faceflex.train.anonymizer_trainer import AnonymizerSettings, AnonymizerTrainer, painting_batch
+from faceflex.train.cache import CachedFaces
+
+CODE_SIZE = IDENTITY_SIZE + len(ATTRIBUTES)  # the descriptor, then the attributes
+
+
+class AttributePainterTrainer(AnonymizerTrainer):
+    """Trains the attribute painter to paint a region of each training face back from its surroundings,
+    landmarks, descriptor and attribute labels (``settings``: the anonymizer's; UTKFace has no such labels)."""
+
+    name = "attribute_painter"  # the exported weights: attribute_painter.pt
+
+    def __init__(self, cache: CachedFaces, cache_dir: Path, config, settings: AnonymizerSettings, out: Path, device, init=None):
+        if settings.utkface:
+            raise ValueError("the attribute painter trains on CelebA-HQ's attribute labels; UTKFace has none (leave utkface unset)")
+        if config.code_size != CODE_SIZE:
+            raise ValueError(f"the attribute painter's code has {CODE_SIZE} values (descriptor + {len(ATTRIBUTES)} attributes)")
+        super().__init__(cache, cache_dir, config, settings, out, device, init)
+        columns = [cache.attribute_names.index(name) for name in ATTRIBUTES]
+        self.labels = np.asarray(cache.attributes[:, columns], np.float32).clip(-1, 1)
+        self.labels[self.labels == 0] = -1.0  # a cache with 0/1 labels
+        self.codes = np.concatenate([self.codes, self.labels], axis=1)
+
+    def export_meta(self) -> dict:
+        return {**super().export_meta(), "attributes": list(ATTRIBUTES), "regions": list(PAINT_REGIONS)}
+
+    def batch(self, rows: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(inputs, true faces, codes): each face with a random region as the hole, its own code (the
+        identity part replaced by the mean for a ``code_dropout`` share; the attributes always given)."""
+        s = self.settings
+        flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if s.flip else None
+        regions = [PAINT_REGIONS[i] for i in torch.randint(len(PAINT_REGIONS), (len(rows),), generator=generator).tolist()]
+        inputs, truth = painting_batch(self.pool, rows, flips, regions)
+        codes = torch.from_numpy(self.codes[rows])
+        if s.code_dropout:
+            keep = (torch.rand(len(rows), 1, generator=generator) >= s.code_dropout).float()
+            codes = torch.cat([codes[:, :IDENTITY_SIZE] * keep, codes[:, IDENTITY_SIZE:]], dim=1)
+        return inputs, truth, codes
+
+    def painter(self) -> AttributePainter:
+        return AttributePainter(self.model, self.prior, self.device, {"attributes": list(ATTRIBUTES)})
+
+    def edited(self, rows: np.ndarray, attribute: str, value: float) -> np.ndarray:
+        """Held-out faces ``rows`` with ``attribute``'s region repainted and its code set to ``value``."""
+        codes = self.codes[rows].copy()
+        codes[:, IDENTITY_SIZE + ATTRIBUTES.index(attribute)] = value
+        faces = np.asarray(self.cache.faces[rows])
+        return self.painter().paint(faces, self.cache.landmarks[rows], PAINTED[attribute], codes)[0]
+
+    def evaluate(self) -> dict:
+        """On the first 256 held-out faces: L1 of each region painted back with the face's own code,
+        and per painted attribute the share of faces without it (CelebA label) that the shipped
+        attribute classifier reads as having it after the painter adds it (and the reverse)."""
+        from faceflex.face.crops import attribute_input
+        from faceflex.inference.classifiers import load_classifiers, sigmoid
+        from faceflex.models.classifier_nets import predict
+
+        self.model.eval()
+        rows = self.test_rows[:256]
+        faces = np.asarray(self.cache.faces[rows]).astype(np.float32)
+        figures: dict = {}
+        painter = self.painter()
+        for region in PAINT_REGIONS:
+            painted, holes = painter.paint(np.asarray(self.cache.faces[rows]), self.cache.landmarks[rows], region, self.codes[rows])
+            error = np.abs(painted.astype(np.float32) - faces).sum(axis=3) / 3
+            figures[f"held_out_l1_{region}"] = round(float((error * holes).sum() / holes.sum() / 255), 4)
+        models = load_classifiers("cpu")
+        for attribute in PAINTED:
+            column = ATTRIBUTES.index(attribute)
+            for value, name in ((1.0, "added"), (-1.0, "removed")):
+                chosen = rows[self.labels[rows, column] == -value]
+                if len(chosen) < 5:
+                    continue
+                logits = predict(models.models["attributes"], attribute_input(self.edited(chosen, attribute, value)), models.device)
+                has = sigmoid(logits["attributes"][:, column]) >= 0.5
+                figures[f"held_out_{attribute}_{name}"] = round(float(has.mean() if value > 0 else 1 - has.mean()), 4)
+        return figures
+
+    @torch.no_grad()
+    def save_grid(self, path: Path) -> Path:
+        """PNG rows: 8 held-out faces; their eyes painted back with their own code; with glasses, a
+        moustache, a smile and lipstick asked for (each in its region, landmarks as they are)."""
+        self.model.eval()
+        rows = self.test_rows[:8]
+        faces = np.asarray(self.cache.faces[rows])
+        own = self.painter().paint(faces, self.cache.landmarks[rows], "eyes", self.codes[rows])[0]
+        strips = [faces, own] + [self.edited(rows, attribute, 1.0) for attribute in PAINTED]
+        grid = np.concatenate([np.concatenate(list(strip), axis=1) for strip in strips], axis=0)
+        return save_image(grid, path)
