@@ -59,6 +59,7 @@ def edit_photo(
     weights: str | Path | None = None,
     vectors: str | Path | None = None,
     landmarks: str | Path | None = None,
+    painter: str | Path | None = None,
     device: str = "auto",
     detect: DetectSettings | None = None,
     faces: str = "all",
@@ -66,11 +67,12 @@ def edit_photo(
     """The photo with every face's ``attribute`` moved by each strength (as ``faceflex edit``).
 
     ``versions`` None uses the mean of all vector versions; strength 0 returns the photo unchanged
-    in every mode. ``mode``: residual, replace, warp or hybrid (see ``faceflex.steps.edit``).
+    in every mode. ``mode``: residual, replace, warp, hybrid or paint (see ``faceflex.steps.edit``).
     ``identity`` also measures each face's dlib descriptor distance from the original.
-    ``weights``, ``vectors``, ``landmarks``: a VAE, its attribute vectors and its latent-landmark
-    regressor (None: the shipped ones).
+    ``weights``, ``vectors``, ``landmarks``, ``painter``: a VAE, its attribute vectors, its
+    latent-landmark regressor and the attribute painter (None: the shipped ones).
     """
+    from faceflex.inference.attribute_painting import load_attribute_painter
     from faceflex.inference.attribute_vectors import load_vectors
     from faceflex.inference.latent_landmarks import load_landmark_regressor
     from faceflex.inference.vae_codec import load_vae
@@ -87,7 +89,8 @@ def edit_photo(
         identity=identity,
     )
     regressor = load_landmark_regressor(landmarks) if landmarks is not None else None
-    step = EditStep(options, load_vae(weights, device), load_vectors(vectors), regressor)
+    painting = load_attribute_painter(painter, device) if painter is not None else None
+    step = EditStep(options, load_vae(weights, device), load_vectors(vectors), regressor, painting)
     result = run_step(_rgb(photo), step, detect, faces)
     edited = []
     for variant, image in result.images():

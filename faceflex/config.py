@@ -174,6 +174,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "edit.orthogonal_to": _name_list,
     "edit.vectors": _path,
     "edit.landmarks": _path,
+    "edit.painter": _path,
     "edit.weights": _path,
     "edit.plot": _boolean,
     "edit.plot_masks": _boolean,

@@ -179,15 +179,22 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
     type=click.Path(dir_okay=False, exists=True),
     help="Latent-landmark regressor made for those weights (default: shipped).",
 )
+@click.option(
+    "--painter",
+    "painter_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Attribute painter weights for mode paint (default: shipped).",
+)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @verbosity_options
 @click.pass_obj
 def evaluate_edit(
-    session: Session, attributes, strengths, per_side, modes, versions, weights, vectors_path, landmarks_path, cache, out_path
+    session: Session, attributes, strengths, per_side, modes, versions, weights, vectors_path, landmarks_path, painter_path, cache, out_path
 ) -> None:
     """Edit success (classifier crosses 0.5) and identity kept (dlib descriptor < 0.6) on held-out faces."""
     from faceflex.config import comma_list
     from faceflex.evaluation.edits import evaluate_edits
+    from faceflex.inference.attribute_painting import load_attribute_painter
     from faceflex.inference.attribute_vectors import UnknownAttribute, VectorsError, load_vectors
     from faceflex.inference.classifiers import load_task_model
     from faceflex.inference.latent_landmarks import load_landmark_regressor
@@ -205,10 +212,22 @@ def evaluate_edit(
         chosen = [int(v) for v in comma_list(versions)] if versions else None
         classifier = load_task_model("attributes", None, vae.device)[0]
         regressor = load_landmark_regressor(landmarks_path) if landmarks_path else None
+        painter = load_attribute_painter(painter_path, vae.device.type) if painter_path else None
     except (FileNotFoundError, UnknownAttribute, ValueError, WeightsError, VectorsError) as error:
         raise UsageProblem(str(error)) from None
     with session.progress(len(names) * len(mode_list) * 2 * per_side, "editing held-out faces") as bar:
         report = evaluate_edits(
-            vae, vectors, classifier, faces, names, values, per_side, mode_list, chosen, progress=bar.update, regressor=regressor
+            vae,
+            vectors,
+            classifier,
+            faces,
+            names,
+            values,
+            per_side,
+            mode_list,
+            chosen,
+            progress=bar.update,
+            regressor=regressor,
+            painter=painter,
         )
     _report(report, out_path)

@@ -191,7 +191,8 @@ def anonymize(session: Session, method, identity_seed, save_parts, weights, norm
     "--mode",
     type=click.Choice(EDIT_MODES),
     help="auto: the best measured per attribute; residual: the decoded change added; replace: the decoded face; "
-    "warp: the photo's own pixels moved like the landmarks; hybrid: warp + the change a warp cannot make.",
+    "warp: the photo's own pixels moved like the landmarks; hybrid: warp + the change a warp cannot make; "
+    "paint: the attribute painter repaints the attribute's region (Eyeglasses, Mustache, Smiling, Wearing_Lipstick).",
 )
 @click.option("--region", type=click.Choice(EDIT_REGIONS), help="Mask region (auto: where the attribute lives).")
 @click.option("--orthogonal-to", help="Comma-separated attributes whose directions are projected out, e.g. Male,Eyeglasses.")
@@ -207,6 +208,12 @@ def anonymize(session: Session, method, identity_seed, save_parts, weights, norm
     "landmarks_path",
     type=click.Path(dir_okay=False),
     help="Latent-landmark regressor made for those weights (warp and hybrid modes; default: the shipped one).",
+)
+@click.option(
+    "--painter",
+    "painter_path",
+    type=click.Path(dir_okay=False),
+    help="Attribute painter weights (paint mode; default: the shipped data/attribute_painter.pt).",
 )
 @click.option(
     "--plot-masks", is_flag=True, default=None, help="Also save each aligned face with its landmarks, its mask and the masked face."
@@ -228,6 +235,7 @@ def edit(
     weights,
     vectors_path,
     landmarks_path,
+    painter_path,
     plot_masks,
     plot,
     **kwargs,
@@ -240,6 +248,7 @@ def edit(
     """
     import numpy as np
 
+    from faceflex.inference.attribute_painting import load_attribute_painter
     from faceflex.inference.attribute_vectors import UnknownAttribute, VectorsError, load_vectors
     from faceflex.inference.latent_landmarks import load_landmark_regressor
     from faceflex.inference.vae_codec import load_vae
@@ -260,6 +269,7 @@ def edit(
             "edit.orthogonal_to": orthogonal_to,
             "edit.vectors": vectors_path,
             "edit.landmarks": landmarks_path,
+            "edit.painter": painter_path,
             "edit.weights": weights,
             "edit.plot": plot,
             "edit.plot_masks": plot_masks,
@@ -292,7 +302,8 @@ def edit(
             target=target,
         )
         regressor = load_landmark_regressor(section["landmarks"]) if section["landmarks"] else None
-        step = EditStep(options, vae, vectors, regressor)
+        painter = load_attribute_painter(section["painter"], device.type) if section["painter"] else None
+        step = EditStep(options, vae, vectors, regressor, painter)
     except (FileNotFoundError, WeightsError, VectorsError, UnknownAttribute, ValueError) as error:
         raise UsageProblem(str(error)) from None
     if section["vectors"] is None and section["weights"] is not None and vectors.vae_fingerprint is None:

@@ -19,6 +19,7 @@ from faceflex.face.align import align_face
 from faceflex.face.crops import attribute_input
 from faceflex.face.detect import Face
 from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
+from faceflex.inference.attribute_painting import PAINTED, AttributePainter
 from faceflex.inference.attribute_vectors import AttributeVectors
 from faceflex.inference.latent_landmarks import LandmarkRegressor
 from faceflex.inference.vae_codec import VAE
@@ -67,6 +68,7 @@ def evaluate_edits(
     versions: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
     regressor: LandmarkRegressor | None = None,
+    painter: AttributePainter | None = None,
 ) -> dict:
     """Per attribute, mode and strength on the held-out split: success, identity kept, leakage
     (how often each other attribute of :data:`LEAKAGE` flips) and, for Smiling, the change of mouth
@@ -74,6 +76,7 @@ def evaluate_edits(
     faces that lacked the smile.
 
     ``versions``: the vector versions rendered (each counted); None: the mean of all versions.
+    Mode paint is measured for the attributes the painter paints (:data:`PAINTED`) and skipped for the others.
     """
     device = next(attribute_model.parameters()).device
     test_rows = np.sort(cache.split("test"))
@@ -97,6 +100,8 @@ def evaluate_edits(
         }
         results: dict = {}
         for mode in modes:
+            if mode == "paint" and name not in PAINTED:
+                continue
             success = np.zeros(len(strengths))
             same = np.zeros(len(strengths))
             flips = np.zeros((len(watched), len(strengths)))
@@ -106,7 +111,7 @@ def evaluate_edits(
                 options = EditSettings(
                     name, tuple(sign * s for s in strengths), tuple(versions) if versions else None, mode, "auto", identity=False
                 )  # the same auto region (and auto mode) the command picks
-                step = EditStep(options, vae, vectors, regressor)
+                step = EditStep(options, vae, vectors, regressor, painter)
                 for row in rows:
                     photo, landmarks = np.asarray(cache.faces[row]), cache.landmarks[row]
                     crops = [FaceCrop(0, face_from_landmarks(landmarks), align_face(photo, landmarks))]
