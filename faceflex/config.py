@@ -254,6 +254,9 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             f"{section}.utkface": _path,
         }.items()
     },
+    "train_paint.edit_share": _number(float, 0.0, 1.0),
+    "train_paint.attribute_weight": _number(float, 0.0, 1e6),
+    "train_paint.judge": _path,
     "train_classifier.data": _path,
     "train_classifier.cache": _path,
     "train_classifier.out": _path,

@@ -14,8 +14,8 @@ from faceflex.inference.attribute_painting import PAINT_REGIONS, PAINTED, Attrib
 from faceflex.inference.face_painting import IdentityPrior
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.models.labels import ATTRIBUTES
-from faceflex.train.anonymizer_trainer import IN_CHANNELS, AnonymizerSettings, warm_start
-from faceflex.train.attribute_painter_trainer import CODE_SIZE, AttributePainterTrainer
+from faceflex.train.anonymizer_trainer import IN_CHANNELS, warm_start
+from faceflex.train.attribute_painter_trainer import CODE_SIZE, FLIPPED, AttributePainterTrainer, PainterSettings
 from faceflex.train.cache import CachedFaces
 
 TINY = FaceUNetConfig(channels=(8, 8, 16, 16, 16), bottleneck_blocks=1, in_channels=IN_CHANNELS, mask_head=False, code_size=CODE_SIZE)
@@ -50,21 +50,31 @@ def test_training_batches_take_out_one_region_and_always_give_the_attributes(tmp
         lambda faces, *a, **k: np.random.default_rng(len(faces)).normal(size=(len(faces), 128)).astype(np.float32),
     )
     cache = synthetic_cache(align_face(demo_rgb, demo_faces[0].landmarks).image)
-    settings = AnonymizerSettings(epochs=1, batch_size=8, code_dropout=1.0)
+    settings = PainterSettings(epochs=1, batch_size=8, code_dropout=1.0)
     trainer = AttributePainterTrainer(cache, tmp_path / "cache", TINY, settings, tmp_path / "out", torch.device("cpu"))
     rows = trainer.train_rows[:8]
-    inputs, truth, codes = trainer.batch(rows, torch.Generator().manual_seed(0))
+    inputs, truth, codes, edited = trainer.batch(rows, torch.Generator().manual_seed(0))
     assert inputs.shape == (8, IN_CHANNELS, 128, 128) and truth.shape == (8, 3, 128, 128) and codes.shape == (8, CODE_SIZE)
     points = cache.landmarks[0].astype(np.float64)
     mirrored = np.column_stack([128 - points[:, 0], points[:, 1]])
     holes = [(region_hole(lm, r), r) for r in PAINT_REGIONS for lm in (points, mirrored)]
-    seen = {next((r for hole, r in holes if np.array_equal(hole, h.numpy())), None) for h in inputs[:, 3]}
-    assert seen <= set(PAINT_REGIONS) and len(seen) >= 2  # regions drawn per face, never the whole face
+    regions = [next((r for hole, r in holes if np.array_equal(hole, h.numpy())), None) for h in inputs[:, 3]]
+    assert set(regions) <= set(PAINT_REGIONS) and len(set(regions)) >= 2  # regions drawn per face, never the whole face
     assert torch.all(codes[:, :128] == 0)  # every identity dropped (code_dropout 1) ...
-    expected = cache.attributes[rows][:, [30 + i for i in range(len(ATTRIBUTES))]]
-    assert np.array_equal(codes[:, 128:].numpy(), expected.astype(np.float32))  # ... the attributes never
+    expected = cache.attributes[rows][:, [30 + i for i in range(len(ATTRIBUTES))]].astype(np.float32)
+    for i, (region, column) in enumerate(zip(regions, edited)):
+        if column >= 0:  # an edited face: its region's attribute flipped
+            assert ATTRIBUTES[column] == FLIPPED[region]
+            expected[i, column] *= -1
+    assert 0 < (edited >= 0).sum() < 8  # edit_share 0.5
+    assert np.array_equal(codes[:, 128:].numpy(), expected)  # ... the attributes never
+    trainer.settings = PainterSettings(epochs=1, batch_size=8, edit_share=1.0)
+    loss, logged = trainer.step_loss(rows, torch.Generator().manual_seed(1))
+    assert torch.isfinite(loss.detach()) and float(logged["judge"].detach()) > 0
+    loss.backward()
+    assert trainer.model.film[0].weight.grad[:, 128:].abs().sum() > 0  # the judge reaches the attribute part of the code
     with pytest.raises(ValueError, match="UTKFace"):
-        AttributePainterTrainer(cache, tmp_path / "cache", TINY, AnonymizerSettings(utkface="x"), tmp_path / "o2", torch.device("cpu"))
+        AttributePainterTrainer(cache, tmp_path / "cache", TINY, PainterSettings(utkface="x"), tmp_path / "o2", torch.device("cpu"))
 
 
 def test_a_warm_start_from_the_anonymizer_begins_where_it_was():

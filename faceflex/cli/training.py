@@ -240,12 +240,12 @@ def train_painter(session: Session, epochs, resume, out, cache, max_hours, init)
 def _train_painter(session: Session, net_name: str, name: str, trainer_class, code_size: int, epochs, resume, out, cache, max_hours, init):
     """Train a face painter (the anonymizer or the attribute painter) from config sections ``net_name`` and ``name``."""
     from faceflex.models.face_unet import FaceUNetConfig
-    from faceflex.train.anonymizer_trainer import IN_CHANNELS, AnonymizerSettings
+    from faceflex.train.anonymizer_trainer import IN_CHANNELS
     from faceflex.train.cache import open_cache
 
     config, section, cache_dir = _face_training_config(session, name, epochs, out, cache, max_hours, init)
-    fields = [f for f in AnonymizerSettings.__dataclass_fields__ if f != "seed"]
-    settings = AnonymizerSettings(**{key: section[key] for key in fields}, seed=config["seed"])
+    fields = [f for f in trainer_class.settings_class.__dataclass_fields__ if f != "seed"]
+    settings = trainer_class.settings_class(**{key: section[key] for key in fields}, seed=config["seed"])
     net = config[net_name]
     network = FaceUNetConfig(
         tuple(net["channels"]), net["bottleneck_blocks"], in_channels=IN_CHANNELS, mask_head=False, code_size=code_size

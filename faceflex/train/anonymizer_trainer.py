@@ -125,6 +125,7 @@ class AnonymizerTrainer(Trainer):
     """Trains the anonymizer to paint each training face back from its surroundings, landmarks and descriptor."""
 
     name = "anonymizer"
+    settings_class = AnonymizerSettings
 
     def __init__(
         self,
