@@ -257,6 +257,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "train_paint.edit_share": _number(float, 0.0, 1.0),
     "train_paint.attribute_weight": _number(float, 0.0, 1e6),
     "train_paint.judge": _path,
+    "train_paint.judge_coarse": _number(int, 1, 16),
     "train_classifier.data": _path,
     "train_classifier.cache": _path,
     "train_classifier.out": _path,

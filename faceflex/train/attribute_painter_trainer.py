@@ -50,6 +50,7 @@ class PainterSettings(AnonymizerSettings):
     edit_share: float = 0.5  # faces whose region's attribute is flipped in the code
     attribute_weight: float = 0.3  # the judge's binary cross-entropy on those
     judge: str | None = None  # attribute classifier weights (None: the shipped one)
+    judge_coarse: int = 1  # > 1: the judge reads the composite at 1/k of its input size (upsampled), blind to fine patterns
 
 
 class AttributePainterTrainer(AnonymizerTrainer):
@@ -110,7 +111,10 @@ class AttributePainterTrainer(AnonymizerTrainer):
             result = composite(inputs[:, :3], painted, hole)
             truth = torch.where(which[:, None, None, None], composite(truth, result.detach(), hole), truth)
             size = self.judge.config.image_size
-            logits = self.judge(F.avg_pool2d(result[which], result.shape[-1] // size))["attributes"].float()
+            seen = F.avg_pool2d(result[which], result.shape[-1] // size)
+            if s.judge_coarse > 1:  # fine patterns that fool a classifier are averaged away; glasses frames and moustaches are not
+                seen = F.interpolate(F.avg_pool2d(seen, s.judge_coarse), size=size, mode="bilinear", align_corners=False)
+            logits = self.judge(seen)["attributes"].float()
             faces, columns = torch.from_numpy(np.flatnonzero(edited >= 0)), torch.from_numpy(edited[edited >= 0])
             wanted = (codes[faces, IDENTITY_SIZE + columns] > 0).float().to(self.device)
             judged = F.binary_cross_entropy_with_logits(logits.gather(1, columns[:, None].to(self.device))[:, 0], wanted)
