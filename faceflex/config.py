@@ -258,6 +258,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "train_paint.attribute_weight": _number(float, 0.0, 1e6),
     "train_paint.judge": _path,
     "train_paint.judge_coarse": _number(int, 1, 16),
+    "train_paint.conditional_critic": _boolean,
     "train_classifier.data": _path,
     "train_classifier.cache": _path,
     "train_classifier.out": _path,

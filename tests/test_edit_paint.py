@@ -143,3 +143,16 @@ def test_paint_mode_takes_her_glasses_off_and_keeps_her(demo_rgb, demo_faces, sh
     p = sigmoid(predict(models.models["attributes"], attribute_input(np.stack([before, after])), models.device)["attributes"][:, glasses])
     assert p[0] > 0.5 and p[1] < 0.5  # her glasses read as gone
     assert PAINTED["Eyeglasses"] == "eyes"
+
+
+def test_a_projection_critic_scores_the_same_image_differently_for_different_conditions():
+    from faceflex.models.patch_critic import PatchCritic
+
+    torch.manual_seed(0)
+    critic = PatchCritic(channels=(8, 8, 8), condition_size=len(ATTRIBUTES)).eval()
+    images = torch.rand(2, 3, 128, 128)
+    with_glasses, without = torch.ones(2, len(ATTRIBUTES)), -torch.ones(2, len(ATTRIBUTES))
+    a, b = critic(images, with_glasses)[0], critic(images, without)[0]
+    assert a.shape == (2, 1, 16, 16) and not torch.allclose(a, b)
+    plain = PatchCritic(channels=(8, 8, 8)).eval()
+    assert torch.equal(plain(images)[0], plain(images, with_glasses)[0])  # an unconditioned critic ignores it

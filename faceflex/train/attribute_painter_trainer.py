@@ -32,6 +32,7 @@ from faceflex.inference.attribute_painting import PAINT_REGIONS, PAINTED, Attrib
 from faceflex.inference.unmasking import composite
 from faceflex.io.images import save_image
 from faceflex.models.labels import ATTRIBUTES
+from faceflex.train.adversarial import AdversarialTerm
 from faceflex.train.anonymizer_trainer import CODE_SIZE as IDENTITY_SIZE
 from faceflex.train.anonymizer_trainer import AnonymizerSettings, AnonymizerTrainer, painting_batch
 from faceflex.train.cache import CachedFaces
@@ -51,6 +52,7 @@ class PainterSettings(AnonymizerSettings):
     attribute_weight: float = 0.3  # the judge's binary cross-entropy on those
     judge: str | None = None  # attribute classifier weights (None: the shipped one)
     judge_coarse: int = 1  # > 1: the judge reads the composite at 1/k of its input size (upsampled), blind to fine patterns
+    conditional_critic: bool = False  # the critic judges real-for-these-attributes (projection), shown the true labels of real faces
 
 
 class AttributePainterTrainer(AnonymizerTrainer):
@@ -73,7 +75,11 @@ class AttributePainterTrainer(AnonymizerTrainer):
         self.codes = np.concatenate([self.codes, self.labels], axis=1)
         from faceflex.inference.classifiers import load_task_model
 
-        self.judge = load_task_model("attributes", settings.judge, device)[0].eval().requires_grad_(False)
+        self.judge = None
+        if settings.attribute_weight:
+            self.judge = load_task_model("attributes", settings.judge, device)[0].eval().requires_grad_(False)
+        if settings.conditional_critic and settings.adversarial_weight:
+            self.adversarial = AdversarialTerm(settings.adversarial_weight, settings.critic_lr, device, condition_size=len(ATTRIBUTES))
 
     def export_meta(self) -> dict:
         return {**super().export_meta(), "attributes": list(ATTRIBUTES), "regions": list(PAINT_REGIONS)}
@@ -107,9 +113,11 @@ class AttributePainterTrainer(AnonymizerTrainer):
         logged: dict = {}
         loss = torch.zeros((), device=self.device)
         which = torch.from_numpy(edited >= 0).to(self.device)
-        if which.any():  # no true picture: the reconstruction terms see the painted hole itself, the judge reads the attribute
+        real = truth
+        if which.any():  # no true picture: the reconstruction terms see the painted hole itself
             result = composite(inputs[:, :3], painted, hole)
             truth = torch.where(which[:, None, None, None], composite(truth, result.detach(), hole), truth)
+        if which.any() and self.judge is not None:  # the judge reads the flipped attribute
             size = self.judge.config.image_size
             seen = F.avg_pool2d(result[which], result.shape[-1] // size)
             if s.judge_coarse > 1:  # fine patterns that fool a classifier are averaged away; glasses frames and moustaches are not
@@ -121,7 +129,10 @@ class AttributePainterTrainer(AnonymizerTrainer):
             loss, logged["judge"] = loss + s.attribute_weight * judged, judged
         l1 = region_l1(painted, truth, hole, s.l1_lowpass)
         logged["l1"] = l1
-        return composite_loss(self, loss + s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth), logged
+        conditions = None
+        if s.conditional_critic:  # fakes with the attributes their code asked for, reals with their true labels
+            conditions = (codes[:, IDENTITY_SIZE:].to(self.device), torch.from_numpy(self.labels[rows]).to(self.device))
+        return composite_loss(self, loss + s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth, real, conditions), logged
 
     def painter(self) -> AttributePainter:
         return AttributePainter(self.model, self.prior, self.device, {"attributes": list(ATTRIBUTES)})

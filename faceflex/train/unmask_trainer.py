@@ -153,11 +153,14 @@ def composite_loss(
     painted: torch.Tensor,
     region: torch.Tensor,
     truth: torch.Tensor,
+    real: torch.Tensor | None = None,
+    conditions: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``loss`` plus the terms a painting trainer (unmasking, anonymizing) puts on the composite (the
     ``images`` with ``painted`` blended in through ``region``): ssim_weight x (1 - SSIM) +
-    laplacian_weight x Laplacian-pyramid L1 (in fp32), and from ``adversarial_start`` on the patch
-    critic's term; the values are added to ``logged``."""
+    laplacian_weight x Laplacian-pyramid L1 (in fp32) against ``truth``, and from
+    ``adversarial_start`` on the patch critic's term with ``real`` (default ``truth``) as the real
+    images [and ``conditions`` for a projection critic]; the values are added to ``logged``."""
     s = trainer.settings
     with torch.autocast(trainer.device.type, enabled=False):
         result = composite(images, painted, region)
@@ -168,7 +171,8 @@ def composite_loss(
             detail = laplacian_pyramid_l1(result, truth).mean()
             loss, logged["lap"] = loss + s.laplacian_weight * detail, detail
     if trainer.adversarial and trainer.epoch >= s.adversarial_start:
-        loss = loss + trainer.adversarial(result, truth, loss, trainer.model.to_face.weight, logged)
+        real = truth if real is None else real
+        loss = loss + trainer.adversarial(result, real, loss, trainer.model.to_face.weight, logged, conditions)
     return loss
 
 
