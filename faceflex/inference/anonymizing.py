@@ -11,15 +11,13 @@ seeded, so a new identity is reproducible. Deterministic for given faces, landma
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
 
 from faceflex.face.align import template_landmarks
 from faceflex.face.sketch import anonymizer_input, expression_landmarks
-from faceflex.inference.face_painting import FacePainter
-from faceflex.shipped import require_shipped
+from faceflex.inference.face_painting import FacePainter, load_painter
 
 SHIPPED_WEIGHTS = "anonymizer.pt"
 CANDIDATES = 8  # identity codes drawn per face, the farthest from the person kept (Anonymizer.identity)
@@ -32,6 +30,8 @@ def drawn_landmarks(landmarks: np.ndarray, normalise_shape: float) -> np.ndarray
 
 class Anonymizer(FacePainter):
     """A loaded anonymizer. Faces are (N, 128, 128, 3) uint8 aligned faces, landmarks (N, 68, 2) in that frame."""
+
+    shipped_weights, what, made_by = SHIPPED_WEIGHTS, "anonymizer weights", "faceflex train anonymize"
 
     def identity(self, seed: int, key: int, avoid: np.ndarray | None = None, candidates: int = CANDIDATES) -> np.ndarray:
         """The identity code (128,) of face ``key`` (its place in a photo, or its video track) under
@@ -60,17 +60,6 @@ class Anonymizer(FacePainter):
         return self.fill(faces, make_input, codes, batch_size)
 
 
-def anonymizer_from_file(path: str | Path, device: str = "auto") -> Anonymizer:
-    """Load anonymizer weights (fp16 on disk, float32 in memory) with their identity prior."""
-    return Anonymizer.from_file(path, device, "anonymizer weights")
-
-
-@functools.cache
-def _shipped(device: str) -> Anonymizer:
-    path = require_shipped(SHIPPED_WEIGHTS, "anonymizer weights", "faceflex train anonymize")
-    return anonymizer_from_file(path, device)
-
-
 def load_anonymizer(path: str | Path | None = None, device: str = "auto") -> Anonymizer:
     """The shipped anonymizer (loaded once per process), or the weight file at ``path``."""
-    return _shipped(device) if path is None else anonymizer_from_file(path, device)
+    return load_painter(Anonymizer, path, device)

@@ -13,14 +13,12 @@ person's own surroundings, when the code asks for them. Deterministic for given 
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
 
 from faceflex.face.sketch import painter_input, region_hole
-from faceflex.inference.face_painting import FacePainter
-from faceflex.shipped import require_shipped
+from faceflex.inference.face_painting import FacePainter, load_painter
 
 SHIPPED_WEIGHTS = "attribute_painter.pt"
 PAINT_REGIONS = ("eyes", "mouth", "upper-lip")  # the regions it was trained to repaint
@@ -35,6 +33,8 @@ def attribute_code(probabilities: np.ndarray) -> np.ndarray:
 
 class AttributePainter(FacePainter):
     """A loaded attribute painter. Faces are (N, 128, 128, 3) uint8 aligned faces, landmarks (N, 68, 2) in that frame."""
+
+    shipped_weights, what, made_by = SHIPPED_WEIGHTS, "attribute painter weights", "faceflex train painter"
 
     @property
     def attributes(self) -> list[str]:
@@ -70,17 +70,6 @@ class AttributePainter(FacePainter):
         return self.fill(faces, make_input, codes, batch_size)
 
 
-def attribute_painter_from_file(path: str | Path, device: str = "auto") -> AttributePainter:
-    """Load attribute painter weights (fp16 on disk, float32 in memory) with their identity prior and attribute names."""
-    return AttributePainter.from_file(path, device, "attribute painter weights")
-
-
-@functools.cache
-def _shipped(device: str) -> AttributePainter:
-    path = require_shipped(SHIPPED_WEIGHTS, "attribute painter weights", "faceflex train painter")
-    return attribute_painter_from_file(path, device)
-
-
 def load_attribute_painter(path: str | Path | None = None, device: str = "auto") -> AttributePainter:
     """The shipped attribute painter (loaded once per process), or the weight file at ``path``."""
-    return _shipped(device) if path is None else attribute_painter_from_file(path, device)
+    return load_painter(AttributePainter, path, device)

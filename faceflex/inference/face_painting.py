@@ -10,6 +10,7 @@ given inputs and codes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 from faceflex.device import resolve_device
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.models.weights import fingerprint, load_network
+from faceflex.shipped import require_shipped
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,12 @@ Painter = TypeVar("Painter", bound="FacePainter")
 
 
 class FacePainter:
-    """A loaded face painter. Faces are (N, 128, 128, 3) uint8 aligned faces."""
+    """A loaded face painter. Faces are (N, 128, 128, 3) uint8 aligned faces. A subclass names its
+    shipped weight file, what they are and the command that makes them (for :meth:`load`)."""
+
+    shipped_weights = ""
+    what = "face painter weights"
+    made_by = ""
 
     def __init__(
         self, model: FaceUNet, prior: IdentityPrior, device: torch.device, meta: dict | None = None, fingerprint: str | None = None
@@ -71,9 +78,9 @@ class FacePainter:
         self.prior, self.device, self.meta, self.fingerprint = prior, device, meta or {}, fingerprint
 
     @classmethod
-    def from_file(cls: type[Painter], path: str | Path, device: str = "auto", what: str = "face painter weights") -> Painter:
+    def from_file(cls: type[Painter], path: str | Path, device: str = "auto") -> Painter:
         """Load weights (fp16 on disk, float32 in memory) with their identity prior (``meta``)."""
-        model, record = load_network(path, lambda config: FaceUNet(FaceUNetConfig.from_dict(config)), what)
+        model, record = load_network(path, lambda config: FaceUNet(FaceUNetConfig.from_dict(config)), cls.what)
         meta = record.get("meta", {})
         return cls(model, IdentityPrior.from_dict(meta["identity_prior"]), resolve_device(device), meta, fingerprint(path))
 
@@ -99,3 +106,13 @@ class FacePainter:
             result[hole] = painted_u8[hole]
             holes[start : start + len(inputs)] = hole
         return out, holes
+
+
+@functools.cache
+def _shipped(cls: type[FacePainter], device: str) -> FacePainter:
+    return cls.from_file(require_shipped(cls.shipped_weights, cls.what, cls.made_by), device)
+
+
+def load_painter(cls: type[Painter], path: str | Path | None = None, device: str = "auto") -> Painter:
+    """A ``cls`` painter: its shipped weights (loaded once per process and device), or the file at ``path``."""
+    return _shipped(cls, device) if path is None else cls.from_file(path, device)
