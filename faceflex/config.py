@@ -45,6 +45,17 @@ def _choice(*allowed: str) -> Callable[[str, Any], Any]:
     return check
 
 
+def _spelt(*allowed: str) -> Callable[[str, Any], Any]:
+    """One of ``allowed``, spelt exactly (attribute names)."""
+
+    def check(key: str, value: Any) -> Any:
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
 def _number(kind: type, low: float | None = None, high: float | None = None, nullable: bool = False):
     def check(key: str, value: Any) -> Any:
         if value is None and nullable:
@@ -254,11 +265,9 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             f"{section}.utkface": _path,
         }.items()
     },
-    "train_paint.edit_share": _number(float, 0.0, 1.0),
-    "train_paint.attribute_weight": _number(float, 0.0, 1e6),
-    "train_paint.judge": _path,
-    "train_paint.judge_coarse": _number(int, 1, 16),
-    "train_paint.conditional_critic": _boolean,
+    "train_paint.attribute": _spelt("Eyeglasses", "Mustache", "Smiling", "Wearing_Lipstick"),
+    "train_paint.direction": _choice("add", "remove"),
+    "train_paint.max_faces": _number(int, 0, 10_000_000),
     "train_classifier.data": _path,
     "train_classifier.cache": _path,
     "train_classifier.out": _path,

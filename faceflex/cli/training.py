@@ -165,12 +165,12 @@ def train_vae(session: Session, epochs, resume, out, cache, max_hours, init, dec
     _train(session, trainer, resume, section["max_hours"])
 
 
-def _face_training_config(session: Session, name: str, epochs, out, cache, max_hours, init) -> tuple[dict, dict, Path]:
+def _face_training_config(session: Session, name: str, epochs, out, cache, max_hours, init, more=None) -> tuple[dict, dict, Path]:
     """(config, its ``name`` section, the aligned face cache folder) for a trainer on the CelebA-HQ
-    face cache, the flags applied; the cache is built first when it is missing."""
+    face cache, the flags (and ``more`` of the section's) applied; the cache is built first when it is missing."""
     from faceflex.train.cache import build_cache
 
-    flags = {"epochs": epochs, "out": out, "cache": cache, "max_hours": max_hours, "init": init}
+    flags = {"epochs": epochs, "out": out, "cache": cache, "max_hours": max_hours, "init": init, **(more or {})}
     config = session.config({f"{name}.{key}": value for key, value in flags.items()})
     section = config[name]
     cache_dir = Path(section["cache"])
@@ -224,26 +224,52 @@ def train_anonymize(session: Session, epochs, resume, out, cache, max_hours, ini
 
 @train.command("painter")
 @training_options
+@click.option("--attribute", type=click.Choice(["Eyeglasses", "Mustache", "Smiling", "Wearing_Lipstick"]), help="The target's attribute.")
+@click.option("--direction", type=click.Choice(["add", "remove"]), help="add: learn from faces with it; remove: from faces without it.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, grids and weights.")
 @click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (built first if missing).")
-@click.option("--init", type=click.Path(dir_okay=False, exists=True), help="Warm start from an anonymizer or painter weight file.")
+@click.option("--init", type=click.Path(dir_okay=False, exists=True), help="Warm start: the anonymizer whose encoder every target shares.")
 @click.pass_obj
-def train_painter(session: Session, epochs, resume, out, cache, max_hours, init) -> None:
-    """Train the attribute painter (`faceflex edit --mode paint`): paint the eyes, mouth or upper lip
-    of each CelebA-HQ training face back from its surroundings, landmarks, dlib descriptor and
-    attribute labels (glasses, moustache, smile... asked for at use)."""
-    from faceflex.train.attribute_painter_trainer import CODE_SIZE, AttributePainterTrainer
+def train_painter(session: Session, epochs, resume, attribute, direction, out, cache, max_hours, init) -> None:
+    """Train one target of the attribute painter (`faceflex edit --mode paint`): repaint the
+    attribute's region (eyes, upper lip, mouth) of CelebA-HQ training faces that show the outcome
+    (to add glasses: faces wearing them), from the rest of the face, its landmarks and its dlib
+    descriptor. Pack the targets with `faceflex train pack-painter`."""
+    from faceflex.train.anonymizer_trainer import CODE_SIZE
+    from faceflex.train.attribute_painter_trainer import AttributePainterTrainer
 
-    _train_painter(session, "painter_net", "train_paint", AttributePainterTrainer, CODE_SIZE, epochs, resume, out, cache, max_hours, init)
+    target = {"attribute": attribute, "direction": direction}
+    trainer = AttributePainterTrainer
+    _train_painter(session, "painter_net", "train_paint", trainer, CODE_SIZE, epochs, resume, out, cache, max_hours, init, target)
 
 
-def _train_painter(session: Session, net_name: str, name: str, trainer_class, code_size: int, epochs, resume, out, cache, max_hours, init):
+@train.command("pack-painter")
+@click.argument("targets", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), default="data/attribute_painter.pt", show_default=True, help="The packed file.")
+@verbosity_options
+@click.pass_obj
+def train_pack_painter(session: Session, targets, out) -> None:
+    """Pack target weight files (`faceflex train painter` exports, one encoder shared) into one attribute painter file."""
+    from faceflex.inference.attribute_painting import AttributePainter, pack_targets
+    from faceflex.models.weights import WeightsError
+
+    try:
+        path = pack_targets(list(targets), out)
+    except WeightsError as error:
+        raise UsageProblem(str(error)) from None
+    painter = AttributePainter.from_file(path, "cpu")
+    click.echo(json.dumps({"out": str(path), "targets": painter.targets, "bytes": path.stat().st_size}))
+
+
+def _train_painter(
+    session: Session, net_name: str, name: str, trainer_class, code_size: int, epochs, resume, out, cache, max_hours, init, flags=None
+):
     """Train a face painter (the anonymizer or the attribute painter) from config sections ``net_name`` and ``name``."""
     from faceflex.models.face_unet import FaceUNetConfig
     from faceflex.train.anonymizer_trainer import IN_CHANNELS
     from faceflex.train.cache import open_cache
 
-    config, section, cache_dir = _face_training_config(session, name, epochs, out, cache, max_hours, init)
+    config, section, cache_dir = _face_training_config(session, name, epochs, out, cache, max_hours, init, flags)
     fields = [f for f in trainer_class.settings_class.__dataclass_fields__ if f != "seed"]
     settings = trainer_class.settings_class(**{key: section[key] for key in fields}, seed=config["seed"])
     net = config[net_name]

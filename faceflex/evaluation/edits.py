@@ -19,7 +19,7 @@ from faceflex.face.align import align_face
 from faceflex.face.crops import attribute_input
 from faceflex.face.detect import Face
 from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
-from faceflex.inference.attribute_painting import PAINTED, AttributePainter
+from faceflex.inference.attribute_painting import PAINTED, AttributePainter, load_attribute_painter
 from faceflex.inference.attribute_vectors import AttributeVectors
 from faceflex.inference.latent_landmarks import LandmarkRegressor
 from faceflex.inference.vae_codec import VAE
@@ -76,7 +76,7 @@ def evaluate_edits(
     faces that lacked the smile.
 
     ``versions``: the vector versions rendered (each counted); None: the mean of all versions.
-    Mode paint is measured for the attributes the painter paints (:data:`PAINTED`) and skipped for the others.
+    Mode paint is measured for the attributes and directions the painter has targets for and skipped for the others.
     """
     device = next(attribute_model.parameters()).device
     test_rows = np.sort(cache.split("test"))
@@ -102,12 +102,16 @@ def evaluate_edits(
         for mode in modes:
             if mode == "paint" and name not in PAINTED:
                 continue
+            if mode == "paint" and painter is None:
+                painter = load_attribute_painter(device=vae.device.type)
             success = np.zeros(len(strengths))
             same = np.zeros(len(strengths))
             flips = np.zeros((len(watched), len(strengths)))
             geometry = np.zeros((2, len(strengths)))
             count = 0
             for sign, rows in sides.items():
+                if mode == "paint" and not painter.paints(name, "add" if sign > 0 else "remove"):
+                    continue
                 options = EditSettings(
                     name, tuple(sign * s for s in strengths), tuple(versions) if versions else None, mode, "auto", identity=False
                 )  # the same auto region (and auto mode) the command picks

@@ -1,65 +1,112 @@
-"""The attribute painter for inference: repaint one region of an aligned face with the attributes
-asked for, keeping the person.
+"""The attribute painter for inference: repaint one region of an aligned face so that it gains or
+loses an attribute, keeping the person.
 
-The network (:class:`~faceflex.models.face_unet.FaceUNet`, as the anonymizer) sees the aligned face
-with one region taken out (the eyes from temple to temple, the mouth with its smile folds, or the
-upper lip: :func:`faceflex.face.sketch.region_hole`), the landmarks drawn as lines, and a code: the
-person's dlib descriptor (standardised, :class:`~faceflex.inference.face_painting.IdentityPrior`)
-followed by the classifier's attributes (:data:`faceflex.models.labels.ATTRIBUTES`, each in [-1, 1]:
--1 without, +1 with). Trained to paint every training face's region back from its own descriptor
-and CelebA labels, it paints glasses, a moustache or a smile's teeth as a face has them, in the
-person's own surroundings, when the code asks for them. Deterministic for given inputs and codes.
+A painter is a set of **targets**, each an attribute and a direction (``Eyeglasses:add``,
+``Mustache:remove``, ...). A target's network (:class:`~faceflex.models.face_unet.FaceUNet`, as the
+anonymizer) sees the aligned face with the attribute's region taken out (the eyes from temple to
+temple, the upper lip, or the mouth with its smile folds: :func:`faceflex.face.sketch.region_hole`)
+and the landmarks drawn as lines; its identity code stays at the mean (a person's dlib descriptor
+tells whether they wear glasses, and would paint them back as they were). It was trained only on
+faces that show the target's outcome (to add glasses: faces wearing them), so it paints that
+outcome, in the face around it. All targets share the anonymizer's encoder (frozen while they trained): a packed file
+(:func:`pack_targets`) stores it once, then each target's decoder. Deterministic for given inputs.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from faceflex.device import resolve_device
 from faceflex.face.sketch import painter_input, region_hole
-from faceflex.inference.face_painting import FacePainter, load_painter
+from faceflex.inference.face_painting import FacePainter, IdentityPrior
+from faceflex.io.files import write_atomic
+from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
+from faceflex.models.weights import WeightsError, fingerprint, load_weights
+from faceflex.shipped import require_shipped
 
 SHIPPED_WEIGHTS = "attribute_painter.pt"
-PAINT_REGIONS = ("eyes", "mouth", "upper-lip")  # the regions it was trained to repaint
-# the attributes it paints, and where (each is one of the classifier's attributes)
+PAINT_REGIONS = ("eyes", "mouth", "upper-lip")  # the regions painters repaint
+# the attributes painted, and where (each is one of the classifier's attributes)
 PAINTED = {"Eyeglasses": "eyes", "Mustache": "upper-lip", "Smiling": "mouth", "Wearing_Lipstick": "mouth"}
+DIRECTIONS = ("add", "remove")
+SHARED_PREFIXES = ("down.", "bottleneck.")  # the encoder every target shares (frozen in training)
 
 
-def attribute_code(probabilities: np.ndarray) -> np.ndarray:
-    """The attribute part of a code from classifier probabilities (N, A) in [0, 1]: 2 p - 1, in [-1, 1]."""
-    return (2.0 * np.asarray(probabilities, np.float32) - 1.0).astype(np.float32)
+def target_name(attribute: str, direction: str) -> str:
+    """``"Eyeglasses:add"``: how a target is named in files and manifests."""
+    return f"{attribute}:{direction}"
 
 
-class AttributePainter(FacePainter):
-    """A loaded attribute painter. Faces are (N, 128, 128, 3) uint8 aligned faces, landmarks (N, 68, 2) in that frame."""
+class AttributePainter:
+    """A loaded attribute painter: one :class:`FacePainter` per target (their encoders shared).
+    Faces are (N, 128, 128, 3) uint8 aligned faces, landmarks (N, 68, 2) in that frame."""
 
-    shipped_weights, what, made_by = SHIPPED_WEIGHTS, "attribute painter weights", "faceflex train painter"
+    what, made_by = "attribute painter weights", "faceflex train painter, then faceflex train pack-painter"
+
+    def __init__(
+        self,
+        models: dict[str, FaceUNet],
+        prior: IdentityPrior,
+        device: torch.device,
+        meta: dict | None = None,
+        fingerprint: str | None = None,
+    ):
+        self.painters = {name: FacePainter(model, prior, device) for name, model in models.items()}
+        self.prior, self.device, self.meta, self.fingerprint = prior, device, meta or {}, fingerprint
 
     @property
-    def attributes(self) -> list[str]:
-        """The attribute names of the code's tail, in order."""
-        return list(self.meta["attributes"])
+    def targets(self) -> list[str]:
+        return list(self.painters)
 
-    def code(self, descriptors: np.ndarray, attributes: np.ndarray) -> np.ndarray:
-        """Codes (N, 128 + A) float32 from dlib descriptors (N, 128) and attribute values (N, A) in [-1, 1]."""
-        return np.concatenate([self.prior.code(descriptors), np.asarray(attributes, np.float32)], axis=1)
+    def paints(self, attribute: str, direction: str) -> bool:
+        return target_name(attribute, direction) in self.painters
+
+    @classmethod
+    def from_file(cls, path: str | Path, device: str = "auto") -> AttributePainter:
+        """A packed file (:func:`pack_targets`) or one target's weights as ``faceflex train painter`` exports them."""
+        record = load_weights(path)
+        meta, state = record.get("meta", {}), record["state_dict"]
+        try:
+            config = FaceUNetConfig.from_dict(record["config"])
+            prior = IdentityPrior.from_dict(meta["identity_prior"])
+            if "targets" in meta:
+                shared = {k: v for k, v in state.items() if k.startswith(SHARED_PREFIXES)}
+                states = {t: {**shared, **_unprefixed(state, f"targets.{t}.")} for t in meta["targets"]}
+            else:
+                states = {meta["target"]: state}
+            models: dict[str, FaceUNet] = {}
+            for name, tensors in states.items():
+                model = FaceUNet(config)
+                model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+                if models:  # one encoder in memory for every target
+                    first = next(iter(models.values()))
+                    model.down, model.bottleneck = first.down, first.bottleneck
+                models[name] = model.float()
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise WeightsError(f"{path}: not {cls.what} ({type(error).__name__})") from None
+        return cls(models, prior, resolve_device(device), meta, fingerprint(path))
 
     def paint(
         self,
         faces: np.ndarray,
         landmarks: np.ndarray,
-        region: str,
-        codes: np.ndarray,
+        attribute: str,
+        direction: str,
         drawn: np.ndarray | None = None,
         batch_size: int = 32,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(faces (N, 128, 128, 3) uint8 with ``region`` repainted, holes (N, 128, 128) float32 in
-        {0, 1}). ``drawn`` (N, 68, 2): landmarks to paint to instead of the face's own (a smile's
-        moved mouth); the hole then covers the region at both."""
-        if region not in PAINT_REGIONS:
-            raise ValueError(f"the attribute painter repaints {', '.join(PAINT_REGIONS)}, not {region!r}")
-        faces = np.asarray(faces)
+        """(faces (N, 128, 128, 3) uint8 with the attribute's region repainted by the target
+        (``attribute``, ``direction``), holes (N, 128, 128) float32 in {0, 1}). ``drawn`` (N, 68, 2):
+        landmarks to paint to instead of the face's own (a smile's moved mouth); the hole then
+        covers the region at both."""
+        name = target_name(attribute, direction)
+        if name not in self.painters:
+            raise ValueError(f"this attribute painter has no target {name!r} (it has {', '.join(self.painters)})")
+        region, faces = PAINTED[attribute], np.asarray(faces)
 
         def make_input(i: int) -> np.ndarray:
             hole = region_hole(landmarks[i], region)
@@ -67,9 +114,48 @@ class AttributePainter(FacePainter):
                 return painter_input(faces[i], hole, landmarks[i])
             return painter_input(faces[i], np.maximum(hole, region_hole(drawn[i], region)), drawn[i])
 
-        return self.fill(faces, make_input, codes, batch_size)
+        codes = np.zeros((len(faces), self.painters[name].model.config.code_size), np.float32)  # the mean identity
+        return self.painters[name].fill(faces, make_input, codes, batch_size)
+
+
+def _unprefixed(state: dict, prefix: str) -> dict:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def pack_targets(paths: list[str | Path], out: str | Path) -> Path:
+    """One file from target weight files (``faceflex train painter`` exports) that share an encoder:
+    the encoder once, then each target's other tensors under ``targets.<target>.``. Refuses files
+    whose encoders, architectures or identity priors differ, or two of the same target."""
+    records = [load_weights(path) for path in paths]
+    first = records[0]
+    shared = {k: v for k, v in first["state_dict"].items() if k.startswith(SHARED_PREFIXES)}
+    state, targets = dict(shared), []
+    for path, record in zip(paths, records):
+        meta = record.get("meta", {})
+        if "target" not in meta:
+            raise WeightsError(f"{path}: not one attribute painter target (no target in its metadata)")
+        if record["config"] != first["config"] or meta.get("identity_prior") != first["meta"].get("identity_prior"):
+            raise WeightsError(f"{path}: another architecture or identity prior than {paths[0]}")
+        if any(not torch.equal(record["state_dict"][k], v) for k, v in shared.items()):
+            raise WeightsError(f"{path}: its encoder differs from {paths[0]}'s (targets must start from the same anonymizer)")
+        if meta["target"] in targets:
+            raise WeightsError(f"{path}: target {meta['target']} given twice")
+        targets.append(meta["target"])
+        state.update({f"targets.{meta['target']}.{k}": v for k, v in record["state_dict"].items() if not k.startswith(SHARED_PREFIXES)})
+    meta = {
+        "identity_prior": first["meta"]["identity_prior"],
+        "targets": targets,
+        "trained": {r["meta"]["target"]: {k: r["meta"].get(k) for k in ("epochs", "history", "settings")} for r in records},
+    }
+    record = {"config": first["config"], "state_dict": state, "meta": meta}
+    return write_atomic(Path(out), lambda handle: torch.save(record, handle))
+
+
+@functools.cache
+def _shipped(device: str) -> AttributePainter:
+    return AttributePainter.from_file(require_shipped(SHIPPED_WEIGHTS, AttributePainter.what, AttributePainter.made_by), device)
 
 
 def load_attribute_painter(path: str | Path | None = None, device: str = "auto") -> AttributePainter:
-    """The shipped attribute painter (loaded once per process), or the weight file at ``path``."""
-    return load_painter(AttributePainter, path, device)
+    """The shipped attribute painter (loaded once per process and device), or the weight file at ``path``."""
+    return _shipped(device) if path is None else AttributePainter.from_file(path, device)

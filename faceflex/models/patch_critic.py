@@ -2,11 +2,8 @@
 
 It scores overlapping patches of a 128x128 face (a 16x16 map of logits, each seeing about 46 px)
 as real or reconstructed, and exposes its intermediate feature maps for a feature-matching loss.
-Spectral normalisation on every convolution keeps it Lipschitz (stable hinge training). With
-``condition_size`` > 0 it is a projection critic: each patch's logit also gets the inner product of
-its features with an embedding of a condition vector (e.g. attribute labels), so it judges whether
-an image looks real *for that condition* (real glasses for "glasses"). Only used in training:
-nothing of it is shipped.
+Spectral normalisation on every convolution keeps it Lipschitz (stable hinge training). Only used
+in training: nothing of it is shipped.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 class PatchCritic(nn.Module):
     """Images (N, 3, 128, 128) in [0, 1] -> (patch logits (N, 1, 16, 16), [feature maps])."""
 
-    def __init__(self, channels: tuple[int, ...] = (32, 64, 128), condition_size: int = 0) -> None:
+    def __init__(self, channels: tuple[int, ...] = (32, 64, 128)) -> None:
         super().__init__()
         stages, cin = [], 3
         for c in channels:  # stride-2 4x4 convolutions: 128 -> 64 -> 32 -> 16 px
@@ -27,15 +24,10 @@ class PatchCritic(nn.Module):
             cin = c
         self.stages = nn.ModuleList(stages)
         self.head = spectral_norm(nn.Conv2d(cin, 1, 3, padding=1))
-        self.embed = spectral_norm(nn.Linear(condition_size, cin, bias=False)) if condition_size else None
 
-    def forward(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``condition`` (N, condition_size): required by a projection critic, ignored otherwise."""
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x, features = images * 2.0 - 1.0, []
         for stage in self.stages:
             x = stage(x)
             features.append(x)
-        logits = self.head(x)
-        if self.embed is not None:
-            logits = logits + (x * self.embed(condition.to(x.dtype))[:, :, None, None]).sum(dim=1, keepdim=True)
-        return logits, features
+        return self.head(x), features

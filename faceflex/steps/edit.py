@@ -15,11 +15,11 @@ bounded for long ranges. Modes:
 - ``hybrid``: the warp, then, through the attribute's region mask, what a warp cannot make:
   decode(z + a v) minus decode(z) warped the same way (teeth where the lips part, a moustache).
 - ``paint``: the attribute painter (``faceflex.inference.attribute_painting``) repaints the
-  attribute's region (eyes, mouth or upper lip) from the face around it, with the person's own dlib
-  descriptor and the classifier's reading of their attributes, the edited attribute's value raised
-  (or lowered) by the strength: glasses or a moustache painted as faces have them, not as a
-  difference of two blurred decodes. For Smiling the photo is warped first (lips may part) and the
-  mouth painted to the moved landmarks.
+  attribute's region (eyes, mouth or upper lip) from the face around it, with the target that adds
+  the attribute (strength > 0) or removes it (< 0): glasses or a moustache painted as faces have
+  them, not as a difference of two blurred decodes. Strengths below 1 in size blend the painted
+  region in partly (lighter lipstick); from 1 on it is painted whole. For Smiling the photo is
+  warped first by the strength (lips may part) and the mouth painted to the moved landmarks.
 """
 
 from __future__ import annotations
@@ -37,14 +37,13 @@ from faceflex.face.blend import seamless_change
 from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
 from faceflex.face.masks import region_mask
 from faceflex.face.warp import anchor_ring, warp_points
-from faceflex.inference.attribute_painting import PAINTED, AttributePainter, attribute_code, load_attribute_painter
+from faceflex.inference.attribute_painting import PAINTED, AttributePainter, load_attribute_painter
 from faceflex.inference.attribute_vectors import AttributeVectors, VectorsError, load_vectors
 from faceflex.inference.latent_landmarks import LandmarkRegressor, load_landmark_regressor
 from faceflex.inference.vae_codec import VAE, load_vae
 from faceflex.pipeline.flow import FaceCrop, Layer, StepOutput, Variant
 from faceflex.viz import mask_panels
 
-MAX_CODE = 3.0  # paint mode: the edited attribute's code value is kept within +-this (training saw -1 and +1)
 MAX_STRENGTH = 20.0  # |strength| above this only paints noise (latent norms of real faces are ~18-32)
 MAX_TARGET_STRENGTH = 6.0  # --to searches strengths up to this
 TARGET_BISECTIONS = 5  # refinement steps of the --to search (the bracket shrinks 32-fold)
@@ -195,7 +194,10 @@ class EditStep:
                 raise ValueError(f"mode paint repaints {self.attribute} in the region it was trained on ({PAINTED[self.attribute]})")
             self.region = PAINTED[self.attribute]
             self.painter = self.painter if self.painter is not None else load_attribute_painter(device=self.vae.device.type)
-            self.paint_column = 128 + self.painter.attributes.index(self.attribute)
+            for direction, sign in (("add", 1), ("remove", -1)):
+                if any(a * sign > 0 for a in s.strengths) and not self.painter.paints(self.attribute, direction):
+                    has = ", ".join(self.painter.targets)
+                    raise ValueError(f"the attribute painter cannot {direction} {self.attribute} (it has {has})")
         if self.mode in ("warp", "hybrid") or (self.mode == "paint" and self.attribute == "Smiling"):
             self.landmarks = self.landmarks if self.landmarks is not None else load_landmark_regressor()
             made_for = self.landmarks.meta.get("vae_fingerprint")
@@ -203,11 +205,11 @@ class EditStep:
                 raise VectorsError(f"the landmark regressor was made for VAE weights {made_for}, not {self.vae.fingerprint}")
             self.moves = np.stack([self.landmarks.displacement(d) for d in self.directions])
         self._reached: dict[int, np.ndarray] = {}
-        if s.target is not None or self.mode == "paint":
+        if s.target is not None:
             from faceflex.inference.classifiers import load_classifiers
             from faceflex.models.labels import ATTRIBUTES
 
-            if self.attribute not in ATTRIBUTES:  # (paint mode's attributes all are)
+            if self.attribute not in ATTRIBUTES:
                 raise ValueError(f"--to needs an attribute the classifier reads ({', '.join(ATTRIBUTES)}), not {self.attribute}")
             models = load_classifiers(self.vae.device.type)
             self.classifier, self.classifier_device = models.models["attributes"], models.device
@@ -246,29 +248,17 @@ class EditStep:
         if s.plot_masks:
             pictures = {f"face{c.index}.mask": mask_panels(c.aligned.image, c.aligned.landmarks, m) for c, m in zip(crops, masks)}
         records = [{"region": self.region} for _ in crops]
-        originals = [face_descriptor(photo, c.face.landmarks) for c in crops] if s.identity or self.mode == "paint" else None
-        codes = self._paint_codes(crops, originals) if self.mode == "paint" else None
+        originals = [face_descriptor(photo, c.face.landmarks) for c in crops] if s.identity else None
         if s.target is None:
             plan = [
                 (row, column, np.full(len(crops), strength)) for row in range(len(self.rows)) for column, strength in enumerate(s.strengths)
             ]
         else:
-            plan = [(row, 0, self._strengths_to_target(latents, masks, crops, row, codes)) for row in range(len(self.rows))]
-        variants = self._variants(latents, masks, crops, plan, codes)
+            plan = [(row, 0, self._strengths_to_target(latents, masks, crops, row)) for row in range(len(self.rows))]
+        variants = self._variants(latents, masks, crops, plan)
         if s.identity:
             variants = (self._with_identity(v, crops, originals) for v in variants)
         return StepOutput(records, variants, pictures, sheet_columns=1 if s.target is not None else len(s.strengths))
-
-    def _paint_codes(self, crops: list[FaceCrop], descriptors: list[np.ndarray]) -> np.ndarray:
-        """Paint mode: each face's painter code (N, 128 + A): its dlib descriptor and the classifier's reading of its attributes."""
-        from faceflex.face.crops import attribute_input
-        from faceflex.inference.classifiers import sigmoid
-        from faceflex.models.classifier_nets import predict
-        from faceflex.models.labels import ATTRIBUTES
-
-        logits = predict(self.classifier, attribute_input(np.stack([c.aligned.image for c in crops])), self.classifier_device)
-        probabilities = sigmoid(logits["attributes"])[:, [ATTRIBUTES.index(name) for name in self.painter.attributes]]
-        return self.painter.code(np.stack(descriptors), attribute_code(probabilities))
 
     @staticmethod
     def _with_identity(variant: Variant, crops: list[FaceCrop], originals: list[np.ndarray]) -> Variant:
@@ -291,12 +281,11 @@ class EditStep:
         """decode(z_i + a_i v_row) for every face i (one batch)."""
         return self.vae.decode(latents + strengths[:, None] * self.directions[row][None])
 
-    def _layers(self, crops, masks, base, decoded, row: int, strengths: np.ndarray, codes: np.ndarray | None = None) -> list[Layer]:
-        """Every face's layers for one output: face i edited at ``strengths[i]`` (its decode: ``decoded[i]``;
-        paint mode: its painter code ``codes[i]``)."""
+    def _layers(self, crops, masks, base, decoded, row: int, strengths: np.ndarray) -> list[Layer]:
+        """Every face's layers for one output: face i edited at ``strengths[i]`` (its decode: ``decoded[i]``)."""
         mode = self.mode
         if mode == "paint":
-            return self._painted(crops, codes, row, strengths)
+            return self._painted(crops, row, strengths)
         layers: list[Layer] = []
         for i, strength in enumerate(strengths):
             if strength == 0:  # strength 0 is the unedited photo in every mode
@@ -315,38 +304,38 @@ class EditStep:
                 layers.append(Layer(i, decoded[i], masks[i], "replace"))
         return layers
 
-    def _painted(self, crops: list[FaceCrop], codes: np.ndarray, row: int, strengths: np.ndarray) -> list[Layer]:
-        """Paint mode: each edited face's region repainted with its attribute's code moved by the
-        strength (kept within +-:data:`MAX_CODE`); for Smiling the face is warped first (lips may
-        part) and the mouth painted to the moved landmarks."""
+    def _painted(self, crops: list[FaceCrop], row: int, strengths: np.ndarray) -> list[Layer]:
+        """Paint mode: each edited face's region repainted by the target that adds (strength > 0) or
+        removes (< 0) the attribute, blended in by min(1, |strength|); for Smiling the face is
+        warped by the strength first (lips may part) and the mouth painted to the moved landmarks."""
         from faceflex.inference.unmasking import paint_region
 
-        edited = [i for i, a in enumerate(strengths) if a != 0]  # strength 0 is the unedited photo
-        if not edited:
-            return []
-        chosen = codes[edited].copy()
-        chosen[:, self.paint_column] = np.clip(chosen[:, self.paint_column] + strengths[edited], -MAX_CODE, MAX_CODE)
-        faces = np.stack([crops[i].aligned.image for i in edited])
-        landmarks = np.stack([crops[i].aligned.landmarks for i in edited])
-        layers, drawn = [], None
-        if self.moves is not None:
-            moves = np.stack([self.moves[row] * strengths[i] for i in edited])
-            drawn = landmarks + moves
-            box = (0, 0, faces.shape[2], faces.shape[1])
-            faces = np.stack(
-                [
-                    (warp_points(face, lm, lm + move, anchor_ring(lm, scale=1.35), box) + 0.5).clip(0, 255).astype(np.uint8)
-                    for face, lm, move in zip(faces, landmarks, moves)
-                ]
-            )
-            layers += [self._warp(i, crops[i], move, keep_lips=False) for i, move in zip(edited, moves)]
-        painted, holes = self.painter.paint(faces, landmarks, self.region, chosen, drawn)
-        regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
-        return layers + [Layer(i, face, region, "replace") for i, face, region in zip(edited, painted, regions)]
+        layers = []
+        for direction, chosen in (("add", strengths > 0), ("remove", strengths < 0)):  # strength 0 is the unedited photo
+            edited = np.flatnonzero(chosen)
+            if not len(edited):
+                continue
+            faces = np.stack([crops[i].aligned.image for i in edited])
+            landmarks = np.stack([crops[i].aligned.landmarks for i in edited])
+            drawn = None
+            if self.moves is not None:
+                moves = np.stack([self.moves[row] * strengths[i] for i in edited])
+                drawn = landmarks + moves
+                box = (0, 0, faces.shape[2], faces.shape[1])
+                faces = np.stack(
+                    [
+                        (warp_points(face, lm, lm + move, anchor_ring(lm, scale=1.35), box) + 0.5).clip(0, 255).astype(np.uint8)
+                        for face, lm, move in zip(faces, landmarks, moves)
+                    ]
+                )
+                layers += [self._warp(i, crops[i], move, keep_lips=False) for i, move in zip(edited, moves)]
+            painted, holes = self.painter.paint(faces, landmarks, self.attribute, direction, drawn)
+            regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
+            opacity = np.minimum(1.0, np.abs(strengths[edited])).astype(np.float32)
+            layers += [Layer(i, face, region * o, "replace") for i, face, region, o in zip(edited, painted, regions, opacity)]
+        return layers
 
-    def _variants(
-        self, latents: np.ndarray, masks: Sequence[np.ndarray], crops: list[FaceCrop], plan, codes: np.ndarray | None = None
-    ) -> Iterator[Variant]:
+    def _variants(self, latents: np.ndarray, masks: Sequence[np.ndarray], crops: list[FaceCrop], plan) -> Iterator[Variant]:
         """The outputs in ``plan`` order ((row, column, per-face strengths)), decoded block by block.
 
         Residual and hybrid modes also need decode(z) of every face: it rides along in the first
@@ -367,7 +356,7 @@ class EditStep:
                     base, images = images[:faces].astype(np.float32), images[faces:]
                 decoded = images.reshape(len(chunk), faces, *images.shape[1:])
             for (row, column, strengths), images in zip(chunk, decoded):
-                yield self._variant(row, column, strengths, self._layers(crops, masks, base, images, row, strengths, codes))
+                yield self._variant(row, column, strengths, self._layers(crops, masks, base, images, row, strengths))
 
     def _variant(self, row: int, column: int, strengths: np.ndarray, layers: list[Layer]) -> Variant:
         version = self.rows[row]
@@ -390,7 +379,7 @@ class EditStep:
             title=title + (f" (v{version})" if len(self.rows) > 1 else ""),
         )
 
-    def _strengths_to_target(self, latents: np.ndarray, masks, crops: list[FaceCrop], row: int, codes=None) -> np.ndarray:
+    def _strengths_to_target(self, latents: np.ndarray, masks, crops: list[FaceCrop], row: int) -> np.ndarray:
         """Per face, the strength at which the shipped attribute classifier's probability of the
         edited face reaches ``target``: at least ``target`` when it is 0.5 or more (adding the
         attribute), at most when it is less (removing it). A face already past it keeps strength 0:
@@ -401,7 +390,7 @@ class EditStep:
         refined by bisection between the two grid points around the target.
         """
         target = self.options.target
-        probability = self._probability_of(latents, masks, crops, row, codes)
+        probability = self._probability_of(latents, masks, crops, row)
         current = probability(np.zeros(len(crops)))
         sign = np.full(len(crops), 1.0 if target >= 0.5 else -1.0)  # a target of 0.5 or more adds the attribute, less removes it
         grid = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, MAX_TARGET_STRENGTH])
@@ -431,7 +420,7 @@ class EditStep:
         self._reached[row] = probabilities
         return strengths
 
-    def _probability_of(self, latents, masks, crops: list[FaceCrop], row: int, codes=None):
+    def _probability_of(self, latents, masks, crops: list[FaceCrop], row: int):
         """p(strengths) -> the classifier's probability of the attribute for each face, edited on its aligned crop."""
         from faceflex.face.align import AlignedFace
         from faceflex.face.crops import attribute_input
@@ -446,7 +435,7 @@ class EditStep:
 
         def probability(strengths: np.ndarray) -> np.ndarray:
             decoded = self._decode(latents, row, strengths) if self.mode not in ("warp", "paint") else [None] * len(crops)
-            layers = self._layers(crops, masks, base, decoded, row, strengths, codes)
+            layers = self._layers(crops, masks, base, decoded, row, strengths)
             edited = np.stack(
                 [
                     compose(c.aligned.image, [own[i]], [dataclasses.replace(la, face=0) for la in layers if la.face == i])

@@ -18,37 +18,24 @@ from faceflex.train.distributed import average_gradients
 class AdversarialTerm:
     """Owns the critic and its optimiser; checkpointed through :meth:`state` / :meth:`load_state`."""
 
-    def __init__(self, weight: float, lr: float, device: torch.device, condition_size: int = 0) -> None:
+    def __init__(self, weight: float, lr: float, device: torch.device) -> None:
         self.weight = weight
-        self.critic = PatchCritic(condition_size=condition_size).to(device).to(memory_format=torch.channels_last)
+        self.critic = PatchCritic().to(device).to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=(0.5, 0.9))
 
-    def __call__(
-        self,
-        fake: torch.Tensor,
-        real: torch.Tensor,
-        rest: torch.Tensor,
-        last: torch.Tensor,
-        logged: dict,
-        conditions: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+    def __call__(self, fake: torch.Tensor, real: torch.Tensor, rest: torch.Tensor, last: torch.Tensor, logged: dict) -> torch.Tensor:
         """One critic step on (real, fake.detach()), then the generator's weighted term for ``fake``
-        (``rest``: the rest of the generator's loss; ``last``: its last layer's weight;
-        ``conditions``: (of the fakes, of the reals) for a projection critic)."""
-        fake_condition, real_condition = conditions if conditions is not None else (None, None)
+        (``rest``: the rest of the generator's loss; ``last``: its last layer's weight)."""
         self.critic.requires_grad_(True)
-        critic_loss = (
-            torch.relu(1 - self.critic(real, real_condition)[0].float()).mean()
-            + torch.relu(1 + self.critic(fake.detach(), fake_condition)[0].float()).mean()
-        )
+        critic_loss = torch.relu(1 - self.critic(real)[0].float()).mean() + torch.relu(1 + self.critic(fake.detach())[0].float()).mean()
         self.optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         average_gradients(self.critic)  # under torchrun: the critic trains on every process's batch
         self.optimizer.step()
         self.critic.requires_grad_(False)  # the generator's term must not train the critic
         with torch.no_grad():
-            real_features = self.critic(real, real_condition)[1]
-        fake_logits, fake_features = self.critic(fake, fake_condition)
+            real_features = self.critic(real)[1]
+        fake_logits, fake_features = self.critic(fake)
         matching = sum((f.float() - r.float()).abs().mean() for f, r in zip(fake_features, real_features))
         term = -fake_logits.float().mean() + matching
         (rest_grad,) = torch.autograd.grad(rest, last, retain_graph=True)

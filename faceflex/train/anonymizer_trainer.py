@@ -61,13 +61,18 @@ class AnonymizerSettings:
     seed: int = 0
 
 
-def training_faces(cache: CachedFaces, cache_dir: Path, utkface: str | None) -> tuple[FacePool, np.ndarray, np.ndarray]:
-    """(pool of faces and landmarks, their descriptors (N, 128), the training rows): the cache's faces
-    (held-out rows keep their numbers) [+ UTKFace's training part, the faces dlib found]."""
+def training_faces(
+    cache: CachedFaces, cache_dir: Path, utkface: str | None, identity: bool = True
+) -> tuple[FacePool, np.ndarray, np.ndarray]:
+    """(pool of faces and landmarks, their descriptors (N, 128; NaN without ``identity``), the
+    training rows): the cache's faces (held-out rows keep their numbers) [+ UTKFace's training part,
+    the faces dlib found]."""
     from faceflex.train.face_sets import TRAIN, face_descriptors, utk_faces, utk_split
 
-    descriptors = face_descriptors(cache.faces, cache.landmarks, cache_dir.parent / "celeba_hq_descriptors.npz")
     rows = cache.split("train")
+    if not identity:
+        return FacePool(cache.faces, cache.landmarks), np.full((len(cache.faces), CODE_SIZE), np.nan, np.float32), rows
+    descriptors = face_descriptors(cache.faces, cache.landmarks, cache_dir.parent / "celeba_hq_descriptors.npz")
     if not utkface:
         return FacePool(cache.faces, cache.landmarks), descriptors, rows
     faces, landmarks, _ = utk_faces(utkface, cache_dir.parent)
@@ -126,6 +131,7 @@ class AnonymizerTrainer(Trainer):
 
     name = "anonymizer"
     settings_class = AnonymizerSettings
+    uses_identity = True  # trained on each face's own dlib descriptor (computed once and cached)
 
     def __init__(
         self,
@@ -139,21 +145,33 @@ class AnonymizerTrainer(Trainer):
     ):
         torch.manual_seed(settings.seed)
         self.cache = cache
-        self.pool, descriptors, train_rows = training_faces(cache, Path(cache_dir), settings.utkface)
+        self.pool, descriptors, train_rows = training_faces(cache, Path(cache_dir), settings.utkface, self.uses_identity)
         train_rows = train_rows[np.isfinite(self.pool.landmarks[train_rows]).all(axis=(1, 2))]
-        self.prior = IdentityPrior.fit(descriptors[train_rows])
-        self.codes = self.prior.code(descriptors)
         model = FaceUNet(config)
-        self.init_note = None
+        self.init_note, meta = None, {}
         if init:
             from faceflex.models.weights import load_weights
 
-            copied = warm_start(model, load_weights(init)["state_dict"])
+            record = load_weights(init)
+            copied = warm_start(model, record["state_dict"])
             self.init_note = f"warm start from {init}: {copied} of {len(model.state_dict())} tensors copied"
+            meta = record.get("meta", {})
+        if "identity_prior" in meta:  # a face painter's: its code layers were trained on these codes
+            self.prior = IdentityPrior.from_dict(meta["identity_prior"])
+        elif self.uses_identity:
+            self.prior = IdentityPrior.fit(descriptors[train_rows])
+        else:
+            raise ValueError(f"{self.name} starts from an anonymizer (--init data/anonymizer.pt): its encoder and identity prior")
+        self.codes = self.prior.code(descriptors)
+        train_rows = self.training_rows(train_rows, settings)
         model = model.to(device).to(memory_format=torch.channels_last)
         self.test_rows = cache.split("test")
         self.setup(model, torch.optim.Adam(model.parameters(), lr=settings.lr), train_rows, settings, out, device, warmup_steps=200)
         self.adversarial = AdversarialTerm(settings.adversarial_weight, settings.critic_lr, device) if settings.adversarial_weight else None
+
+    def training_rows(self, rows: np.ndarray, settings: AnonymizerSettings) -> np.ndarray:
+        """The rows trained on, from the training faces with landmarks (all of them here)."""
+        return rows
 
     def export_meta(self) -> dict:
         return {"identity_prior": self.prior.to_dict()}

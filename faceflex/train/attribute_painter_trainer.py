@@ -1,22 +1,26 @@
-"""Training the attribute painter (the anonymizer's trainer with one region as the hole).
+"""Training one of the attribute painter's targets (the anonymizer's trainer with one region as the hole).
 
-Each CelebA-HQ training face (ids 1-28000) has one region taken out, drawn at random per face from
-:data:`~faceflex.inference.attribute_painting.PAINT_REGIONS` (eyes, mouth, upper lip), and is
-painted from its surroundings, its landmarks drawn as lines and a code: its own dlib descriptor
-(standardised; replaced by the mean code for a ``code_dropout`` share) followed by its CelebA labels
-of the classifier's attributes (-1 / +1).
+A target is an attribute and a direction: ``add`` (paint glasses over the eyes, a moustache on the
+upper lip, lipstick or a smile's teeth on the mouth) or ``remove``. Its painter learns only from
+CelebA-HQ training faces (ids 1-28000) that show the outcome: to add glasses, faces that wear them;
+to remove them, faces without (for an attribute nearly always of one sex, such as a moustache or
+lipstick, faces of that sex). Each face has the attribute's region taken out
+(:func:`faceflex.face.sketch.region_hole`) and is painted back from its surroundings and its landmarks
+drawn as lines (the anonymizer's losses: L1 in the hole, SSIM and
+Laplacian pyramid of the composite, the patch critic). A network that has only ever painted eyes
+behind glasses paints glasses on whoever it is given: the outcome is forced by what it learned
+from, not asked of it through a code it could ignore (measured: a single painter given the
+attribute as a code input ignored it, and one pushed by a classifier fooled it with patterns;
+docs/EDIT.md). The identity code stays at the mean (zeros): dlib's descriptor tells whether a face
+wears glasses (a linear read-out: 81 % balanced accuracy; a moustache 88 %), and the anonymizer's
+code layers learned to paint what it tells, so given a person's own descriptor a target painted
+the person as they were (measured: glasses added to 10 % of faces after 15 epochs). The region is
+painted from the face around it and its landmarks alone.
 
-Painted back with its own code, a face is compared with itself (the anonymizer's losses: L1 in the
-hole, SSIM and Laplacian pyramid of the composite, the patch critic). But the descriptor and the
-surroundings already tell whether a face wore glasses, so a network trained on that alone ignores
-the attribute part of the code (measured: after one such epoch, glasses asked for appeared on 0 %
-of held-out faces). So for an ``edit_share`` of the faces the region's attribute (eyes: Eyeglasses,
-upper lip: Mustache, mouth: Wearing_Lipstick; Smiling is drawn by the landmarks) is flipped in the
-code: there is no true picture of that face, so the reconstruction terms leave its hole alone and a
-frozen attribute classifier (the ``judge``) must read the flipped value on the composite (binary
-cross-entropy, ``attribute_weight``), while the critic keeps it looking like a real face.
-A warm start (``--init data/anonymizer.pt``) copies the anonymizer and starts the attribute part of
-the code at zero.
+The network starts from the anonymizer (``--init data/anonymizer.pt``), whose encoder and bottleneck
+stay frozen (weights and batch statistics): only the code layers (FiLM) and the decoder learn, so
+every target shares one encoder and the shipped file stores it once
+(:func:`faceflex.inference.attribute_painting.pack_targets`).
 """
 
 from __future__ import annotations
@@ -26,161 +30,148 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from faceflex.inference.attribute_painting import PAINT_REGIONS, PAINTED, AttributePainter
-from faceflex.inference.unmasking import composite
+from faceflex.inference.attribute_painting import PAINTED, SHARED_PREFIXES, AttributePainter, target_name
 from faceflex.io.images import save_image
-from faceflex.models.labels import ATTRIBUTES
-from faceflex.train.adversarial import AdversarialTerm
-from faceflex.train.anonymizer_trainer import CODE_SIZE as IDENTITY_SIZE
 from faceflex.train.anonymizer_trainer import AnonymizerSettings, AnonymizerTrainer, painting_batch
 from faceflex.train.cache import CachedFaces
 from faceflex.train.unmask_trainer import composite_loss, region_l1
 
-CODE_SIZE = IDENTITY_SIZE + len(ATTRIBUTES)  # the descriptor, then the attributes
-FLIPPED = {"eyes": "Eyeglasses", "upper-lip": "Mustache", "mouth": "Wearing_Lipstick"}  # the attribute flipped per region
+ONE_SEX = 0.9  # an attribute this share of whose training faces are of one sex is removed by painting faces of that sex
 
 
 @dataclass(frozen=True)
 class PainterSettings(AnonymizerSettings):
-    """The ``train_paint`` section of the config: the anonymizer's settings, and the edits."""
+    """The ``train_paint`` section of the config: the anonymizer's settings, and the target."""
 
-    epochs: int = 4
+    epochs: int = 10
     adversarial_start: int = 0
-    edit_share: float = 0.5  # faces whose region's attribute is flipped in the code
-    attribute_weight: float = 0.3  # the judge's binary cross-entropy on those
-    judge: str | None = None  # attribute classifier weights (None: the shipped one)
-    judge_coarse: int = 1  # > 1: the judge reads the composite at 1/k of its input size (upsampled), blind to fine patterns
-    conditional_critic: bool = False  # the critic judges real-for-these-attributes (projection), shown the true labels of real faces
+    attribute: str = "Eyeglasses"  # one of PAINTED
+    direction: str = "add"  # add: learn from faces that have it; remove: from faces that lack it
+    max_faces: int = 4000  # a seeded sample of at most this many training faces (0: all)
+
+
+def target_rows(cache: CachedFaces, rows: np.ndarray, attribute: str, direction: str, max_faces: int, seed: int) -> np.ndarray:
+    """The training rows that show ``direction`` of ``attribute`` (CelebA labels): faces with it to
+    add it, faces without it to remove it (of one sex when >= ONE_SEX of the faces with it are);
+    a seeded sample of ``max_faces`` (0: all), sorted."""
+    labels = np.asarray(cache.attributes[rows])
+    has = labels[:, cache.attribute_names.index(attribute)] > 0
+    chosen = has if direction == "add" else ~has
+    if direction == "remove":
+        male = labels[:, cache.attribute_names.index("Male")] > 0
+        share = male[has].mean() if has.any() else 0.5
+        if share >= ONE_SEX or share <= 1 - ONE_SEX:
+            chosen &= male == (share >= ONE_SEX)
+    picked = rows[chosen]
+    if max_faces and len(picked) > max_faces:
+        picked = np.random.default_rng(seed).choice(picked, max_faces, replace=False)
+    return np.sort(picked)
 
 
 class AttributePainterTrainer(AnonymizerTrainer):
-    """Trains the attribute painter to paint a region of each training face back from its surroundings,
-    landmarks, descriptor and attribute labels (``settings``: the anonymizer's; UTKFace has no such labels)."""
+    """Trains one target of the attribute painter (``settings.attribute``, ``settings.direction``)
+    from the anonymizer: the region painted back on faces that show the target's outcome."""
 
-    name = "attribute_painter"  # the exported weights: attribute_painter.pt
-
+    name = "attribute_painter"  # the exported weights: attribute_painter.pt (one target; pack them to ship)
     settings_class = PainterSettings
+    uses_identity = False  # the code stays at the mean identity (no descriptors needed)
 
     def __init__(self, cache: CachedFaces, cache_dir: Path, config, settings: PainterSettings, out: Path, device, init=None):
+        if settings.attribute not in PAINTED:
+            raise ValueError(f"the attribute painter paints {', '.join(PAINTED)}, not {settings.attribute!r}")
+        if settings.direction not in ("add", "remove"):
+            raise ValueError(f"direction must be add or remove, not {settings.direction!r}")
         if settings.utkface:
             raise ValueError("the attribute painter trains on CelebA-HQ's attribute labels; UTKFace has none (leave utkface unset)")
-        if config.code_size != CODE_SIZE:
-            raise ValueError(f"the attribute painter's code has {CODE_SIZE} values (descriptor + {len(ATTRIBUTES)} attributes)")
+        self.region = PAINTED[settings.attribute]
         super().__init__(cache, cache_dir, config, settings, out, device, init)
-        columns = [cache.attribute_names.index(name) for name in ATTRIBUTES]
-        self.labels = np.asarray(cache.attributes[:, columns], np.float32).clip(-1, 1)
-        self.labels[self.labels == 0] = -1.0  # a cache with 0/1 labels
-        self.codes = np.concatenate([self.codes, self.labels], axis=1)
-        from faceflex.inference.classifiers import load_task_model
+        for name, parameter in self.model.named_parameters():
+            parameter.requires_grad_(not name.startswith(SHARED_PREFIXES))
 
-        self.judge = None
-        if settings.attribute_weight:
-            self.judge = load_task_model("attributes", settings.judge, device)[0].eval().requires_grad_(False)
-        if settings.conditional_critic and settings.adversarial_weight:
-            self.adversarial = AdversarialTerm(settings.adversarial_weight, settings.critic_lr, device, condition_size=len(ATTRIBUTES))
+    def training_rows(self, rows: np.ndarray, settings: PainterSettings) -> np.ndarray:
+        """The training faces that show the target's outcome (:func:`target_rows`)."""
+        s = settings
+        return target_rows(self.cache, rows, s.attribute, s.direction, s.max_faces, s.seed)
+
+    def frozen_modules(self) -> list[torch.nn.Module]:
+        return [self.model.down, self.model.bottleneck]
 
     def export_meta(self) -> dict:
-        return {**super().export_meta(), "attributes": list(ATTRIBUTES), "regions": list(PAINT_REGIONS)}
-
-    def batch(self, rows: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
-        """(inputs, true faces, codes, edited): each face with a random region as the hole and its own
-        code (the identity part replaced by the mean for a ``code_dropout`` share; the attributes
-        always given), and for an ``edit_share`` of the faces the region's attribute flipped in the
-        code; ``edited`` (N,) is the flipped attribute's index in ATTRIBUTES, or -1."""
         s = self.settings
-        flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if s.flip else None
-        regions = [PAINT_REGIONS[i] for i in torch.randint(len(PAINT_REGIONS), (len(rows),), generator=generator).tolist()]
-        inputs, truth = painting_batch(self.pool, rows, flips, regions)
-        codes = torch.from_numpy(self.codes[rows])
-        if s.code_dropout:
-            keep = (torch.rand(len(rows), 1, generator=generator) >= s.code_dropout).float()
-            codes = torch.cat([codes[:, :IDENTITY_SIZE] * keep, codes[:, IDENTITY_SIZE:]], dim=1)
-        chosen = (torch.rand(len(rows), generator=generator) < s.edit_share).numpy()
-        edited = np.array([ATTRIBUTES.index(FLIPPED[r]) if c else -1 for r, c in zip(regions, chosen)])
-        for i in np.flatnonzero(edited >= 0):
-            codes[i, IDENTITY_SIZE + edited[i]] *= -1
-        return inputs, truth, codes, edited
+        return {**super().export_meta(), "target": target_name(s.attribute, s.direction), "region": self.region}
+
+    def batch(self, rows: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(inputs, true faces, codes): each face with the target's region as the hole, and the mean identity code."""
+        flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if self.settings.flip else None
+        inputs, truth = painting_batch(self.pool, rows, flips, [self.region] * len(rows))
+        return inputs, truth, torch.zeros(len(rows), self.model.config.code_size)
 
     def step_loss(self, rows: np.ndarray, generator: torch.Generator):
         s = self.settings
-        inputs, truth, codes, edited = self.batch(rows, generator)
+        inputs, truth, codes = self.batch(rows, generator)
         inputs, truth = (t.to(self.device).contiguous(memory_format=torch.channels_last) for t in (inputs, truth))
         _, painted = self.net(inputs, codes.to(self.device))
         painted = painted.float()
         hole = inputs[:, 3:4]
-        logged: dict = {}
-        loss = torch.zeros((), device=self.device)
-        which = torch.from_numpy(edited >= 0).to(self.device)
-        real = truth
-        if which.any():  # no true picture: the reconstruction terms see the painted hole itself
-            result = composite(inputs[:, :3], painted, hole)
-            truth = torch.where(which[:, None, None, None], composite(truth, result.detach(), hole), truth)
-        if which.any() and self.judge is not None:  # the judge reads the flipped attribute
-            size = self.judge.config.image_size
-            seen = F.avg_pool2d(result[which], result.shape[-1] // size)
-            if s.judge_coarse > 1:  # fine patterns that fool a classifier are averaged away; glasses frames and moustaches are not
-                seen = F.interpolate(F.avg_pool2d(seen, s.judge_coarse), size=size, mode="bilinear", align_corners=False)
-            logits = self.judge(seen)["attributes"].float()
-            faces, columns = torch.from_numpy(np.flatnonzero(edited >= 0)), torch.from_numpy(edited[edited >= 0])
-            wanted = (codes[faces, IDENTITY_SIZE + columns] > 0).float().to(self.device)
-            judged = F.binary_cross_entropy_with_logits(logits.gather(1, columns[:, None].to(self.device))[:, 0], wanted)
-            loss, logged["judge"] = loss + s.attribute_weight * judged, judged
         l1 = region_l1(painted, truth, hole, s.l1_lowpass)
-        logged["l1"] = l1
-        conditions = None
-        if s.conditional_critic:  # fakes with the attributes their code asked for, reals with their true labels
-            conditions = (codes[:, IDENTITY_SIZE:].to(self.device), torch.from_numpy(self.labels[rows]).to(self.device))
-        return composite_loss(self, loss + s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth, real, conditions), logged
+        logged = {"l1": l1}
+        return composite_loss(self, s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth), logged
 
     def painter(self) -> AttributePainter:
-        return AttributePainter(self.model, self.prior, self.device, {"attributes": list(ATTRIBUTES)})
+        s = self.settings
+        return AttributePainter({target_name(s.attribute, s.direction): self.model}, self.prior, self.device)
 
-    def edited(self, rows: np.ndarray, attribute: str, value: float) -> np.ndarray:
-        """Held-out faces ``rows`` with ``attribute``'s region repainted and its code set to ``value``."""
-        codes = self.codes[rows].copy()
-        codes[:, IDENTITY_SIZE + ATTRIBUTES.index(attribute)] = value
-        faces = np.asarray(self.cache.faces[rows])
-        return self.painter().paint(faces, self.cache.landmarks[rows], PAINTED[attribute], codes)[0]
+    def repainted(self, rows: np.ndarray) -> np.ndarray:
+        """Held-out faces ``rows`` with the target's region repainted."""
+        s = self.settings
+        return self.painter().paint(np.asarray(self.cache.faces[rows]), self.cache.landmarks[rows], s.attribute, s.direction)[0]
+
+    def held_out_rows(self) -> np.ndarray:
+        """The first 256 held-out faces whose CelebA label lacks the target's outcome (the faces it should change)."""
+        s = self.settings
+        column = self.cache.attribute_names.index(s.attribute)
+        has = np.asarray(self.cache.attributes[self.test_rows[:256], column]) > 0
+        return self.test_rows[:256][~has if s.direction == "add" else has]
 
     def evaluate(self) -> dict:
-        """On the first 256 held-out faces: L1 of each region painted back with the face's own code,
-        and per painted attribute the share of faces without it (CelebA label) that the shipped
-        attribute classifier reads as having it after the painter adds it (and the reverse)."""
+        """On the first 256 held-out faces that the target should change: the share the shipped
+        attribute classifier reads with the outcome after painting, and the share still the same
+        person (dlib descriptor distance < 0.6); L1 of the region painted back on faces already showing it."""
         from faceflex.face.crops import attribute_input
+        from faceflex.face.identity import SAME_PERSON
         from faceflex.inference.classifiers import load_classifiers, sigmoid
         from faceflex.models.classifier_nets import predict
+        from faceflex.models.labels import ATTRIBUTES
 
         self.model.eval()
-        rows = self.test_rows[:256]
-        faces = np.asarray(self.cache.faces[rows]).astype(np.float32)
-        figures: dict = {}
-        painter = self.painter()
-        for region in PAINT_REGIONS:
-            painted, holes = painter.paint(np.asarray(self.cache.faces[rows]), self.cache.landmarks[rows], region, self.codes[rows])
-            error = np.abs(painted.astype(np.float32) - faces).sum(axis=3) / 3
-            figures[f"held_out_l1_{region}"] = round(float((error * holes).sum() / holes.sum() / 255), 4)
+        s = self.settings
+        rows = self.held_out_rows()
+        painted = self.repainted(rows)
         models = load_classifiers("cpu")
-        for attribute in PAINTED:
-            column = ATTRIBUTES.index(attribute)
-            for value, name in ((1.0, "added"), (-1.0, "removed")):
-                chosen = rows[self.labels[rows, column] == -value]
-                if len(chosen) < 5:
-                    continue
-                logits = predict(models.models["attributes"], attribute_input(self.edited(chosen, attribute, value)), models.device)
-                has = sigmoid(logits["attributes"][:, column]) >= 0.5
-                figures[f"held_out_{attribute}_{name}"] = round(float(has.mean() if value > 0 else 1 - has.mean()), 4)
-        return figures
+        logits = predict(models.models["attributes"], attribute_input(painted), models.device)
+        has = sigmoid(logits["attributes"][:, ATTRIBUTES.index(s.attribute)]) >= 0.5
+        from faceflex.face.identity import face_descriptor
+
+        landmarks = self.cache.landmarks
+        distances = [
+            np.linalg.norm(face_descriptor(p, landmarks[r]) - face_descriptor(np.asarray(self.cache.faces[r]), landmarks[r]))
+            for p, r in zip(painted[:64], rows[:64])
+        ]
+        shown = np.setdiff1d(self.test_rows[:256], rows)[:64]
+        truth = np.asarray(self.cache.faces[shown]).astype(np.float32)
+        back, holes = self.painter().paint(truth.astype(np.uint8), self.cache.landmarks[shown], s.attribute, s.direction)
+        error = np.abs(back.astype(np.float32) - truth).sum(axis=3) / 3
+        return {
+            "held_out_success": round(float(has.mean() if s.direction == "add" else 1 - has.mean()), 4),
+            "held_out_identity_kept": round(float(np.mean(np.asarray(distances) < SAME_PERSON)), 4),
+            "held_out_l1": round(float((error * holes).sum() / holes.sum() / 255), 4),
+        }
 
     @torch.no_grad()
     def save_grid(self, path: Path) -> Path:
-        """PNG rows: 8 held-out faces; their eyes painted back with their own code; with glasses, a
-        moustache, a smile and lipstick asked for (each in its region, landmarks as they are)."""
+        """PNG rows: 8 held-out faces the target should change, and the same faces painted."""
         self.model.eval()
-        rows = self.test_rows[:8]
-        faces = np.asarray(self.cache.faces[rows])
-        own = self.painter().paint(faces, self.cache.landmarks[rows], "eyes", self.codes[rows])[0]
-        strips = [faces, own] + [self.edited(rows, attribute, 1.0) for attribute in PAINTED]
-        grid = np.concatenate([np.concatenate(list(strip), axis=1) for strip in strips], axis=0)
+        rows = self.held_out_rows()[:8]
+        grid = np.concatenate([np.concatenate(list(strip), axis=1) for strip in (np.asarray(self.cache.faces[rows]), self.repainted(rows))])
         return save_image(grid, path)

@@ -85,6 +85,11 @@ class Trainer:
     def after_epoch(self) -> None:
         """Extra per-epoch files (e.g. a grid of reconstructions)."""
 
+    def frozen_modules(self) -> list[torch.nn.Module]:
+        """Parts of the model kept in eval mode while training (their batch statistics frozen; their
+        parameters should not require gradients)."""
+        return []
+
     # -- checkpoints -------------------------------------------------------------------------
     def settings_record(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self.settings).items()}
@@ -137,6 +142,8 @@ class Trainer:
         if self.ranks.rank:
             generator.manual_seed(s.seed * 100_003 + self.epoch + 1_000_003 * self.ranks.rank)
         self.model.train()
+        for module in self.frozen_modules():
+            module.eval()
         autocast_dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
         totals: dict[str, float] = {}
         for i in range(self.steps_per_epoch):

@@ -146,21 +146,12 @@ def region_l1(painted: torch.Tensor, truth: torch.Tensor, region: torch.Tensor, 
 
 
 def composite_loss(
-    trainer: Trainer,
-    loss: torch.Tensor,
-    logged: dict,
-    images: torch.Tensor,
-    painted: torch.Tensor,
-    region: torch.Tensor,
-    truth: torch.Tensor,
-    real: torch.Tensor | None = None,
-    conditions: tuple[torch.Tensor, torch.Tensor] | None = None,
+    trainer: Trainer, loss: torch.Tensor, logged: dict, images: torch.Tensor, painted: torch.Tensor, region: torch.Tensor, truth
 ) -> torch.Tensor:
-    """``loss`` plus the terms a painting trainer (unmasking, anonymizing) puts on the composite (the
-    ``images`` with ``painted`` blended in through ``region``): ssim_weight x (1 - SSIM) +
-    laplacian_weight x Laplacian-pyramid L1 (in fp32) against ``truth``, and from
-    ``adversarial_start`` on the patch critic's term with ``real`` (default ``truth``) as the real
-    images [and ``conditions`` for a projection critic]; the values are added to ``logged``."""
+    """``loss`` plus the terms a painting trainer (unmasking, anonymizing, attribute painting) puts on
+    the composite (the ``images`` with ``painted`` blended in through ``region``): ssim_weight x
+    (1 - SSIM) + laplacian_weight x Laplacian-pyramid L1 (in fp32), and from ``adversarial_start`` on
+    the patch critic's term; the values are added to ``logged``."""
     s = trainer.settings
     with torch.autocast(trainer.device.type, enabled=False):
         result = composite(images, painted, region)
@@ -171,8 +162,7 @@ def composite_loss(
             detail = laplacian_pyramid_l1(result, truth).mean()
             loss, logged["lap"] = loss + s.laplacian_weight * detail, detail
     if trainer.adversarial and trainer.epoch >= s.adversarial_start:
-        real = truth if real is None else real
-        loss = loss + trainer.adversarial(result, real, loss, trainer.model.to_face.weight, logged, conditions)
+        loss = loss + trainer.adversarial(result, truth, loss, trainer.model.to_face.weight, logged)
     return loss
 
 
