@@ -19,9 +19,10 @@ MANIFEST_FORMATS = ("json", "jsonl", "csv")
 REGIONS = ("face", "mouth", "eyes", "upper-lip")  # soft landmark masks (faceflex.face.masks)
 # residual: photo + mask x (decode(z + a v) - decode(z)); replace: the decoded face; warp: the photo's own
 # pixels moved as the latent moves the landmarks; hybrid: warp, then the appearance change a warp cannot make;
-# paint: the attribute painter repaints the attribute's region (eyes, mouth, upper lip) with the attribute asked for;
+# paint: glasses drawn from the landmarks, or the attribute painter repaints the attribute's region (eyes, mouth, upper lip);
 # auto: the mode measured best for the attribute (faceflex.steps.edit.AUTO_MODES)
 EDIT_MODES = ("auto", "residual", "replace", "warp", "hybrid", "paint")
+GLASSES_KINDS = ("rectangle", "round", "wayfarer", "metal", "sunglasses")  # frames drawn by paint mode (faceflex.face.glasses)
 EDIT_REGIONS = ("auto", *REGIONS)  # auto: the region where the attribute lives (faceflex.steps.edit.AUTO_REGIONS)
 BACKENDS = ("local", "ray")  # where batch jobs run: local processes (--workers) or Ray actors (faceflex.pipeline.executors)
 CLASSIFIER_TASKS = ("attributes", "expression", "age", "face")

@@ -27,6 +27,7 @@ from faceflex.choices import (
     EDIT_MODES,
     EDIT_REGIONS,
     FACES,
+    GLASSES_KINDS,
     MANIFEST_FORMATS,
     MASK_TYPES,
 )
@@ -186,6 +187,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "edit.vectors": _path,
     "edit.landmarks": _path,
     "edit.painter": _path,
+    "edit.glasses": _choice(*GLASSES_KINDS),
     "edit.weights": _path,
     "edit.plot": _boolean,
     "edit.plot_masks": _boolean,

@@ -174,8 +174,8 @@ def test_paint_mode_picks_the_target_by_the_strengths_sign_and_blends_by_its_siz
     from faceflex.steps.edit import EditSettings, EditStep
 
     torch.manual_seed(0)
-    painter = AttributePainter({"Eyeglasses:add": FaceUNet(TINY)}, PRIOR, torch.device("cpu"))
-    step = EditStep(EditSettings(attribute="Eyeglasses", strengths=(0.0, 0.5, 1.0, 2.0), mode="paint", identity=False), painter=painter)
+    painter = AttributePainter({"Mustache:add": FaceUNet(TINY)}, PRIOR, torch.device("cpu"))
+    step = EditStep(EditSettings(attribute="Mustache", strengths=(0.0, 0.5, 1.0, 2.0), mode="paint", identity=False), painter=painter)
     images = [image for _, image in run_step(demo_rgb, step).images()]
     assert np.array_equal(images[0], demo_rgb)  # strength 0: the photo itself
     half, full, double = (image.astype(int) - demo_rgb for image in images[1:])
@@ -183,9 +183,49 @@ def test_paint_mode_picks_the_target_by_the_strengths_sign_and_blends_by_its_siz
     changed = np.abs(full).sum(axis=2) > 30
     assert np.abs(half[changed]).mean() == pytest.approx(np.abs(full[changed]).mean() / 2, rel=0.2)  # 0.5: half blended
     landmarks = demo_faces[0].landmarks
-    assert not np.any(full[int(landmarks[57, 1]) :])  # below the lips nothing moves
+    chin, brows = int((landmarks[57, 1] + landmarks[8, 1]) / 2), int(landmarks[27, 1])
+    assert not np.any(full[chin:]) and not np.any(full[:brows])  # around the upper lip alone
     with pytest.raises(ValueError, match="cannot remove"):
-        EditStep(EditSettings(attribute="Eyeglasses", strengths=(-1.0,), mode="paint"), painter=painter)
+        EditStep(EditSettings(attribute="Mustache", strengths=(-1.0,), mode="paint"), painter=painter)
+
+
+def test_glasses_are_drawn_around_the_eyes_and_nowhere_else(demo_rgb, demo_faces):
+    from faceflex.face.glasses import GLASSES_STYLES, eye_frame, render_glasses
+
+    landmarks = demo_faces[0].landmarks
+    left, right, across, d = eye_frame(landmarks)
+    for style in GLASSES_STYLES:
+        patch, (x0, y0) = render_glasses(landmarks, style)
+        alpha = np.zeros(demo_rgb.shape[:2])
+        h, w = patch.shape[:2]
+        alpha[y0 : y0 + h, x0 : x0 + w] = patch[..., 3] / 255.0
+        assert alpha.max() == 1.0  # opaque frames
+        for eye in (left, right):  # a ring of frame around each eye, not over the eye itself unless sunglasses
+            x, y = np.round(eye).astype(int)
+            ring = alpha[y - int(0.45 * d) : y + int(0.45 * d), x - int(0.5 * d) : x + int(0.5 * d)]
+            assert (ring > 0.9).mean() > 0.02
+            assert (alpha[y, x] > 0.8) == (style == "sunglasses")
+        mouth = np.round(landmarks[48:68].mean(axis=0)).astype(int)
+        assert alpha[mouth[1] - 5 : mouth[1] + 5, mouth[0] - 5 : mouth[0] + 5].max() == 0  # nothing on the mouth
+    with pytest.raises(ValueError, match="unknown glasses style"):
+        render_glasses(landmarks, "monocle")
+
+
+def test_paint_mode_draws_glasses_even_where_they_leave_the_photo(demo_rgb, demo_faces):
+    from faceflex.pipeline.flow import run_step
+    from faceflex.steps.edit import EditSettings, EditStep
+
+    landmarks = demo_faces[0].landmarks
+    cut = int(landmarks[36:48, 0].min()) + 4  # the photo ends inside the left lens
+    photo = np.ascontiguousarray(demo_rgb[:, cut:])
+    step = EditStep(EditSettings(attribute="Eyeglasses", strengths=(0.0, 1.0), mode="paint", identity=False, glasses="metal"))
+    assert step.painter is None  # drawing glasses needs no network
+    images = [image for _, image in run_step(photo, step).images()]
+    assert np.array_equal(images[0], photo)
+    changed = np.any(images[1] != photo, axis=2)
+    assert changed[:, :10].any() and not changed[int(landmarks[57, 1]) :].any()  # drawn up to the edge; below the lips nothing
+    with pytest.raises(ValueError, match="glasses style"):
+        EditSettings(attribute="Eyeglasses", glasses="monocle")
 
 
 @pytest.fixture()
@@ -221,3 +261,10 @@ def test_the_shipped_painter_puts_glasses_on_the_astronaut_and_keeps_her(shipped
     assert p[0, glasses] < 0.5 < p[1, glasses]  # glasses read as added
     changed = np.any(images[1] != photo, axis=2)
     assert not changed[int(landmarks[57, 1]) :].any()  # below the lips nothing moves
+
+
+def test_every_glasses_kind_the_cli_offers_is_drawn():
+    from faceflex.choices import GLASSES_KINDS
+    from faceflex.face.glasses import GLASSES_STYLES
+
+    assert tuple(GLASSES_STYLES) == GLASSES_KINDS

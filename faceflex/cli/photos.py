@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from faceflex.choices import ANONYMIZE_METHODS, EDIT_MODES, EDIT_REGIONS, MASK_TYPES
+from faceflex.choices import ANONYMIZE_METHODS, EDIT_MODES, EDIT_REGIONS, GLASSES_KINDS, MASK_TYPES
 from faceflex.cli.app import PhotoArgs, Session, UsageProblem, cli, photo_options, run_photos, torch_device
 
 
@@ -192,7 +192,12 @@ def anonymize(session: Session, method, identity_seed, save_parts, weights, norm
     type=click.Choice(EDIT_MODES),
     help="auto: the best measured per attribute; residual: the decoded change added; replace: the decoded face; "
     "warp: the photo's own pixels moved like the landmarks; hybrid: warp + the change a warp cannot make; "
-    "paint: the attribute painter repaints the attribute's region (Eyeglasses, Mustache, Smiling, Wearing_Lipstick).",
+    "paint: glasses are drawn from the landmarks, other attributes repainted in their region by the attribute painter.",
+)
+@click.option(
+    "--glasses",
+    type=click.Choice(GLASSES_KINDS),
+    help="Paint mode, Eyeglasses added: the frames drawn (default: rectangle).",
 )
 @click.option("--region", type=click.Choice(EDIT_REGIONS), help="Mask region (auto: where the attribute lives).")
 @click.option("--orthogonal-to", help="Comma-separated attributes whose directions are projected out, e.g. Male,Eyeglasses.")
@@ -236,6 +241,7 @@ def edit(
     vectors_path,
     landmarks_path,
     painter_path,
+    glasses,
     plot_masks,
     plot,
     **kwargs,
@@ -270,6 +276,7 @@ def edit(
             "edit.vectors": vectors_path,
             "edit.landmarks": landmarks_path,
             "edit.painter": painter_path,
+            "edit.glasses": glasses,
             "edit.weights": weights,
             "edit.plot": plot,
             "edit.plot_masks": plot_masks,
@@ -300,6 +307,7 @@ def edit(
             plot_masks=section["plot_masks"],
             identity=section["identity"],
             target=target,
+            glasses=section["glasses"],
         )
         regressor = load_landmark_regressor(section["landmarks"]) if section["landmarks"] else None
         painter = load_attribute_painter(section["painter"], device.type) if section["painter"] else None

@@ -53,7 +53,7 @@ class Layer:
     in the aligned frame, [sources, targets]: the photo's own pixels move so that the sources land
     on the targets (:func:`faceflex.face.blend.paste_warp`; ``mask`` unused); ``"over"``: ``pixels``
     (h, w, 4) uint8 RGBA in *photo* pixels, composited with their alpha at ``origin`` (x0, y0), the
-    patch's top-left pixel (``mask`` unused; the face needs no aligned crop).
+    patch's top-left pixel, the part outside the photo dropped (``mask`` unused; the face needs no aligned crop).
     """
 
     face: int
@@ -144,12 +144,22 @@ class PhotoResult:
             yield variant, compose(self.photo, self.crops, variant.layers())
 
 
+def _inside(patch: np.ndarray, origin: tuple[int, int], shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The part of an RGBA ``patch`` at ``origin`` (x0, y0) that lies inside an image of ``shape``, and its origin."""
+    x0, y0 = origin
+    left, top = max(0, -x0), max(0, -y0)
+    right, bottom = min(patch.shape[1], shape[1] - x0), min(patch.shape[0], shape[0] - y0)
+    if right <= left or bottom <= top:
+        return np.zeros((1, 1, 4), np.uint8), (0, 0)
+    return patch[top:bottom, left:right], (x0 + left, y0 + top)
+
+
 def compose(photo: np.ndarray, crops: Sequence[FaceCrop], layers: Iterable[Layer]) -> np.ndarray:
     """The photo with each layer pasted back through its face's inverse alignment (a new array)."""
     result = photo
     for layer in layers:
         if layer.mode == "over":
-            result = paste_over(result, layer.pixels, layer.origin)
+            result = paste_over(result, *_inside(layer.pixels, layer.origin, result.shape))
             continue
         aligned = crops[layer.face].aligned
         if aligned is None:

@@ -34,6 +34,7 @@ import torch
 
 from faceflex.choices import EDIT_MODES, EDIT_REGIONS
 from faceflex.face.blend import seamless_change
+from faceflex.face.glasses import GLASSES_STYLES, render_glasses
 from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
 from faceflex.face.masks import region_mask
 from faceflex.face.warp import anchor_ring, warp_points
@@ -138,12 +139,15 @@ class EditSettings:
     plot_masks: bool = False
     identity: bool = True  # measure each output's dlib face-descriptor distance from the original, per face
     target: float | None = None  # instead of strengths: edit each face until the attribute classifier says this probability
+    glasses: str = "rectangle"  # paint mode, Eyeglasses added: the frames drawn (faceflex.face.glasses.GLASSES_STYLES)
 
     def __post_init__(self) -> None:
         if self.mode not in EDIT_MODES:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(EDIT_MODES)}")
         if self.region not in EDIT_REGIONS:
             raise ValueError(f"unknown region {self.region!r}; choose one of {', '.join(EDIT_REGIONS)}")
+        if self.glasses not in GLASSES_STYLES:
+            raise ValueError(f"unknown glasses style {self.glasses!r}; choose one of {', '.join(GLASSES_STYLES)}")
         if self.target is not None and not 0.0 < self.target < 1.0:
             raise ValueError(f"--to must be a probability between 0 and 1 (exclusive), not {self.target}")
         if not self.strengths and self.target is None:
@@ -193,9 +197,12 @@ class EditStep:
             if s.region not in ("auto", PAINTED[self.attribute]):
                 raise ValueError(f"mode paint repaints {self.attribute} in the region it was trained on ({PAINTED[self.attribute]})")
             self.region = PAINTED[self.attribute]
-            self.painter = self.painter if self.painter is not None else load_attribute_painter(device=self.vae.device.type)
-            for direction, sign in (("add", 1), ("remove", -1)):
-                if any(a * sign > 0 for a in s.strengths) and not self.painter.paints(self.attribute, direction):
+            signs = {1 if s.target >= 0.5 else -1} if s.target is not None else {int(np.sign(a)) for a in s.strengths if a}
+            needed = [d for d, sign in (("add", 1), ("remove", -1)) if sign in signs and not self._drawn(d)]
+            if needed:
+                self.painter = self.painter if self.painter is not None else load_attribute_painter(device=self.vae.device.type)
+            for direction in needed:
+                if not self.painter.paints(self.attribute, direction):
                     has = ", ".join(self.painter.targets)
                     raise ValueError(f"the attribute painter cannot {direction} {self.attribute} (it has {has})")
         if self.mode in ("warp", "hybrid") or (self.mode == "paint" and self.attribute == "Smiling"):
@@ -228,7 +235,8 @@ class EditStep:
             **({"target": s.target} if s.target is not None else {}),
             "vae_fingerprint": self.vae.fingerprint,
             "vectors_vae_fingerprint": self.vectors.vae_fingerprint,
-            **({"painter_fingerprint": self.painter.fingerprint} if self.mode == "paint" else {}),
+            **({"painter_fingerprint": self.painter.fingerprint} if self.painter is not None else {}),
+            **({"glasses": s.glasses} if self.mode == "paint" and self.attribute == "Eyeglasses" else {}),
         }
 
     def product(self, row: int, strength: float) -> str:
@@ -304,6 +312,10 @@ class EditStep:
                 layers.append(Layer(i, decoded[i], masks[i], "replace"))
         return layers
 
+    def _drawn(self, direction: str) -> bool:
+        """Whether paint mode draws the edit instead of painting it: glasses added are drawn (:func:`render_glasses`)."""
+        return self.attribute == "Eyeglasses" and direction == "add"
+
     def _painted(self, crops: list[FaceCrop], row: int, strengths: np.ndarray) -> list[Layer]:
         """Paint mode: each edited face's region repainted by the target that adds (strength > 0) or
         removes (< 0) the attribute, blended in by min(1, |strength|); for Smiling the face is
@@ -314,6 +326,13 @@ class EditStep:
         for direction, chosen in (("add", strengths > 0), ("remove", strengths < 0)):  # strength 0 is the unedited photo
             edited = np.flatnonzero(chosen)
             if not len(edited):
+                continue
+            opacity = np.minimum(1.0, np.abs(strengths[edited])).astype(np.float32)
+            if self._drawn(direction):  # glasses: drawn over the photo at its own resolution
+                for i, o in zip(edited, opacity):
+                    patch, origin = render_glasses(crops[i].face.landmarks, self.options.glasses)
+                    patch[..., 3] = (patch[..., 3] * o + 0.5).astype(np.uint8)
+                    layers.append(Layer(i, patch, None, "over", origin))
                 continue
             faces = np.stack([crops[i].aligned.image for i in edited])
             landmarks = np.stack([crops[i].aligned.landmarks for i in edited])
@@ -331,7 +350,6 @@ class EditStep:
                 layers += [self._warp(i, crops[i], move, keep_lips=False) for i, move in zip(edited, moves)]
             painted, holes = self.painter.paint(faces, landmarks, self.attribute, direction, drawn)
             regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
-            opacity = np.minimum(1.0, np.abs(strengths[edited])).astype(np.float32)
             layers += [Layer(i, face, region * o, "replace") for i, face, region, o in zip(edited, painted, regions, opacity)]
         return layers
 
@@ -429,13 +447,18 @@ class EditStep:
         from faceflex.pipeline.flow import compose
 
         identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-        own = [FaceCrop(0, c.face, AlignedFace(c.aligned.image, identity, c.aligned.landmarks)) for c in crops]
+        own = [  # each face in its own aligned frame (layers drawn over the photo are drawn at the aligned landmarks)
+            FaceCrop(
+                0, dataclasses.replace(c.face, landmarks=c.aligned.landmarks), AlignedFace(c.aligned.image, identity, c.aligned.landmarks)
+            )
+            for c in crops
+        ]
         base = self.vae.decode(latents).astype(np.float32) if self.mode in ("residual", "hybrid") else None
         column = self.classifier_column
 
         def probability(strengths: np.ndarray) -> np.ndarray:
             decoded = self._decode(latents, row, strengths) if self.mode not in ("warp", "paint") else [None] * len(crops)
-            layers = self._layers(crops, masks, base, decoded, row, strengths)
+            layers = self._layers(own, masks, base, decoded, row, strengths)
             edited = np.stack(
                 [
                     compose(c.aligned.image, [own[i]], [dataclasses.replace(la, face=0) for la in layers if la.face == i])
