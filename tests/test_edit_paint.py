@@ -268,3 +268,28 @@ def test_every_glasses_kind_the_cli_offers_is_drawn():
     from faceflex.face.glasses import GLASSES_STYLES
 
     assert tuple(GLASSES_STYLES) == GLASSES_KINDS
+
+
+def test_an_enlarged_painted_region_gets_the_photos_grain_and_nothing_else_changes(demo_rgb, demo_faces):
+    from faceflex.face.blend import paste_back, paste_back_with_grain
+    from faceflex.face.masks import region_mask
+
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)  # the demo face is about 2.5 photo pixels per aligned pixel
+    flat = np.full_like(aligned.image, 150)
+    mask = (region_mask(aligned.landmarks, "eyes", feather=0.0) > 0.5).astype(np.float32)
+    plain = paste_back(demo_rgb, flat, aligned.matrix, mask)
+    grainy = paste_back_with_grain(demo_rgb, flat, aligned.matrix, mask)
+    inside = np.all(plain == 150, axis=2)
+    assert inside.sum() > 1000
+    assert grainy[inside].astype(float).std() > 2  # textured, not flat
+    assert abs(grainy[inside].astype(float).mean() - 150) < 2  # the tone kept
+    rows = np.flatnonzero(np.any(plain != demo_rgb, axis=2).any(axis=1))  # the rows the paste touches
+    far = np.ones(inside.shape, bool)
+    far[rows.min() : rows.max() + 1] = False
+    assert np.array_equal(grainy[far], demo_rgb[far])  # away from the region: the photo, bit for bit
+    assert np.array_equal(grainy, paste_back_with_grain(demo_rgb, flat, aligned.matrix, mask))  # seeded
+    small = align_face(demo_rgb, demo_faces[0].landmarks, size=512)  # not enlarged: no grain added
+    big_flat, big_mask = np.full_like(small.image, 150), np.ones(small.image.shape[:2], np.float32)
+    assert np.array_equal(
+        paste_back_with_grain(demo_rgb, big_flat, small.matrix, big_mask), paste_back(demo_rgb, big_flat, small.matrix, big_mask)
+    )

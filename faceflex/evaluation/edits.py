@@ -19,7 +19,7 @@ from faceflex.face.align import align_face
 from faceflex.face.crops import attribute_input
 from faceflex.face.detect import Face
 from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
-from faceflex.inference.attribute_painting import PAINTED, AttributePainter, load_attribute_painter
+from faceflex.inference.attribute_painting import PAINTED, AttributePainter
 from faceflex.inference.attribute_vectors import AttributeVectors
 from faceflex.inference.latent_landmarks import LandmarkRegressor
 from faceflex.inference.vae_codec import VAE
@@ -76,7 +76,8 @@ def evaluate_edits(
     faces that lacked the smile.
 
     ``versions``: the vector versions rendered (each counted); None: the mean of all versions.
-    Mode paint is measured for the attributes and directions the painter has targets for and skipped for the others.
+    Mode paint is measured for the attributes and directions it can edit (glasses drawn; the painter's
+    targets) and skipped for the others (listed under ``skipped``).
     """
     device = next(attribute_model.parameters()).device
     test_rows = np.sort(cache.split("test"))
@@ -87,6 +88,7 @@ def evaluate_edits(
         "versions": list(versions) if versions else "mean of all",
         "attributes": {},
     }
+    skipped: list[str] = []
     for attribute in attributes:
         name = vectors.resolve(attribute)
         column = cache.attribute_names.index(name)
@@ -102,20 +104,24 @@ def evaluate_edits(
         for mode in modes:
             if mode == "paint" and name not in PAINTED:
                 continue
-            if mode == "paint" and painter is None:
-                painter = load_attribute_painter(device=vae.device.type)
             success = np.zeros(len(strengths))
             same = np.zeros(len(strengths))
             flips = np.zeros((len(watched), len(strengths)))
             geometry = np.zeros((2, len(strengths)))
+            by_side = {sign: np.zeros((2, len(strengths))) for sign in sides}  # per side: (success, identity kept) summed
+            side_count = dict.fromkeys(sides, 0)
             count = 0
             for sign, rows in sides.items():
-                if mode == "paint" and not painter.paints(name, "add" if sign > 0 else "remove"):
-                    continue
                 options = EditSettings(
                     name, tuple(sign * s for s in strengths), tuple(versions) if versions else None, mode, "auto", identity=False
                 )  # the same auto region (and auto mode) the command picks
-                step = EditStep(options, vae, vectors, regressor, painter)
+                try:
+                    step = EditStep(options, vae, vectors, regressor, painter)
+                except (ValueError, FileNotFoundError) as error:  # paint mode: no target for this direction (or no painter)
+                    if mode != "paint":
+                        raise
+                    skipped.append(f"{name} {'added' if sign > 0 else 'removed'}: {error}")
+                    continue
                 for row in rows:
                     photo, landmarks = np.asarray(cache.faces[row]), cache.landmarks[row]
                     crops = [FaceCrop(0, face_from_landmarks(landmarks), align_face(photo, landmarks))]
@@ -138,6 +144,8 @@ def evaluate_edits(
                     kept = np.array([descriptor_distance(original, face_descriptor(o, landmarks)) < SAME_PERSON for o in edited])
                     success += np.bincount(columns, hit, len(strengths)) / rows_per_face
                     same += np.bincount(columns, kept, len(strengths)) / rows_per_face
+                    by_side[sign] += np.stack([np.bincount(columns, hit, len(strengths)), np.bincount(columns, kept, len(strengths))])
+                    side_count[sign] += rows_per_face
                     count += 1
                     if progress:
                         progress(1)
@@ -150,9 +158,20 @@ def evaluate_edits(
                 "identity_kept": per_strength(same / max(count, 1)),
                 "leakage": {other: per_strength(flips[w] / max(count, 1)) for w, other in enumerate(watched)},
                 "leakage_max": per_strength(flips.max(axis=0) / max(count, 1)),
+                "by_side": {
+                    side: {
+                        "faces": int(side_count[sign] // rows_per_face),
+                        "success": per_strength(by_side[sign][0] / side_count[sign]),
+                        "identity_kept": per_strength(by_side[sign][1] / side_count[sign]),
+                    }
+                    for sign, side in ((1, "adding"), (-1, "removing"))
+                    if side_count[sign]
+                },
             }
             if name == "Smiling" and len(sides[+1]):
                 results[mode]["mouth_width_change_iod"] = per_strength(geometry[0] / len(sides[+1]))
                 results[mode]["corner_lift_iod"] = per_strength(geometry[1] / len(sides[+1]))
         report["attributes"][name] = results
+    if skipped:
+        report["skipped"] = skipped
     return report

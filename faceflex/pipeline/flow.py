@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from faceflex.face.align import AlignedFace, align_face, invert_affine, transform_points
-from faceflex.face.blend import paste_back, paste_delta, paste_over, paste_warp
+from faceflex.face.blend import paste_back, paste_back_with_grain, paste_delta, paste_over, paste_warp
 from faceflex.face.detect import DetectSettings, Face, detect_faces
 from faceflex.face.tracking import FaceTracker
 
@@ -61,6 +61,7 @@ class Layer:
     mask: np.ndarray | None  # (S, S) float32 in [0, 1]
     mode: str = "replace"
     origin: tuple[int, int] = (0, 0)  # "over" only
+    grain: bool = False  # "replace" only: painted pixels get the photo's fine grain where they are enlarged (paste_back_with_grain)
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,8 @@ def compose(photo: np.ndarray, crops: Sequence[FaceCrop], layers: Iterable[Layer
             result = paste_warp(result, transform_points(layer.pixels[0], to_photo), transform_points(layer.pixels[1], to_photo))
         elif layer.mode == "add":
             result = paste_delta(result, layer.pixels, aligned.matrix, layer.mask)
+        elif layer.mode == "replace" and layer.grain:
+            result = paste_back_with_grain(result, layer.pixels, aligned.matrix, layer.mask)
         elif layer.mode == "replace":
             result = paste_back(result, layer.pixels, aligned.matrix, layer.mask)
         else:

@@ -350,7 +350,7 @@ class EditStep:
                 layers += [self._warp(i, crops[i], move, keep_lips=False) for i, move in zip(edited, moves)]
             painted, holes = self.painter.paint(faces, landmarks, self.attribute, direction, drawn)
             regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
-            layers += [Layer(i, face, region * o, "replace") for i, face, region, o in zip(edited, painted, regions, opacity)]
+            layers += [Layer(i, face, region * o, "replace", grain=True) for i, face, region, o in zip(edited, painted, regions, opacity)]
         return layers
 
     def _variants(self, latents: np.ndarray, masks: Sequence[np.ndarray], crops: list[FaceCrop], plan) -> Iterator[Variant]:
