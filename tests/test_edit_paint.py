@@ -5,8 +5,6 @@ far from it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -236,31 +234,27 @@ def shipped_painter():
         pytest.skip("no shipped attribute painter weights")
 
 
-def test_the_shipped_painter_puts_glasses_on_the_astronaut_and_keeps_her(shipped_painter):
-    from faceflex.api import edit_photo
+def test_the_shipped_painter_takes_her_glasses_off_and_keeps_her(demo_rgb, demo_faces, shipped_painter):
     from faceflex.face.crops import attribute_input
-    from faceflex.face.detect import detect_faces
+    from faceflex.face.identity import descriptor_distance, face_descriptor
     from faceflex.inference.classifiers import load_classifiers, sigmoid
-    from faceflex.io.images import load_image
     from faceflex.models.classifier_nets import predict
+    from faceflex.pipeline.flow import run_step
+    from faceflex.steps.edit import EditSettings, EditStep
 
-    if not shipped_painter.paints("Eyeglasses", "add"):
-        pytest.skip("the shipped painter has no Eyeglasses:add target")
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "sk_astronaut.png"
-    if not path.is_file():
-        pytest.skip("needs ../shared/data/photos")
-    photo = load_image(path).rgb
-    result = edit_photo(photo, "Eyeglasses", strengths=(0.0, 1.0), mode="paint")
-    images = [image for _, image in result.images()]
-    assert np.array_equal(images[0], photo)
-    landmarks = detect_faces(photo)[0].landmarks
+    assert shipped_painter.paints("Eyeglasses", "remove") and shipped_painter.paints("Mustache", "remove")
+    step = EditStep(EditSettings(attribute="Eyeglasses", strengths=(0.0, -1.0), mode="auto", identity=False))
+    assert step.mode == "paint"
+    images = [image for _, image in run_step(demo_rgb, step).images()]
+    assert np.array_equal(images[0], demo_rgb)
+    landmarks = demo_faces[0].landmarks
+    assert not np.any(images[1] != demo_rgb, axis=2)[int(landmarks[57, 1]) :].any()  # below the lips nothing moves
     before, after = (align_face(image, landmarks).image for image in images)
     models = load_classifiers("cpu")
     p = sigmoid(predict(models.models["attributes"], attribute_input(np.stack([before, after])), models.device)["attributes"])
     glasses = ATTRIBUTES.index("Eyeglasses")
-    assert p[0, glasses] < 0.5 < p[1, glasses]  # glasses read as added
-    changed = np.any(images[1] != photo, axis=2)
-    assert not changed[int(landmarks[57, 1]) :].any()  # below the lips nothing moves
+    assert p[0, glasses] > 0.5 > p[1, glasses]  # her glasses read as gone
+    assert descriptor_distance(face_descriptor(demo_rgb, landmarks), face_descriptor(images[1], landmarks)) < 0.6  # still her
 
 
 def test_every_glasses_kind_the_cli_offers_is_drawn():
@@ -293,3 +287,24 @@ def test_an_enlarged_painted_region_gets_the_photos_grain_and_nothing_else_chang
     assert np.array_equal(
         paste_back_with_grain(demo_rgb, big_flat, small.matrix, big_mask), paste_back(demo_rgb, big_flat, small.matrix, big_mask)
     )
+
+
+def test_a_drawn_moustache_sits_between_the_nose_and_the_lip_in_the_hair_colour(demo_rgb, demo_faces):
+    from faceflex.face.moustache import hair_color, render_moustache
+
+    landmarks = demo_faces[0].landmarks
+    color = hair_color(demo_rgb, landmarks)
+    assert color.shape == (3,) and np.all(color < 200)  # hair, darker than skin
+    patch, (x0, y0) = render_moustache(landmarks, color)
+    alpha = np.zeros(demo_rgb.shape[:2])
+    h, w = patch.shape[:2]
+    alpha[max(y0, 0) : y0 + h, max(x0, 0) : x0 + w] = patch[max(-y0, 0) :, max(-x0, 0) :, 3] / 255.0
+    ys, xs = np.nonzero(alpha > 0.5)
+    assert len(ys) > 200
+    assert landmarks[33, 1] - 3 <= ys.min() and ys.max() <= landmarks[57, 1]  # from the nose's base to the lips
+    assert landmarks[48, 0] - 0.2 * np.ptp(landmarks[:, 0]) < xs.min() and xs.max() < landmarks[54, 0] + 0.2 * np.ptp(landmarks[:, 0])
+    painted = patch[..., :3][patch[..., 3] > 128].astype(float).mean(axis=0)
+    assert np.abs(painted - color).max() < 40  # in the hair's colour
+    again, _ = render_moustache(landmarks, color)
+    other, _ = render_moustache(landmarks, color, seed=1)
+    assert np.array_equal(patch, again) and not np.array_equal(patch, other)  # seeded strands
