@@ -23,7 +23,7 @@ SUPERSAMPLE = 4  # strands are drawn at 4x and reduced: anti-aliased hairs
 
 
 def hair_color(photo: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """RGB (3,) float in 0-255: 0.7 x the mean of the darkest sixth of the pixels around the eyebrows
+    """RGB (3,) float in 0-255: 0.85 x the mean of the darkest sixth of the pixels around the eyebrows
     (landmarks 17-26): brow pixels mix hair with the skin under it, so hair alone is darker."""
     points = np.asarray(landmarks, np.float64)
     _, _, _, d = eye_frame(points)
@@ -36,7 +36,7 @@ def hair_color(photo: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     if not len(pixels):
         return np.array([42.0, 32.0, 25.0])
     luminance = pixels @ np.array([0.299, 0.587, 0.114])
-    return 0.7 * pixels[luminance <= np.quantile(luminance, 1 / 6)].mean(axis=0)
+    return 0.85 * pixels[luminance <= np.quantile(luminance, 1 / 6)].mean(axis=0)
 
 
 def render_moustache(landmarks: np.ndarray, color: np.ndarray, seed: int = 0, density: float = 1.0) -> tuple[np.ndarray, tuple[int, int]]:
@@ -83,7 +83,7 @@ def render_moustache(landmarks: np.ndarray, color: np.ndarray, seed: int = 0, de
     strands = np.asarray(canvas.resize((w, h), Image.LANCZOS), np.float64) / 255
     # the body: a soft fill of the hair colour under the strands
     body = Image.fromarray((strands[..., 3] * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(max(1.0, 0.025 * d)))
-    body_alpha = np.clip(np.asarray(body, np.float64) / 255 * 1.6, 0, 1) * 0.55
+    body_alpha = np.clip(np.asarray(body, np.float64) / 255 * 1.6, 0, 1) * 0.35
     a_out = strands[..., 3] + body_alpha * (1 - strands[..., 3])
     base = np.asarray(color, np.float64) / 255 * 0.85
     rgb = (strands[..., :3] * strands[..., 3:] + base * (body_alpha * (1 - strands[..., 3]))[..., None]) / np.maximum(
