@@ -172,8 +172,8 @@ def test_paint_mode_picks_the_target_by_the_strengths_sign_and_blends_by_its_siz
     from faceflex.steps.edit import EditSettings, EditStep
 
     torch.manual_seed(0)
-    painter = AttributePainter({"Mustache:add": FaceUNet(TINY)}, PRIOR, torch.device("cpu"))
-    step = EditStep(EditSettings(attribute="Mustache", strengths=(0.0, 0.5, 1.0, 2.0), mode="paint", identity=False), painter=painter)
+    painter = AttributePainter({"Mustache:remove": FaceUNet(TINY)}, PRIOR, torch.device("cpu"))
+    step = EditStep(EditSettings(attribute="Mustache", strengths=(0.0, -0.5, -1.0, -2.0), mode="paint", identity=False), painter=painter)
     images = [image for _, image in run_step(demo_rgb, step).images()]
     assert np.array_equal(images[0], demo_rgb)  # strength 0: the photo itself
     half, full, double = (image.astype(int) - demo_rgb for image in images[1:])
@@ -183,8 +183,11 @@ def test_paint_mode_picks_the_target_by_the_strengths_sign_and_blends_by_its_siz
     landmarks = demo_faces[0].landmarks
     chin, brows = int((landmarks[57, 1] + landmarks[8, 1]) / 2), int(landmarks[27, 1])
     assert not np.any(full[chin:]) and not np.any(full[:brows])  # around the upper lip alone
-    with pytest.raises(ValueError, match="cannot remove"):
-        EditStep(EditSettings(attribute="Mustache", strengths=(-1.0,), mode="paint"), painter=painter)
+    added = EditStep(EditSettings(attribute="Mustache", strengths=(0.5, 1.0), mode="paint", identity=False), painter=painter)
+    thin, whole = (image for _, image in run_step(demo_rgb, added).images())  # drawn: no target needed
+    assert 0 < np.any(thin != demo_rgb, axis=2).sum() < np.any(whole != demo_rgb, axis=2).sum()  # 0.5: fewer strands
+    with pytest.raises(ValueError, match="cannot remove Eyeglasses"):
+        EditStep(EditSettings(attribute="Eyeglasses", strengths=(-1.0,), mode="paint"), painter=painter)
 
 
 def test_glasses_are_drawn_around_the_eyes_and_nowhere_else(demo_rgb, demo_faces):

@@ -17,8 +17,8 @@ bounded for long ranges. Modes:
 - ``paint``: the attribute painter (``faceflex.inference.attribute_painting``) repaints the
   attribute's region (eyes, mouth or upper lip) from the face around it, with the target that adds
   the attribute (strength > 0) or removes it (< 0): glasses or a moustache painted as faces have
-  them, not as a difference of two blurred decodes. Strengths below 1 in size blend the painted
-  region in partly (lighter lipstick); from 1 on it is painted whole. For Smiling the photo is
+  them, not as a difference of two blurred decodes. Strengths below 1 in size blend the change in
+  partly (a drawn moustache gets fewer strands instead); from 1 on it is made whole. For Smiling the photo is
   warped first by the strength (lips may part) and the mouth painted to the moved landmarks.
 """
 
@@ -336,12 +336,12 @@ class EditStep:
             opacity = np.minimum(1.0, np.abs(strengths[edited])).astype(np.float32)
             if self._drawn(direction):  # glasses, a moustache: drawn over the photo at its own resolution
                 for i, o in zip(edited, opacity):
-                    if self.attribute == "Eyeglasses":
+                    if self.attribute == "Eyeglasses":  # below 1: the frames blended in partly
                         patch, origin = render_glasses(crops[i].face.landmarks, self.options.glasses)
-                    else:  # the hair colour read on the aligned face, the strands placed by the face's index
+                        patch[..., 3] = (patch[..., 3] * o + 0.5).astype(np.uint8)
+                    else:  # below 1: fewer strands; the hair colour read on the aligned face, strands placed by the face's index
                         color = hair_color(crops[i].aligned.image, crops[i].aligned.landmarks)
-                        patch, origin = render_moustache(crops[i].face.landmarks, color, seed=crops[i].index)
-                    patch[..., 3] = (patch[..., 3] * o + 0.5).astype(np.uint8)
+                        patch, origin = render_moustache(crops[i].face.landmarks, color, seed=crops[i].index, density=o)
                     layers.append(Layer(i, patch, None, "over", origin))
                 continue
             faces = np.stack([crops[i].aligned.image for i in edited])
