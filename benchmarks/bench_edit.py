@@ -59,6 +59,17 @@ def main() -> None:
             times.append(time.perf_counter() - t)
         label = mode + (" + identity distances" if identity else "")
         print(f"{label}: 1024-px demo photo, 1 face, 5 strengths: {statistics.median(times) * 1000:.0f} ms (median of {args.repeats})")
+    for attribute, sign in (("Eyeglasses", 1), ("Eyeglasses", -1), ("Mustache", 1), ("Mustache", -1)):
+        step = EditStep(EditSettings(attribute, tuple(sign * a / 2 for a in strengths), None, "paint", "auto", identity=False), vae, vectors)
+        edit(rgb, step)
+        times = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            edit(rgb, step)
+            times.append(time.perf_counter() - t)
+        how = "drawn" if sign > 0 else "repainted"
+        label = f"paint, {attribute} {'added' if sign > 0 else 'taken off'} ({how}), strengths 0-2 by 0.5"
+        print(f"{label}: 1024-px demo photo, 1 face: {statistics.median(times) * 1000:.0f} ms (median of {args.repeats})")
     step = EditStep(EditSettings("Smiling", strengths, (0, 1, 2), "residual", "auto", identity=False), vae, vectors)
     edit(rgb, step)
     t = time.perf_counter()

@@ -217,6 +217,7 @@ class EditStep:
                 raise VectorsError(f"the landmark regressor was made for VAE weights {made_for}, not {self.vae.fingerprint}")
             self.moves = np.stack([self.landmarks.displacement(d) for d in self.directions])
         self._reached: dict[int, np.ndarray] = {}
+        self._paintings: dict = {}
         if s.target is not None:
             from faceflex.inference.classifiers import load_classifiers
             from faceflex.models.labels import ATTRIBUTES
@@ -252,6 +253,7 @@ class EditStep:
         if not crops:
             return StepOutput([])
         s = self.options
+        self._paintings: dict = {}  # paint mode, this photo: what every strength shares (a drawn patch, a repainted region)
         # the warp and the painter need no latent: the regressor is linear, so a x (v @ W) moves every face alike
         latents = (
             self.vae.encode(np.stack([c.aligned.image for c in crops])) if self.mode not in ("warp", "paint") else np.zeros((len(crops), 0))
@@ -336,13 +338,7 @@ class EditStep:
             opacity = np.minimum(1.0, np.abs(strengths[edited])).astype(np.float32)
             if self._drawn(direction):  # glasses, a moustache: drawn over the photo at its own resolution
                 for i, o in zip(edited, opacity):
-                    if self.attribute == "Eyeglasses":  # below 1: the frames blended in partly
-                        patch, origin = render_glasses(crops[i].face.landmarks, self.options.glasses)
-                        patch[..., 3] = (patch[..., 3] * o + 0.5).astype(np.uint8)
-                    else:  # below 1: fewer strands; the hair colour read on the aligned face, strands placed by the face's index
-                        color = hair_color(crops[i].aligned.image, crops[i].aligned.landmarks)
-                        patch, origin = render_moustache(crops[i].face.landmarks, color, seed=crops[i].index, density=o)
-                    layers.append(Layer(i, patch, None, "over", origin))
+                    layers.append(self._drawn_layer(i, crops[i], float(o)))
                 continue
             faces = np.stack([crops[i].aligned.image for i in edited])
             landmarks = np.stack([crops[i].aligned.landmarks for i in edited])
@@ -358,10 +354,33 @@ class EditStep:
                     ]
                 )
                 layers += [self._warp(i, crops[i], move, keep_lips=False) for i, move in zip(edited, moves)]
-            painted, holes = self.painter.paint(faces, landmarks, self.attribute, direction, drawn)
-            regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
+            keys = [(id(crops[i].aligned), direction) for i in edited]
+            if drawn is not None or any(key not in self._paintings for key in keys):  # the same painting for every strength, unless warped
+                painted, holes = self.painter.paint(faces, landmarks, self.attribute, direction, drawn)
+                regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
+                if drawn is None:
+                    self._paintings.update(zip(keys, zip(painted, regions)))
+            else:
+                painted, regions = zip(*(self._paintings[key] for key in keys))
             layers += [Layer(i, face, region * o, "replace", grain=True) for i, face, region, o in zip(edited, painted, regions, opacity)]
         return layers
+
+    def _drawn_layer(self, i: int, crop: FaceCrop, strength: float) -> Layer:
+        """Face ``i``'s drawn glasses (blended in by ``strength`` below 1) or moustache (``strength``
+        of its strands below 1; the hair colour read on the aligned face, strands placed by the face's
+        index), drawn once per photo and strength."""
+        key = (id(crop.face), 1.0 if self.attribute == "Eyeglasses" else strength)
+        if key not in self._paintings:
+            if self.attribute == "Eyeglasses":
+                self._paintings[key] = render_glasses(crop.face.landmarks, self.options.glasses)
+            else:
+                color = hair_color(crop.aligned.image, crop.aligned.landmarks)
+                self._paintings[key] = render_moustache(crop.face.landmarks, color, seed=crop.index, density=strength)
+        patch, origin = self._paintings[key]
+        if self.attribute == "Eyeglasses" and strength < 1:
+            patch = patch.copy()
+            patch[..., 3] = (patch[..., 3] * strength + 0.5).astype(np.uint8)
+        return Layer(i, patch, None, "over", origin)
 
     def _variants(self, latents: np.ndarray, masks: Sequence[np.ndarray], crops: list[FaceCrop], plan) -> Iterator[Variant]:
         """The outputs in ``plan`` order ((row, column, per-face strengths)), decoded block by block.
