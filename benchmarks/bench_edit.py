@@ -60,7 +60,8 @@ def main() -> None:
         label = mode + (" + identity distances" if identity else "")
         print(f"{label}: 1024-px demo photo, 1 face, 5 strengths: {statistics.median(times) * 1000:.0f} ms (median of {args.repeats})")
     for attribute, sign in (("Eyeglasses", 1), ("Eyeglasses", -1), ("Mustache", 1), ("Mustache", -1)):
-        step = EditStep(EditSettings(attribute, tuple(sign * a / 2 for a in strengths), None, "paint", "auto", identity=False), vae, vectors)
+        halves = tuple(sign * a / 2 for a in strengths)
+        step = EditStep(EditSettings(attribute, halves, None, "paint", "auto", identity=False), vae, vectors)
         edit(rgb, step)
         times = []
         for _ in range(args.repeats):
