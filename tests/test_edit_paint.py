@@ -12,8 +12,8 @@ import torch
 from faceflex.face.align import align_face, template_landmarks
 from faceflex.face.sketch import painter_input, region_hole
 from faceflex.inference.attribute_painting import (
+    HOLES,
     PAINT_REGIONS,
-    PAINTED,
     AttributePainter,
     load_attribute_painter,
     pack_targets,
@@ -43,6 +43,32 @@ def test_the_painter_input_holds_nothing_of_the_region_and_all_of_the_rest(demo_
     assert np.array_equal(painter_input(other, hole, aligned.landmarks), x)
     outside = ~inside
     assert np.allclose(x[:3].transpose(1, 2, 0)[outside] * 255, aligned.image[outside], atol=1e-3)
+
+
+def test_taking_glasses_off_repaints_around_the_eyes_and_keeps_the_eyes(demo_rgb, demo_faces):
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    lm = aligned.landmarks
+    frames, eyes = region_hole(lm, "frames"), region_hole(lm, "eyes")
+    assert HOLES["Eyeglasses"] == ("frames", "eyes") and np.all(frames <= eyes)
+    for eye in (lm[36:42], lm[42:48]):  # each eye's own pixels stay (what clear lenses show)
+        x, y = np.round(eye.mean(axis=0)).astype(int)
+        assert frames[y, x] == 0 and eyes[y, x] == 1
+    between = np.round((lm[19] + lm[37]) / 2).astype(int)  # between brow and lid: where a frame's top runs
+    assert frames[between[1], between[0]] == 1
+    assert 0.5 < frames.sum() / eyes.sum() < 0.95
+
+
+def test_behind_dark_lenses_the_eyes_are_repainted_too(demo_rgb, demo_faces):
+    from faceflex.face.masks import polygon_mask
+    from faceflex.inference.attribute_painting import hole_for, lenses_hide_eyes
+
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    lm = aligned.landmarks
+    assert not lenses_hide_eyes(aligned.image, lm) and hole_for("Eyeglasses", aligned.image, lm) == "frames"
+    shaded = aligned.image.copy()
+    shaded[polygon_mask([lm[36:42], lm[42:48]], (128, 128)) > 0] = 12  # sunglasses
+    assert lenses_hide_eyes(shaded, lm) and hole_for("Eyeglasses", shaded, lm) == "eyes"
+    assert hole_for("Mustache", shaded, lm) == "upper-lip"
 
 
 NAMES = [f"a{i}" for i in range(40 - len(ATTRIBUTES))] + ATTRIBUTES
@@ -162,7 +188,7 @@ def test_painting_changes_the_region_alone(demo_rgb, demo_faces):
     painted, holes = painter.paint(aligned.image[None], aligned.landmarks[None], "Eyeglasses", "add")
     assert np.array_equal(painted[0][holes[0] == 0], aligned.image[holes[0] == 0])
     assert np.abs(painted[0][holes[0] > 0].astype(int) - aligned.image[holes[0] > 0]).mean() > 1
-    assert np.array_equal(holes[0], region_hole(aligned.landmarks, PAINTED["Eyeglasses"]))
+    assert np.array_equal(holes[0], region_hole(aligned.landmarks, HOLES["Eyeglasses"][0]))
     with pytest.raises(ValueError, match="no target"):
         painter.paint(aligned.image[None], aligned.landmarks[None], "Eyeglasses", "remove")
 

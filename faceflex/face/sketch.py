@@ -47,16 +47,24 @@ def landmark_sketch(landmarks: np.ndarray, size: int = 128) -> np.ndarray:
     return np.stack(channels)
 
 
+def _grown(mask: np.ndarray, grow: int) -> np.ndarray:
+    """A 0/1 mask grown by ``grow`` px (a square neighbourhood's maximum)."""
+    if not grow:
+        return mask
+    padded = np.pad(mask, grow)
+    return np.lib.stride_tricks.sliding_window_view(padded, (2 * grow + 1, 2 * grow + 1)).max(axis=(2, 3))
+
+
 def region_hole(landmarks: np.ndarray, region: str = "face", size: int = 128, grow: int = 2) -> np.ndarray:
     """(size, size) float32, 1 where a region is taken away before a painter fills it: one of
     faceflex's landmark regions (:func:`faceflex.face.masks.region_polygons`; "face" = jaw, brows
-    and forehead, where the anonymizer paints a new face) grown by ``grow`` px, hard-edged."""
-    hole = polygon_mask(region_polygons(landmarks, region), (size, size))
-    if grow:
-        padded = np.pad(hole, grow)
-        windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * grow + 1, 2 * grow + 1))
-        hole = windows.max(axis=(2, 3))
-    return hole.astype(np.float32)
+    and forehead, where the anonymizer paints a new face) grown by ``grow`` px, hard-edged; or
+    "frames": the "eyes" region (temple to temple) without the eyes themselves (their lids grown by
+    ``grow`` px), where glasses' frames lie: the eyes behind clear lenses stay the person's own."""
+    if region == "frames":
+        eyes = polygon_mask([np.asarray(landmarks, np.float64)[list(part)] for part in _EYES], (size, size))
+        return (region_hole(landmarks, "eyes", size, grow) * (1 - _grown(eyes, grow))).astype(np.float32)
+    return _grown(polygon_mask(region_polygons(landmarks, region), (size, size)), grow).astype(np.float32)
 
 
 def painter_input(face: np.ndarray, hole: np.ndarray, drawn: np.ndarray) -> np.ndarray:

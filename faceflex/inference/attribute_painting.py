@@ -3,8 +3,9 @@ loses an attribute, keeping the person.
 
 A painter is a set of **targets**, each an attribute and a direction (``Eyeglasses:add``,
 ``Mustache:remove``, ...). A target's network (:class:`~faceflex.models.face_unet.FaceUNet`, as the
-anonymizer) sees the aligned face with the attribute's region taken out (the eyes from temple to
-temple, the upper lip, or the mouth with its smile folds: :func:`faceflex.face.sketch.region_hole`)
+anonymizer) sees the aligned face with the attribute's region taken out (around the eyes from temple to
+temple, the eyes themselves kept; the upper lip; or the mouth with its smile folds:
+:func:`faceflex.face.sketch.region_hole`)
 and the landmarks drawn as lines; its identity code stays at the mean (a person's dlib descriptor
 tells whether they wear glasses, and would paint them back as they were). It was trained only on
 faces that show the target's outcome (to add glasses: faces wearing them), so it paints that
@@ -29,9 +30,40 @@ from faceflex.models.weights import WeightsError, fingerprint, load_weights
 from faceflex.shipped import require_shipped
 
 SHIPPED_WEIGHTS = "attribute_painter.pt"
-PAINT_REGIONS = ("eyes", "mouth", "upper-lip")  # the regions painters repaint
-# the attributes painted, and where (each is one of the classifier's attributes)
+# the attributes paint mode edits, and the region of the face an edit changes (each one of the classifier's attributes)
 PAINTED = {"Eyeglasses": "eyes", "Mustache": "upper-lip", "Smiling": "mouth", "Wearing_Lipstick": "mouth"}
+# the holes a painter is trained to fill for each (faceflex.face.sketch.region_hole); at use the first,
+# or for glasses whose lenses hide the eyes (sunglasses) the second: around the eyes with the eyes
+# behind clear lenses kept, or the eyes too; the upper lip; the mouth
+HOLES = {"Eyeglasses": ("frames", "eyes"), "Mustache": ("upper-lip",), "Smiling": ("mouth",), "Wearing_Lipstick": ("mouth",)}
+PAINT_REGIONS = tuple(dict.fromkeys(hole for holes in HOLES.values() for hole in holes))
+HIDDEN_EYES = 0.2  # eyes darker than this share of the nose bridge are behind dark lenses (bare faces: 1.8 % below, glasses: 25 %)
+
+
+def lenses_hide_eyes(face: np.ndarray, landmarks: np.ndarray) -> bool:
+    """Whether dark lenses hide the eyes of an aligned face (H, W, 3) uint8 with its 68 landmarks:
+    the eyes' mean brightness below :data:`HIDDEN_EYES` x that of the nose's bridge (landmarks 28-30)."""
+    from faceflex.face.masks import polygon_mask
+
+    points = np.asarray(landmarks, np.float64)
+    luminance = np.asarray(face, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    eyes = polygon_mask([points[36:42], points[42:48]], luminance.shape[::-1]) > 0
+    if not eyes.any():
+        return False
+    nose = [
+        luminance[int(round(y)), int(round(x))]
+        for x, y in points[28:31]
+        if 0 <= round(y) < luminance.shape[0] and 0 <= round(x) < luminance.shape[1]
+    ]
+    return bool(nose) and float(luminance[eyes].mean()) < HIDDEN_EYES * float(np.mean(nose))
+
+
+def hole_for(attribute: str, face: np.ndarray, landmarks: np.ndarray) -> str:
+    """The hole a painter fills for ``attribute`` on this aligned face (see :data:`HOLES`)."""
+    holes = HOLES[attribute]
+    return holes[1] if len(holes) > 1 and lenses_hide_eyes(face, landmarks) else holes[0]
+
+
 DIRECTIONS = ("add", "remove")
 SHARED_PREFIXES = ("down.", "bottleneck.")  # the encoder every target shares (frozen in training)
 
@@ -106,9 +138,10 @@ class AttributePainter:
         name = target_name(attribute, direction)
         if name not in self.painters:
             raise ValueError(f"this attribute painter has no target {name!r} (it has {', '.join(self.painters)})")
-        region, faces = PAINTED[attribute], np.asarray(faces)
+        faces = np.asarray(faces)
 
         def make_input(i: int) -> np.ndarray:
+            region = hole_for(attribute, faces[i], landmarks[i])
             hole = region_hole(landmarks[i], region)
             if drawn is None:
                 return painter_input(faces[i], hole, landmarks[i])

@@ -113,9 +113,9 @@ def lips_kept(move: np.ndarray) -> np.ndarray:
 # mode "auto": the mode measured best per attribute on held-out faces (docs/EDIT.md); others: residual.
 # Smiling is a change of shape: the warp moves the photo's own mouth (success 90 % at strength 3 with
 # identity kept for 95 %, against 40 % / 98 % for residual), and paints no smear. Eyeglasses are drawn
-# (added) or repainted by the attribute painter (removed): 97 % / 93 % added and 93 % / 83 % removed at
+# (added) or repainted by the attribute painter (removed): 98 % / 95 % added and 97 % / 88 % removed at
 # strength 1, against residual's dark goggles (42 % at 2). A moustache is drawn (added) or repainted
-# (removed): the classifier reads a drawn moustache on 76 % of men but 6 % of women (it learned
+# (removed): the classifier reads a drawn moustache on 72 % of men but 3 % of women (it learned
 # moustaches from men), below residual's 55 % at 1, but residual paints a dark band, not hair.
 AUTO_MODES = {"smiling": "warp", "eyeglasses": "paint", "mustache": "paint"}
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceflex.inference.attribute_painting import PAINTED, SHARED_PREFIXES, AttributePainter, target_name
+from faceflex.inference.attribute_painting import HOLES, PAINTED, SHARED_PREFIXES, AttributePainter, target_name
 from faceflex.io.images import save_image
 from faceflex.train.anonymizer_trainer import AnonymizerSettings, AnonymizerTrainer, painting_batch
 from faceflex.train.cache import CachedFaces
@@ -84,7 +84,7 @@ class AttributePainterTrainer(AnonymizerTrainer):
             raise ValueError(f"direction must be add or remove, not {settings.direction!r}")
         if settings.utkface:
             raise ValueError("the attribute painter trains on CelebA-HQ's attribute labels; UTKFace has none (leave utkface unset)")
-        self.region = PAINTED[settings.attribute]
+        self.holes = HOLES[settings.attribute]
         super().__init__(cache, cache_dir, config, settings, out, device, init)
         for name, parameter in self.model.named_parameters():
             parameter.requires_grad_(not name.startswith(SHARED_PREFIXES))
@@ -99,12 +99,13 @@ class AttributePainterTrainer(AnonymizerTrainer):
 
     def export_meta(self) -> dict:
         s = self.settings
-        return {**super().export_meta(), "target": target_name(s.attribute, s.direction), "region": self.region}
+        return {**super().export_meta(), "target": target_name(s.attribute, s.direction), "holes": list(self.holes)}
 
     def batch(self, rows: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(inputs, true faces, codes): each face with the target's region as the hole, and the mean identity code."""
+        """(inputs, true faces, codes): each face with one of the target's holes (drawn per face), and the mean identity code."""
         flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if self.settings.flip else None
-        inputs, truth = painting_batch(self.pool, rows, flips, [self.region] * len(rows))
+        holes = [self.holes[i] for i in torch.randint(len(self.holes), (len(rows),), generator=generator).tolist()]
+        inputs, truth = painting_batch(self.pool, rows, flips, holes)
         return inputs, truth, torch.zeros(len(rows), self.model.config.code_size)
 
     def step_loss(self, rows: np.ndarray, generator: torch.Generator):
