@@ -38,6 +38,7 @@ def train_one_rank(rank: int, world: int, port: int, folder: str) -> None:
     trainer.run()
     parameters = {name: p.detach() for name, p in trainer.model.named_parameters()}  # (BN statistics are rank 0's: DDP broadcasts them)
     torch.save({"state": parameters, "rows": seen}, os.path.join(folder, f"rank{rank}.pt"))
+    torch.distributed.barrier()  # neither rank tears gloo down while the other still uses it (a SIGABRT under load)
     torch.distributed.destroy_process_group()
 
 
