@@ -38,6 +38,17 @@ def edit(rgb: np.ndarray, step: EditStep) -> int:
     return sum(1 for _ in run_step(rgb, step).images())
 
 
+def median_ms(rgb: np.ndarray, step: EditStep, repeats: int) -> float:
+    """Median milliseconds of :func:`edit` over ``repeats`` runs, after one warm-up."""
+    edit(rgb, step)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        edit(rgb, step)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
@@ -51,26 +62,14 @@ def main() -> None:
     strengths = (0.0, 1.0, 2.0, 3.0, 4.0)
     for mode, identity in (("residual", False), ("replace", False), ("warp", False), ("hybrid", False), ("residual", True)):
         step = EditStep(EditSettings("Smiling", strengths, (0,), mode, "auto", identity=identity), vae, vectors)
-        edit(rgb, step)
-        times = []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            edit(rgb, step)
-            times.append(time.perf_counter() - t)
         label = mode + (" + identity distances" if identity else "")
-        print(f"{label}: 1024-px demo photo, 1 face, 5 strengths: {statistics.median(times) * 1000:.0f} ms (median of {args.repeats})")
+        print(f"{label}: 1024-px demo photo, 1 face, 5 strengths: {median_ms(rgb, step, args.repeats):.0f} ms (median of {args.repeats})")
     for attribute, sign in (("Eyeglasses", 1), ("Eyeglasses", -1), ("Mustache", 1), ("Mustache", -1)):
         halves = tuple(sign * a / 2 for a in strengths)
         step = EditStep(EditSettings(attribute, halves, None, "paint", "auto", identity=False), vae, vectors)
-        edit(rgb, step)
-        times = []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            edit(rgb, step)
-            times.append(time.perf_counter() - t)
         how = "drawn" if sign > 0 else "repainted"
         label = f"paint, {attribute} {'added' if sign > 0 else 'taken off'} ({how}), strengths 0-2 by 0.5"
-        print(f"{label}: 1024-px demo photo, 1 face: {statistics.median(times) * 1000:.0f} ms (median of {args.repeats})")
+        print(f"{label}: 1024-px demo photo, 1 face: {median_ms(rgb, step, args.repeats):.0f} ms (median of {args.repeats})")
     step = EditStep(EditSettings("Smiling", strengths, (0, 1, 2), "residual", "auto", identity=False), vae, vectors)
     edit(rgb, step)
     t = time.perf_counter()
