@@ -152,8 +152,8 @@ def evaluate_edits(
             per_strength = lambda values: dict(zip(map(str, strengths), np.round(values, 3).tolist()))  # noqa: E731
             results[mode] = {
                 "faces": count,
-                "faces_lacking": int(len(sides[+1])),
-                "faces_having": int(len(sides[-1])),
+                "faces_lacking": int(side_count[+1] // rows_per_face),  # measured: a side paint mode cannot edit counts 0
+                "faces_having": int(side_count[-1] // rows_per_face),
                 "success": per_strength(success / max(count, 1)),
                 "identity_kept": per_strength(same / max(count, 1)),
                 "leakage": {other: per_strength(flips[w] / max(count, 1)) for w, other in enumerate(watched)},
@@ -168,7 +168,7 @@ def evaluate_edits(
                     if side_count[sign]
                 },
             }
-            if name == "Smiling" and len(sides[+1]):
+            if name == "Smiling" and side_count[+1]:
                 results[mode]["mouth_width_change_iod"] = per_strength(geometry[0] / len(sides[+1]))
                 results[mode]["corner_lift_iod"] = per_strength(geometry[1] / len(sides[+1]))
         report["attributes"][name] = results
