@@ -16,13 +16,15 @@ DETECTORS = (
 # [+ its upper-face detector (data/upper_face_detector.svm): the brows and eyes whatever hides the rest]
 FACES = ("all", "largest")  # which faces of a photo a command works on
 MANIFEST_FORMATS = ("json", "jsonl", "csv")
-REGIONS = ("face", "mouth", "eyes", "upper-lip")  # soft landmark masks (faceflex.face.masks)
+REGIONS = ("face", "mouth", "eyes", "upper-lip", "lower-face")  # soft landmark masks (faceflex.face.masks)
 # residual: photo + mask x (decode(z + a v) - decode(z)); replace: the decoded face; warp: the photo's own
 # pixels moved as the latent moves the landmarks; hybrid: warp, then the appearance change a warp cannot make;
 # paint: glasses drawn from the landmarks, or the attribute painter repaints the attribute's region (eyes, mouth, upper lip);
 # auto: the mode measured best for the attribute (faceflex.steps.edit.AUTO_MODES)
 EDIT_MODES = ("auto", "residual", "replace", "warp", "hybrid", "paint")
 GLASSES_KINDS = ("rectangle", "round", "wayfarer", "metal", "sunglasses")  # frames drawn by paint mode (faceflex.face.glasses)
+# what paint mode edits (faceflex.inference.attribute_painting.PAINTED)
+PAINTED_ATTRIBUTES = ("Eyeglasses", "Mustache", "Smiling", "Wearing_Lipstick", "Male", "Young")
 EDIT_REGIONS = ("auto", *REGIONS)  # auto: the region where the attribute lives (faceflex.steps.edit.AUTO_REGIONS)
 BACKENDS = ("local", "ray")  # where batch jobs run: local processes (--workers) or Ray actors (faceflex.pipeline.executors)
 CLASSIFIER_TASKS = ("attributes", "expression", "age", "face")

@@ -30,6 +30,7 @@ from faceflex.choices import (
     GLASSES_KINDS,
     MANIFEST_FORMATS,
     MASK_TYPES,
+    PAINTED_ATTRIBUTES,
 )
 
 
@@ -267,7 +268,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             f"{section}.utkface": _path,
         }.items()
     },
-    "train_paint.attribute": _spelt("Eyeglasses", "Mustache", "Smiling", "Wearing_Lipstick"),
+    "train_paint.attribute": _spelt(*PAINTED_ATTRIBUTES),
     "train_paint.direction": _choice("add", "remove"),
     "train_paint.max_faces": _number(int, 0, 10_000_000),
     "train_classifier.data": _path,

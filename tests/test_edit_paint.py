@@ -37,7 +37,7 @@ def test_the_painter_input_holds_nothing_of_the_region_and_all_of_the_rest(demo_
     hole = region_hole(aligned.landmarks, region)
     x = painter_input(aligned.image, hole, aligned.landmarks)
     inside = hole > 0
-    assert 0.02 < inside.mean() < 0.3  # a region, not the face
+    assert 0.02 < inside.mean() < (0.5 if region == "skin" else 0.3)  # a region, not the frame
     other = aligned.image.copy()
     other[inside] = 255 - other[inside]
     assert np.array_equal(painter_input(other, hole, aligned.landmarks), x)
@@ -56,6 +56,26 @@ def test_taking_glasses_off_repaints_around_the_eyes_and_keeps_the_eyes(demo_rgb
     between = np.round((lm[19] + lm[37]) / 2).astype(int)  # between brow and lid: where a frame's top runs
     assert frames[between[1], between[0]] == 1
     assert 0.5 < frames.sum() / eyes.sum() < 0.95
+
+
+def test_gender_repaints_below_the_nose_and_age_all_the_skin_but_eyes_and_brows(demo_rgb, demo_faces):
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    lm = aligned.landmarks
+    lower, skin, face = (region_hole(lm, r) for r in ("lower-face", "skin", "face"))
+    assert HOLES["Male"] == ("lower-face",) and HOLES["Young"] == ("skin",)
+
+    def at(point) -> tuple[int, int]:
+        x, y = np.round(point).astype(int)
+        return y, x
+
+    for hole in (lower, skin):  # mouth, chin and the cheeks beside the mouth
+        assert hole[at(lm[62])] == 1 and hole[at(lm[8] + (0, -3))] == 1 and hole[at((lm[4] + lm[48]) / 2)] == 1
+    assert lower[at(lm[29])] == 0 and lower[at(lm[37:39].mean(axis=0))] == 0  # not the nose bridge nor the eyes
+    for eye in (lm[36:42], lm[42:48]):
+        assert skin[at(eye.mean(axis=0))] == 0
+    assert skin[at(lm[19] + (0, 1))] == 0 and skin[at(lm[24] + (0, 1))] == 0  # the brows stay
+    assert skin[at(lm[29])] == 1 and skin[at(lm[41] + (0, 5))] == 1 and skin[at(lm[46] + (0, 5))] == 1  # the nose, under the eyes
+    assert np.all(skin <= face) and np.all(lower <= face)
 
 
 def test_behind_dark_lenses_the_eyes_are_repainted_too(demo_rgb, demo_faces):
@@ -94,6 +114,9 @@ def test_a_target_learns_only_from_faces_that_show_its_outcome(demo_rgb, demo_fa
     assert np.array_equal(target_rows(cache, train, "Eyeglasses", "remove", 0, 0), train[train % 3 != 0])  # glasses: either sex
     # every moustache is a man's: removing one learns from men without
     assert np.array_equal(target_rows(cache, train, "Mustache", "remove", 0, 0), train[(train % 4 != 0) & (train % 2 == 0)])
+    # a sex is no outcome's "one sex": making a man a woman learns from women, and the other way round
+    assert np.array_equal(target_rows(cache, train, "Male", "remove", 0, 0), train[train % 2 != 0])
+    assert np.array_equal(target_rows(cache, train, "Male", "add", 0, 0), train[train % 2 == 0])
     sample = target_rows(cache, train, "Eyeglasses", "remove", 5, 3)
     assert len(sample) == 5 and set(sample) <= set(train[train % 3 != 0])
     assert np.array_equal(sample, target_rows(cache, train, "Eyeglasses", "remove", 5, 3))  # seeded

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from faceflex.choices import CLASSIFIER_TASKS
+from faceflex.choices import CLASSIFIER_TASKS, PAINTED_ATTRIBUTES
 from faceflex.cli.app import Session, UsageProblem, cli, torch_device, verbosity_options
 
 
@@ -224,7 +224,7 @@ def train_anonymize(session: Session, epochs, resume, out, cache, max_hours, ini
 
 @train.command("painter")
 @training_options
-@click.option("--attribute", type=click.Choice(["Eyeglasses", "Mustache", "Smiling", "Wearing_Lipstick"]), help="The target's attribute.")
+@click.option("--attribute", type=click.Choice(PAINTED_ATTRIBUTES), help="The target's attribute.")
 @click.option("--direction", type=click.Choice(["add", "remove"]), help="add: learn from faces with it; remove: from faces without it.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, grids and weights.")
 @click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (built first if missing).")

@@ -1,4 +1,4 @@
-"""Soft face-region masks from 68 landmarks: whole face, mouth, eyes, upper lip.
+"""Soft face-region masks from 68 landmarks: whole face, mouth, eyes, upper lip, lower face.
 
 Masks are float32 arrays in [0, 1], drawn in whatever frame the landmarks are given in (usually
 the 128x128 aligned frame) and feathered with a Gaussian whose width is proportional to the face
@@ -70,6 +70,8 @@ def region_polygons(landmarks: np.ndarray, region: str) -> list[np.ndarray]:
         return [convex_hull(np.vstack([lm[[0, 1, 15, 16, 29]], lm[BROWS], lm[LEFT_EYE], lm[RIGHT_EYE]]))]
     if region == "upper-lip":  # between the nose and the mouth, corner to corner: a moustache
         return [convex_hull(_scaled(np.vstack([lm[NOSE_BOTTOM], lm[UPPER_LIP]]), 1.4))]
+    if region == "lower-face":  # below the nose, jaw to jaw: cheeks, mouth and chin, where a beard grows
+        return [convex_hull(np.vstack([lm[JAW[2:15]], lm[NOSE_BOTTOM]]))]
     raise ValueError(f"unknown region {region!r}; choose one of {', '.join(REGIONS)}")
 
 

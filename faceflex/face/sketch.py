@@ -60,10 +60,16 @@ def region_hole(landmarks: np.ndarray, region: str = "face", size: int = 128, gr
     faceflex's landmark regions (:func:`faceflex.face.masks.region_polygons`; "face" = jaw, brows
     and forehead, where the anonymizer paints a new face) grown by ``grow`` px, hard-edged; or
     "frames": the "eyes" region (temple to temple) without the eyes themselves (their lids grown by
-    ``grow`` px), where glasses' frames lie: the eyes behind clear lenses stay the person's own."""
-    if region == "frames":
-        eyes = polygon_mask([np.asarray(landmarks, np.float64)[list(part)] for part in _EYES], (size, size))
-        return (region_hole(landmarks, "eyes", size, grow) * (1 - _grown(eyes, grow))).astype(np.float32)
+    ``grow`` px), where glasses' frames lie: the eyes behind clear lenses stay the person's own; or
+    "skin": the "face" region without the eyes and brows (grown by ``grow`` px), where age shows."""
+    if region in ("frames", "skin"):
+        points = np.asarray(landmarks, np.float64)
+        kept = [points[list(eye)] for eye in _EYES]
+        if region == "skin":  # a brow's points run along its top edge: its lower edge lies about 3 % of the frame below
+            kept += [np.vstack([points[list(brow)], points[list(brow)][::-1] + (0, 0.03 * size)]) for brow in _BROWS]
+        kept = polygon_mask(kept, (size, size))
+        around = region_hole(landmarks, "eyes" if region == "frames" else "face", size, grow)
+        return (around * (1 - _grown(kept, grow))).astype(np.float32)
     return _grown(polygon_mask(region_polygons(landmarks, region), (size, size)), grow).astype(np.float32)
 
 

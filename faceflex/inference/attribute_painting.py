@@ -31,11 +31,25 @@ from faceflex.shipped import require_shipped
 
 SHIPPED_WEIGHTS = "attribute_painter.pt"
 # the attributes paint mode edits, and the region of the face an edit changes (each one of the classifier's attributes)
-PAINTED = {"Eyeglasses": "eyes", "Mustache": "upper-lip", "Smiling": "mouth", "Wearing_Lipstick": "mouth"}
+PAINTED = {
+    "Eyeglasses": "eyes",
+    "Mustache": "upper-lip",
+    "Smiling": "mouth",
+    "Wearing_Lipstick": "mouth",
+    "Male": "lower-face",
+    "Young": "face",
+}
 # the holes a painter is trained to fill for each (faceflex.face.sketch.region_hole); at use the first,
 # or for glasses whose lenses hide the eyes (sunglasses) the second: around the eyes with the eyes
 # behind clear lenses kept, or the eyes too; the upper lip; the mouth
-HOLES = {"Eyeglasses": ("frames", "eyes"), "Mustache": ("upper-lip",), "Smiling": ("mouth",), "Wearing_Lipstick": ("mouth",)}
+HOLES = {
+    "Eyeglasses": ("frames", "eyes"),
+    "Mustache": ("upper-lip",),
+    "Smiling": ("mouth",),
+    "Wearing_Lipstick": ("mouth",),
+    "Male": ("lower-face",),
+    "Young": ("skin",),
+}
 PAINT_REGIONS = tuple(dict.fromkeys(hole for holes in HOLES.values() for hole in holes))
 HIDDEN_EYES = 0.2  # eyes darker than this share of the nose bridge are behind dark lenses (bare faces: 1.8 % below, glasses: 25 %)
 

@@ -58,7 +58,7 @@ def target_rows(cache: CachedFaces, rows: np.ndarray, attribute: str, direction:
     labels = np.asarray(cache.attributes[rows])
     has = labels[:, cache.attribute_names.index(attribute)] > 0
     chosen = has if direction == "add" else ~has
-    if direction == "remove":
+    if direction == "remove" and attribute != "Male":
         male = labels[:, cache.attribute_names.index("Male")] > 0
         share = male[has].mean() if has.any() else 0.5
         if share >= ONE_SEX or share <= 1 - ONE_SEX:
