@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from faceflex.face.align import align_face, template_landmarks
 from faceflex.face.sketch import painter_input, region_hole
@@ -189,6 +190,13 @@ def test_targets_pack_into_one_file_that_paints_as_each_did(tmp_path, demo_rgb, 
         assert np.array_equal(painter.paint(face, landmarks, attribute, direction)[0], alone)
     a = painter.paint(face, landmarks, "Eyeglasses", "add")[0]
     assert not np.array_equal(a, painter.paint(face, landmarks, "Eyeglasses", "remove")[0])  # each its own decoder
+    first = pack_targets(paths[:2], tmp_path / "first.pt")  # a shipped file and a newly trained target: packed again
+    again = AttributePainter.from_file(pack_targets([first, paths[2]], tmp_path / "again.pt"), "cpu")
+    assert again.targets == painter.targets and again.meta["trained"] == painter.meta["trained"]
+    for attribute, direction in (("Eyeglasses", "add"), ("Eyeglasses", "remove"), ("Mustache", "add")):
+        assert np.array_equal(
+            again.paint(face, landmarks, attribute, direction)[0], painter.paint(face, landmarks, attribute, direction)[0]
+        )
     other = tiny_anonymizer(tmp_path / "other.pt", seed=1)
     record = torch.load(other, weights_only=True)
     save_weights(tmp_path / "stranger.pt", _model(record), TINY.to_dict(), {**record["meta"], "target": "Mustache:remove"})
@@ -360,3 +368,39 @@ def test_a_drawn_moustache_sits_between_the_nose_and_the_lip_in_the_hair_colour(
     again, _ = render_moustache(landmarks, color)
     other, _ = render_moustache(landmarks, color, seed=1)
     assert np.array_equal(patch, again) and not np.array_equal(patch, other)  # seeded strands
+
+
+def test_a_painted_smile_is_the_warp_with_only_the_parted_lips_painted(demo_rgb, demo_faces):
+    from faceflex.face.align import invert_affine, transform_points, transform_scale
+    from faceflex.face.detect import detect_faces
+    from faceflex.pipeline.flow import FaceCrop, compose
+    from faceflex.steps.edit import MAX_PAINT_ENLARGEMENT, EditSettings, EditStep
+
+    torch.manual_seed(0)
+    painter = AttributePainter({"Smiling:add": FaceUNet(TINY)}, PRIOR, torch.device("cpu"))
+    step = EditStep(EditSettings(attribute="Smiling", strengths=(2.0,), mode="paint", identity=False), painter=painter)
+
+    def smiled(photo: np.ndarray, face) -> tuple[list, list, np.ndarray]:
+        crops = [FaceCrop(0, face, align_face(photo, face.landmarks))]
+        layers = next(iter(step(photo, crops).variants)).layers()
+        return crops, layers, compose(photo, crops, layers)
+
+    crops, layers, large = smiled(demo_rgb, demo_faces[0])  # her face is 4x the painting: teeth would be a blurred band
+    assert 1 / transform_scale(crops[0].aligned.matrix) > MAX_PAINT_ENLARGEMENT
+    assert [layer.mode for layer in layers] == ["warp"] and np.any(large != demo_rgb)
+    small = np.asarray(Image.fromarray(demo_rgb).resize((demo_rgb.shape[1] // 3, demo_rgb.shape[0] // 3), Image.LANCZOS))
+    crops, layers, painted = smiled(small, detect_faces(small)[0])
+    aligned = crops[0].aligned
+    assert [layer.mode for layer in layers] == ["warp", "replace"]  # the photo's own mouth moved, then painted between the lips
+    warped = compose(small, crops, layers[:1])
+    assert np.any(warped != small)
+    differ = np.any(painted != warped, axis=2)
+    after = transform_points(aligned.landmarks + 2.0 * step.moves[0], invert_affine(aligned.matrix))  # the mouth after the warp
+    mouth = np.vstack([crops[0].face.landmarks[48:68], after[48:68]])
+    (x0, y0), (x1, y1) = mouth.min(axis=0), mouth.max(axis=0)
+    ys, xs = np.nonzero(differ)
+    assert len(ys) > 20  # teeth, or the mouth's dark, where the warp parted the lips
+    pad = 2.5 / transform_scale(aligned.matrix)  # the painted region: grown 1 aligned px, softened by 1
+    assert xs.min() >= x0 - pad and xs.max() <= x1 + pad and ys.min() >= y0 - pad and ys.max() <= y1 + pad
+    whole = region_hole(aligned.landmarks + 2.0 * step.moves[0], HOLES["Smiling"][0]).sum() / transform_scale(aligned.matrix) ** 2
+    assert differ.sum() < 0.5 * whole  # between the lips, not the whole mouth with its smile folds

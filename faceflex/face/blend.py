@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from faceflex.face.align import compose_affine, invert_affine, transform_points, warp_image
+from faceflex.face.align import compose_affine, invert_affine, transform_points, transform_scale, warp_image
 
 
 def paste_region(matrix: np.ndarray, mask: np.ndarray, photo_size: tuple[int, int]) -> tuple[int, int, int, int] | None:
@@ -67,7 +67,7 @@ def paste_back_with_grain(photo: np.ndarray, aligned: np.ndarray, matrix: np.nda
     just around the region, added through the mask. A painted patch then has the photo's texture
     instead of looking smooth; outside the mask nothing changes. Deterministic for a given ``seed``."""
     result = paste_back(photo, aligned, matrix, mask)
-    scale = 1.0 / np.sqrt(abs(np.linalg.det(matrix[:, :2])))  # photo pixels per aligned pixel
+    scale = 1.0 / transform_scale(matrix)  # photo pixels per aligned pixel
     region = paste_region(matrix, mask, (photo.shape[1], photo.shape[0]))
     if scale < 1.5 or region is None:
         return result

@@ -169,32 +169,51 @@ def _unprefixed(state: dict, prefix: str) -> dict:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def _target_records(path: str | Path) -> list[tuple[str, dict, dict, dict]]:
+    """(target, state, config, meta) of each target in a weight file: one target as ``faceflex train
+    painter`` exports it, or every target of a packed file (its meta: the identity prior and how it was trained)."""
+    record = load_weights(path)
+    meta, state = record.get("meta", {}), record["state_dict"]
+    if "targets" in meta:
+        shared = {k: v for k, v in state.items() if k.startswith(SHARED_PREFIXES)}
+        return [
+            (
+                t,
+                {**shared, **_unprefixed(state, f"targets.{t}.")},
+                record["config"],
+                {**meta["trained"][t], "identity_prior": meta["identity_prior"]},
+            )
+            for t in meta["targets"]
+        ]
+    if "target" not in meta:
+        raise WeightsError(f"{path}: not an attribute painter (no target in its metadata)")
+    return [(meta["target"], state, record["config"], meta)]
+
+
 def pack_targets(paths: list[str | Path], out: str | Path) -> Path:
-    """One file from target weight files (``faceflex train painter`` exports) that share an encoder:
-    the encoder once, then each target's other tensors under ``targets.<target>.``. Refuses files
-    whose encoders, architectures or identity priors differ, or two of the same target."""
-    records = [load_weights(path) for path in paths]
-    first = records[0]
-    shared = {k: v for k, v in first["state_dict"].items() if k.startswith(SHARED_PREFIXES)}
+    """One file from target weight files (``faceflex train painter`` exports, or packed files, whose
+    targets are taken over) that share an encoder: the encoder once, then each target's other tensors
+    under ``targets.<target>.``. Refuses files whose encoders, architectures or identity priors
+    differ, or two of the same target."""
+    records = [(path, *record) for path in paths for record in _target_records(path)]
+    _, _, first_state, first_config, first_meta = records[0]
+    shared = {k: v for k, v in first_state.items() if k.startswith(SHARED_PREFIXES)}
     state, targets = dict(shared), []
-    for path, record in zip(paths, records):
-        meta = record.get("meta", {})
-        if "target" not in meta:
-            raise WeightsError(f"{path}: not one attribute painter target (no target in its metadata)")
-        if record["config"] != first["config"] or meta.get("identity_prior") != first["meta"].get("identity_prior"):
+    for path, target, tensors, config, meta in records:
+        if config != first_config or meta.get("identity_prior") != first_meta.get("identity_prior"):
             raise WeightsError(f"{path}: another architecture or identity prior than {paths[0]}")
-        if any(not torch.equal(record["state_dict"][k], v) for k, v in shared.items()):
+        if any(not torch.equal(tensors[k], v) for k, v in shared.items()):
             raise WeightsError(f"{path}: its encoder differs from {paths[0]}'s (targets must start from the same anonymizer)")
-        if meta["target"] in targets:
-            raise WeightsError(f"{path}: target {meta['target']} given twice")
-        targets.append(meta["target"])
-        state.update({f"targets.{meta['target']}.{k}": v for k, v in record["state_dict"].items() if not k.startswith(SHARED_PREFIXES)})
+        if target in targets:
+            raise WeightsError(f"{path}: target {target} given twice")
+        targets.append(target)
+        state.update({f"targets.{target}.{k}": v for k, v in tensors.items() if not k.startswith(SHARED_PREFIXES)})
     meta = {
-        "identity_prior": first["meta"]["identity_prior"],
+        "identity_prior": first_meta["identity_prior"],
         "targets": targets,
-        "trained": {r["meta"]["target"]: {k: r["meta"].get(k) for k in ("epochs", "history", "settings")} for r in records},
+        "trained": {target: {k: meta.get(k) for k in ("epochs", "history", "settings")} for _, target, _, _, meta in records},
     }
-    record = {"config": first["config"], "state_dict": state, "meta": meta}
+    record = {"config": first_config, "state_dict": state, "meta": meta}
     return write_atomic(Path(out), lambda handle: torch.save(record, handle))
 
 

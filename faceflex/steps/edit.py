@@ -33,10 +33,11 @@ import numpy as np
 import torch
 
 from faceflex.choices import EDIT_MODES, EDIT_REGIONS
+from faceflex.face.align import transform_scale
 from faceflex.face.blend import seamless_change
 from faceflex.face.glasses import GLASSES_STYLES, render_glasses
 from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
-from faceflex.face.masks import region_mask
+from faceflex.face.masks import polygon_mask, region_mask
 from faceflex.face.moustache import hair_color, render_moustache
 from faceflex.face.warp import anchor_ring, warp_points
 from faceflex.inference.attribute_painting import PAINTED, AttributePainter, load_attribute_painter
@@ -117,6 +118,10 @@ def lips_kept(move: np.ndarray) -> np.ndarray:
 # strength 1, against residual's dark goggles (42 % at 2). A moustache is drawn (added) or repainted
 # (removed): the classifier reads a drawn moustache on 72 % of men but 3 % of women (it learned
 # moustaches from men), below residual's 55 % at 1, but residual paints a dark band, not hair.
+# a painted smile's teeth are 128-px paintings: on faces enlarged more than this (photo px per aligned px) they
+# look like a blurred band, so there the smile is the warp alone (lips kept closed or as open as they were)
+MAX_PAINT_ENLARGEMENT = 2.0
+INNER_LIPS = list(range(60, 68))  # the 68 landmarks' inner lip line: between them, teeth or the dark of the mouth
 AUTO_MODES = {"smiling": "warp", "eyeglasses": "paint", "mustache": "paint"}
 
 
@@ -340,6 +345,12 @@ class EditStep:
                 for i, o in zip(edited, opacity):
                     layers.append(self._drawn_layer(i, crops[i], float(o)))
                 continue
+            if self.moves is not None:  # a smile: on a face the 128-px painting would enlarge blurrily, the warp alone, lips kept
+                large = np.array([1.0 / transform_scale(crops[i].aligned.matrix) > MAX_PAINT_ENLARGEMENT for i in edited])
+                layers += [self._warp(i, crops[i], self.moves[row] * strengths[i]) for i in edited[large]]
+                edited, opacity = edited[~large], opacity[~large]
+                if not len(edited):
+                    continue
             faces = np.stack([crops[i].aligned.image for i in edited])
             landmarks = np.stack([crops[i].aligned.landmarks for i in edited])
             drawn = None
@@ -357,12 +368,18 @@ class EditStep:
             keys = [(id(crops[i].aligned), direction) for i in edited]
             if drawn is not None or any(key not in self._paintings for key in keys):  # the same painting for every strength, unless warped
                 painted, holes = self.painter.paint(faces, landmarks, self.attribute, direction, drawn)
+                if drawn is not None:  # the warp moved the photo's own mouth: only between the lips, before or after, is painted
+                    holes = np.stack(
+                        [polygon_mask([lm[INNER_LIPS], d[INNER_LIPS]], holes.shape[1:][::-1]) for lm, d in zip(landmarks, drawn)]
+                    )
                 regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
                 if drawn is None:
                     self._paintings.update(zip(keys, zip(painted, regions)))
             else:
                 painted, regions = zip(*(self._paintings[key] for key in keys))
-            layers += [Layer(i, face, region * o, "replace", grain=True) for i, face, region, o in zip(edited, painted, regions, opacity)]
+            layers += [
+                Layer(i, face, region * o, "replace", grain=drawn is None) for i, face, region, o in zip(edited, painted, regions, opacity)
+            ]
         return layers
 
     def _drawn_layer(self, i: int, crop: FaceCrop, strength: float) -> Layer:
