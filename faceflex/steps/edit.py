@@ -223,6 +223,7 @@ class EditStep:
             self.moves = np.stack([self.landmarks.displacement(d) for d in self.directions])
         self._reached: dict[int, np.ndarray] = {}
         self._paintings: dict = {}
+        self._enlarged = np.zeros(0, bool)  # per face of the photo at hand: enlarged too much for painted teeth
         if s.target is not None:
             from faceflex.inference.classifiers import load_classifiers
             from faceflex.models.labels import ATTRIBUTES
@@ -259,6 +260,7 @@ class EditStep:
             return StepOutput([])
         s = self.options
         self._paintings: dict = {}  # paint mode, this photo: what every strength shares (a drawn patch, a repainted region)
+        self._enlarged = np.array([1.0 / transform_scale(c.aligned.matrix) > MAX_PAINT_ENLARGEMENT for c in crops])  # --to keeps it
         # the warp and the painter need no latent: the regressor is linear, so a x (v @ W) moves every face alike
         latents = (
             self.vae.encode(np.stack([c.aligned.image for c in crops])) if self.mode not in ("warp", "paint") else np.zeros((len(crops), 0))
@@ -346,7 +348,7 @@ class EditStep:
                     layers.append(self._drawn_layer(i, crops[i], float(o)))
                 continue
             if self.moves is not None:  # a smile: on a face the 128-px painting would enlarge blurrily, the warp alone, lips kept
-                large = np.array([1.0 / transform_scale(crops[i].aligned.matrix) > MAX_PAINT_ENLARGEMENT for i in edited])
+                large = self._enlarged[edited]
                 layers += [self._warp(i, crops[i], self.moves[row] * strengths[i]) for i in edited[large]]
                 edited, opacity = edited[~large], opacity[~large]
                 if not len(edited):
