@@ -162,7 +162,7 @@ def test_training_a_target_paints_its_region_and_leaves_the_shared_encoder_alone
     painter = AttributePainter.from_file(exported, "cpu")
     assert painter.targets == ["Mustache:add"] and painter.paints("Mustache", "add") and not painter.paints("Mustache", "remove")
     with pytest.raises(ValueError, match="paints"):
-        AttributePainterTrainer(cache, tmp_path / "c", TINY, PainterSettings(attribute="Male"), tmp_path / "o", torch.device("cpu"))
+        AttributePainterTrainer(cache, tmp_path / "c", TINY, PainterSettings(attribute="Bald"), tmp_path / "o", torch.device("cpu"))
     with pytest.raises(ValueError, match="starts from an anonymizer"):
         AttributePainterTrainer(cache, tmp_path / "c", TINY, PainterSettings(), tmp_path / "o", torch.device("cpu"))
 
@@ -407,3 +407,22 @@ def test_a_painted_smile_is_the_warp_with_only_the_parted_lips_painted(demo_rgb,
     assert xs.min() >= x0 - pad and xs.max() <= x1 + pad and ys.min() >= y0 - pad and ys.max() <= y1 + pad
     whole = region_hole(aligned.landmarks + 2.0 * step.moves[0], HOLES["Smiling"][0]).sum() / transform_scale(aligned.matrix) ** 2
     assert differ.sum() < 0.5 * whole  # between the lips, not the whole mouth with its smile folds
+
+
+def test_lips_pushed_through_each_other_meet_instead():
+    from faceflex.steps.edit import INNER_LIP_PAIRS, OUTER_LIP_PAIRS, lips_uncrossed
+
+    landmarks = template_landmarks().astype(np.float64)
+    opening = landmarks[66, 1] - landmarks[62, 1]
+    move = np.zeros((68, 2))
+    move[62, 1], move[66, 1] = opening, -opening  # the middle of the inner lips pushed past each other
+    move[48, 0] = -2.0  # a corner moved out: kept
+    out = lips_uncrossed(landmarks, move)
+    moved = landmarks + out
+    assert np.allclose(moved[62], moved[66]) and np.allclose(moved[62], (landmarks[62] + landmarks[66]) / 2)
+    assert np.allclose(out[48], move[48])
+    for a, b in INNER_LIP_PAIRS + OUTER_LIP_PAIRS:
+        assert moved[a, 1] <= moved[b, 1] + 1e-9
+    gentle = np.zeros((68, 2))
+    gentle[62, 1] = 0.25 * opening  # lips closing a little: nothing to do
+    assert np.allclose(lips_uncrossed(landmarks, gentle), gentle)

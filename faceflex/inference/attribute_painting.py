@@ -41,7 +41,8 @@ PAINTED = {
 }
 # the holes a painter is trained to fill for each (faceflex.face.sketch.region_hole); at use the first,
 # or for glasses whose lenses hide the eyes (sunglasses) the second: around the eyes with the eyes
-# behind clear lenses kept, or the eyes too; the upper lip; the mouth
+# behind clear lenses kept, or the eyes too; the upper lip; the mouth (a smile's edit keeps only the
+# space between the lips); below the nose; the skin but eyes and brows (Male and Young: tried, not shipped)
 HOLES = {
     "Eyeglasses": ("frames", "eyes"),
     "Mustache": ("upper-lip",),
