@@ -16,10 +16,10 @@ OUT = Path(__file__).resolve().parents[1] / "example_images"
 HEIGHT = 256
 
 
-def panel(rgb: np.ndarray, title: str) -> Image.Image:
+def panel(rgb: np.ndarray, title: str, height: int = HEIGHT) -> Image.Image:
     image = Image.fromarray(rgb).convert("RGB")
-    image = image.resize((round(image.width * HEIGHT / image.height), HEIGHT), Image.Resampling.LANCZOS)
-    canvas = Image.new("RGB", (image.width, HEIGHT + 22), "white")
+    image = image.resize((round(image.width * height / image.height), height), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (image.width, height + 22), "white")
     canvas.paste(image, (0, 22))
     ImageDraw.Draw(canvas).text((4, 4), title, fill="black", font_size=14)
     return canvas
@@ -103,6 +103,13 @@ def edit_examples() -> None:
             titles.append([f"{name}, {strength_name(e.strength)}" for e in edits])
         target = OUT / f"{Path(path).stem}.edits.png"
         save_image(contact_sheet(cells, titles), target)
+        print(f"wrote {target}")
+    group = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "2008_002079.jpg"
+    if group.is_file():  # small faces: a smile's teeth are painted between the parted lips
+        rgb = load_image(group).rgb
+        edits = edit_photo(rgb, "Smiling", [-2.0, 0.0, 2.0], device="cpu")
+        target = OUT / "dinner.smiling.png"
+        save_image(strip([panel(e.image, f"Smiling, {strength_name(e.strength)}", rgb.shape[0]) for e in edits]), target)
         print(f"wrote {target}")
 
 

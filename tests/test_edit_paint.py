@@ -426,3 +426,15 @@ def test_lips_pushed_through_each_other_meet_instead():
     gentle = np.zeros((68, 2))
     gentle[62, 1] = 0.25 * opening  # lips closing a little: nothing to do
     assert np.allclose(lips_uncrossed(landmarks, gentle), gentle)
+
+
+def test_teeth_are_painted_only_where_none_show_yet():
+    from faceflex.steps.edit import TEETH_SHOW, lips_opening, teeth_painted
+
+    closed = template_landmarks().astype(np.float64)
+    for a, b in ((61, 67), (62, 66), (63, 65)):
+        closed[a, 1] = closed[b, 1] = (closed[a, 1] + closed[b, 1]) / 2
+    grin = closed.copy()
+    grin[[65, 66, 67], 1] += 2 * TEETH_SHOW  # teeth already show
+    assert lips_opening(closed) == pytest.approx(0) and lips_opening(grin) == pytest.approx(2 * TEETH_SHOW)
+    assert teeth_painted(closed) and not teeth_painted(grin)
