@@ -438,3 +438,16 @@ def test_teeth_are_painted_only_where_none_show_yet():
     grin[[65, 66, 67], 1] += 2 * TEETH_SHOW  # teeth already show
     assert lips_opening(closed) == pytest.approx(0) and lips_opening(grin) == pytest.approx(2 * TEETH_SHOW)
     assert teeth_painted(closed) and not teeth_painted(grin)
+
+
+def test_a_painting_is_taken_only_where_it_changes_the_face():
+    from faceflex.face.blend import changed_weight
+
+    face = np.full((16, 16, 3), 120, np.uint8)
+    painted = face.copy()
+    painted[:, :8] += 3  # repeats the skin within 5: the face's own pixels stay
+    painted[8, 12] = 0  # a frame painted away: taken, and its neighbours partly
+    weight = changed_weight(painted, face)
+    assert weight.dtype == np.float32 and weight.shape == (16, 16)
+    assert np.all(weight[:, :6] == 0) and weight[8, 12] == 1 and 0 < weight[8, 14] < 1 and weight[2, 12] == 0
+    assert np.all(changed_weight(face, face) == 0)
