@@ -441,7 +441,7 @@ def test_teeth_are_painted_only_where_none_show_yet():
 
 
 def test_a_painting_is_taken_only_where_it_changes_the_face():
-    from faceflex.face.blend import changed_weight
+    from faceflex.inference.attribute_painting import changed_weight
 
     face = np.full((16, 16, 3), 120, np.uint8)
     painted = face.copy()
@@ -451,3 +451,10 @@ def test_a_painting_is_taken_only_where_it_changes_the_face():
     assert weight.dtype == np.float32 and weight.shape == (16, 16)
     assert np.all(weight[:, :6] == 0) and weight[8, 12] == 1 and 0 < weight[8, 14] < 1 and weight[2, 12] == 0
     assert np.all(changed_weight(face, face) == 0)
+
+
+def test_paint_mode_edits_what_the_cli_offers_to_train():
+    from faceflex.choices import PAINTED_ATTRIBUTES
+    from faceflex.inference.attribute_painting import PAINTED
+
+    assert set(PAINTED) == set(PAINTED_ATTRIBUTES) == set(HOLES)

@@ -202,21 +202,3 @@ def seamless_change(delta: np.ndarray, mask: np.ndarray, core: float = 0.5) -> n
         return np.zeros_like(delta, dtype=np.float32)
     smooth = harmonic_fill(delta, ~inner)
     return np.where(inner[..., None], delta - smooth, 0.0).astype(np.float32)
-
-
-def changed_weight(painted: np.ndarray, face: np.ndarray, low: float = 5.0, high: float = 25.0) -> np.ndarray:
-    """Where a painting really changes a face (both (S, S, 3) uint8, the same frame): (S, S) float32 in
-    [0, 1], 0 where every channel is within ``low`` (0-255 units) of the face, 1 from ``high`` on,
-    linear between; grown by 1 px (3x3 max) and softened (3x3 mean, edge pixels averaged over the
-    frame's part). Blending a painting through it keeps the person's own pixels where the painting
-    only repeats them (the skin around glasses taken off) and takes what it changes (the frames)."""
-    diff = np.abs(painted.astype(np.float32) - face.astype(np.float32)).max(axis=2)
-    weight = np.clip((diff - low) / (high - low), 0.0, 1.0)
-    padded = np.pad(weight, 1, mode="edge")
-    size = weight.shape
-    grown = np.max([padded[dy : dy + size[0], dx : dx + size[1]] for dy in range(3) for dx in range(3)], axis=0)
-    ones = np.pad(np.ones(size, np.float32), 1)
-    padded = np.pad(grown, 1)
-    total = np.sum([padded[dy : dy + size[0], dx : dx + size[1]] for dy in range(3) for dx in range(3)], axis=0)
-    count = np.sum([ones[dy : dy + size[0], dx : dx + size[1]] for dy in range(3) for dx in range(3)], axis=0)
-    return (total / count).astype(np.float32)

@@ -24,6 +24,7 @@ import torch
 from faceflex.device import resolve_device
 from faceflex.face.sketch import painter_input, region_hole
 from faceflex.inference.face_painting import FacePainter, IdentityPrior
+from faceflex.inference.unmasking import grown_softened
 from faceflex.io.files import write_atomic
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.models.weights import WeightsError, fingerprint, load_weights
@@ -164,6 +165,17 @@ class AttributePainter:
 
         codes = np.zeros((len(faces), self.painters[name].model.config.code_size), np.float32)  # the mean identity
         return self.painters[name].fill(faces, make_input, codes, batch_size)
+
+
+def changed_weight(painted: np.ndarray, face: np.ndarray, low: float = 5.0, high: float = 25.0) -> np.ndarray:
+    """Where a painting really changes a face (both (S, S, 3) uint8, the same frame): (S, S) float32 in
+    [0, 1], 0 where every channel is within ``low`` (0-255 units) of the face, 1 from ``high`` on,
+    linear between, grown and softened by a pixel (:func:`~faceflex.inference.unmasking.grown_softened`).
+    Blending a painting through it keeps the person's own pixels where the painting only repeats
+    them (the skin around glasses taken off) and takes what it changes (the frames)."""
+    diff = np.abs(painted.astype(np.float32) - face.astype(np.float32)).max(axis=2)
+    weight = torch.from_numpy(np.clip((diff - low) / (high - low), 0.0, 1.0))[None, None]
+    return grown_softened(weight, 1)[0, 0].numpy()
 
 
 def _unprefixed(state: dict, prefix: str) -> dict:

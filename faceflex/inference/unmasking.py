@@ -30,10 +30,14 @@ MIN_COVERAGE = 0.10  # the smallest share of the face a worn mask covers (presen
 
 
 def paint_region(mask: torch.Tensor, grow: int = GROW) -> torch.Tensor:
-    """Where a mask (N, 1, H, W) in [0, 1] is repainted: its >= 0.5 part grown by ``grow`` px
-    (a square max filter) and softened by a 3x3 box blur; values in [0, 1]."""
-    hard = (mask >= 0.5).float()
-    grown = F.max_pool2d(hard, 2 * grow + 1, stride=1, padding=grow) if grow else hard
+    """Where a mask (N, 1, H, W) in [0, 1] is repainted: its >= 0.5 part, :func:`grown_softened`."""
+    return grown_softened((mask >= 0.5).float(), grow)
+
+
+def grown_softened(weight: torch.Tensor, grow: int) -> torch.Tensor:
+    """``weight`` (N, 1, H, W) in [0, 1] grown by ``grow`` px (a square max filter) and softened by a
+    3x3 box blur (at the border, the mean of the pixels inside); values in [0, 1]."""
+    grown = F.max_pool2d(weight, 2 * grow + 1, stride=1, padding=grow) if grow else weight
     return F.avg_pool2d(grown, 3, stride=1, padding=1, count_include_pad=False)
 
 

@@ -34,13 +34,13 @@ import torch
 
 from faceflex.choices import EDIT_MODES, EDIT_REGIONS
 from faceflex.face.align import transform_scale
-from faceflex.face.blend import changed_weight, seamless_change
+from faceflex.face.blend import seamless_change
 from faceflex.face.glasses import GLASSES_STYLES, render_glasses
 from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
 from faceflex.face.masks import polygon_mask, region_mask
 from faceflex.face.moustache import hair_color, render_moustache
 from faceflex.face.warp import anchor_ring, warp_points
-from faceflex.inference.attribute_painting import PAINTED, AttributePainter, load_attribute_painter
+from faceflex.inference.attribute_painting import PAINTED, AttributePainter, changed_weight, load_attribute_painter
 from faceflex.inference.attribute_vectors import AttributeVectors, VectorsError, load_vectors
 from faceflex.inference.latent_landmarks import LandmarkRegressor, load_landmark_regressor
 from faceflex.inference.vae_codec import VAE, load_vae
