@@ -143,7 +143,7 @@ def paste_warp(photo: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> n
     """A copy of ``photo`` with its own pixels moved so that the points at ``sources`` (N, 2, photo
     pixels) appear at ``targets``: a thin-plate spline anchored on a ring around the points, blended
     in by :func:`warp_weight`, so pixels beyond 1.3 x the points' extent stay bit for bit."""
-    from faceflex.face.warp import anchor_ring, mesh_warp
+    from faceflex.face.warp import anchor_ring, warp_points
 
     sources, targets = np.asarray(sources, dtype=np.float64), np.asarray(targets, dtype=np.float64)
     result = photo.copy()
@@ -157,7 +157,7 @@ def paste_warp(photo: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> n
     if box[0] >= box[2] or box[1] >= box[3]:
         return result
     weight = warp_weight(sources, box)[..., None]
-    warped = mesh_warp(photo, sources, targets, anchors, box).astype(np.float32)
+    warped = warp_points(photo, sources, targets, anchors, box)
     roi = result[box[1] : box[3], box[0] : box[2]].astype(np.float32)
     blended = roi + weight * (warped - roi)
     result[box[1] : box[3], box[0] : box[2]] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
