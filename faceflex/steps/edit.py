@@ -253,6 +253,7 @@ class EditStep:
             self.moves = np.stack([self.landmarks.displacement(d) for d in self.directions])
         self._reached: dict[int, np.ndarray] = {}
         self._paintings: dict = {}
+        self._smiles: dict = {}  # Smiling in paint mode, the outputs at hand: (row, face, strength) -> (move, painted face, region)
         self._enlarged = np.zeros(0, bool)  # per face of the photo at hand: enlarged too much for painted teeth
         if s.target is not None:
             from faceflex.inference.classifiers import load_classifiers
@@ -290,6 +291,7 @@ class EditStep:
             return StepOutput([])
         s = self.options
         self._paintings: dict = {}  # paint mode, this photo: what every strength shares (a drawn patch, a repainted region)
+        self._smiles = {}
         self._enlarged = np.array([1.0 / transform_scale(c.aligned.matrix) > MAX_PAINT_ENLARGEMENT for c in crops])  # --to keeps it
         # the warp and the painter need no latent: the regressor is linear, so a x (v @ W) moves every face alike
         latents = (
@@ -381,45 +383,56 @@ class EditStep:
                 large = self._enlarged[edited]
                 layers += [self._warp(i, crops[i], self.moves[row] * strengths[i]) for i in edited[large]]
                 edited, opacity = edited[~large], opacity[~large]
-                if not len(edited):
-                    continue
+                keys = [(row, i, float(strengths[i])) for i in edited]
+                self._paint_smiles(crops, keys)
+                smiles = [self._smiles[key] for key in keys]
+                layers += [self._warp(i, crops[i], move, keep_lips=False) for i, (move, _, _) in zip(edited, smiles)]
+                layers += [Layer(i, face, region * o, "replace") for i, (_, face, region), o in zip(edited, smiles, opacity)]
+                continue
             faces = np.stack([crops[i].aligned.image for i in edited])
             landmarks = np.stack([crops[i].aligned.landmarks for i in edited])
-            drawn = None
-            if self.moves is not None:
-                moves = np.stack([lips_uncrossed(lm, self.moves[row] * strengths[i]) for lm, i in zip(landmarks, edited)])
-                drawn = landmarks + moves
-                box = (0, 0, faces.shape[2], faces.shape[1])
-                faces = np.stack(
-                    [
-                        (warp_points(face, lm, lm + move, anchor_ring(lm, scale=1.35), box) + 0.5).clip(0, 255).astype(np.uint8)
-                        for face, lm, move in zip(faces, landmarks, moves)
-                    ]
-                )
-                layers += [self._warp(i, crops[i], move, keep_lips=False) for i, move in zip(edited, moves)]
             keys = [(id(crops[i].aligned), direction) for i in edited]
-            if drawn is not None or any(key not in self._paintings for key in keys):  # the same painting for every strength, unless warped
-                painted, holes = self.painter.paint(faces, landmarks, self.attribute, direction, drawn)
-                if drawn is not None and direction == "add":
-                    # a smile added: the warp moved the photo's own mouth, only between the lips (before or after) is painted;
-                    # taken away, the whole mouth (closed lips where teeth were: 95 % against 87 % between the lips alone)
-                    holes = np.stack(
-                        [
-                            polygon_mask([lm[INNER_LIPS], d[INNER_LIPS]], holes.shape[1:][::-1]) * teeth_painted(lm)
-                            for lm, d in zip(landmarks, drawn)
-                        ]
-                    )
+            if any(key not in self._paintings for key in keys):  # the same painting for every strength
+                painted, holes = self.painter.paint(faces, landmarks, self.attribute, direction)
                 regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
                 if self.attribute == "Eyeglasses":  # the frames go; where the painting repeats the skin, the person's own stays
                     regions = regions * np.stack([changed_weight(p, f) for p, f in zip(painted, faces)])
-                if drawn is None:
-                    self._paintings.update(zip(keys, zip(painted, regions)))
-            else:
-                painted, regions = zip(*(self._paintings[key] for key in keys))
-            layers += [
-                Layer(i, face, region * o, "replace", grain=drawn is None) for i, face, region, o in zip(edited, painted, regions, opacity)
-            ]
+                self._paintings.update(zip(keys, zip(painted, regions)))
+            painted, regions = zip(*(self._paintings[key] for key in keys))
+            layers += [Layer(i, face, region * o, "replace", grain=True) for i, face, region, o in zip(edited, painted, regions, opacity)]
         return layers
+
+    def _paint_smiles(self, crops: list[FaceCrop], keys: Sequence[tuple[int, int, float]]) -> None:
+        """Smiling in paint mode: for each (row, face, strength) of ``keys`` not painted yet, the move
+        of the face's landmarks (lips never pushed through each other), and the face warped by it with
+        its mouth painted to the moved landmarks, in one painter batch per direction; kept in
+        ``self._smiles`` as (move, painted face, paint region)."""
+        from faceflex.inference.unmasking import paint_region
+
+        missing = list(dict.fromkeys(key for key in keys if key not in self._smiles))
+        for direction, chosen in (("add", [k for k in missing if k[2] > 0]), ("remove", [k for k in missing if k[2] < 0])):
+            if not chosen:
+                continue
+            landmarks = np.stack([crops[i].aligned.landmarks for _, i, _ in chosen])
+            moves = np.stack([lips_uncrossed(lm, self.moves[row] * strength) for lm, (row, _, strength) in zip(landmarks, chosen)])
+            drawn = landmarks + moves
+            images = [crops[i].aligned.image for _, i, _ in chosen]
+            faces = np.stack(
+                [
+                    (warp_points(image, lm, d, anchor_ring(lm, scale=1.35), (0, 0, image.shape[1], image.shape[0])) + 0.5)
+                    .clip(0, 255)
+                    .astype(np.uint8)
+                    for image, lm, d in zip(images, landmarks, drawn)
+                ]
+            )
+            painted, holes = self.painter.paint(faces, landmarks, self.attribute, direction, drawn)
+            if direction == "add":
+                # a smile added: the warp moved the photo's own mouth, only between the lips (before or after) is painted;
+                # taken away, the whole mouth (closed lips where teeth were: 95 % against 87 % between the lips alone)
+                size = holes.shape[1:][::-1]
+                holes = np.stack([polygon_mask([a[INNER_LIPS], b[INNER_LIPS]], size) * teeth_painted(a) for a, b in zip(landmarks, drawn)])
+            regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
+            self._smiles.update(zip(chosen, zip(moves, painted, regions)))
 
     def _drawn_layer(self, i: int, crop: FaceCrop, strength: float) -> Layer:
         """Face ``i``'s drawn glasses (blended in by ``strength`` below 1) or moustache (``strength``
@@ -451,6 +464,11 @@ class EditStep:
         for start in range(0, len(plan), block):
             chunk = plan[start : start + block]
             decoded = [None] * len(chunk)
+            if mode == "paint" and self.moves is not None:  # a smile: the chunk's mouths painted in one batch
+                self._smiles = {}
+                small = ~self._enlarged
+                keys = [(row, i, float(a)) for row, _, strengths in chunk for i, a in enumerate(strengths) if a and small[i]]
+                self._paint_smiles(crops, keys)
             if mode not in ("warp", "paint"):
                 batch = np.concatenate([latents + a[:, None] * self.directions[row][None] for row, _, a in chunk])
                 first = mode in ("residual", "hybrid") and base is None
