@@ -39,10 +39,13 @@ class ConfigError(ValueError):
 
 
 def _choice(*allowed: str) -> Callable[[str, Any], Any]:
+    """One of ``allowed``, in any case; returned as ``allowed`` spells it (N95, not n95)."""
+
     def check(key: str, value: Any) -> Any:
-        if not isinstance(value, str) or value.lower() not in allowed:
+        spelt = {a.lower(): a for a in allowed}.get(value.lower()) if isinstance(value, str) else None
+        if spelt is None:
             raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
-        return value.lower()
+        return spelt
 
     return check
 

@@ -149,3 +149,14 @@ def test_the_upper_face_detector_boxes_the_whole_face_under_a_mask(demo_rgb):
         face = _whole_face(upper)  # extended from its upper half to the box dlib's HOG gives the bare face
         shared = face.intersect(bare).area()
         assert shared / (face.area() + bare.area() - shared) > 0.6, kind
+
+
+def test_every_mask_type_the_command_offers_is_accepted_in_any_case(tmp_path):
+    from faceflex.choices import MASK_TYPES
+    from faceflex.config import SCHEMA
+
+    for kind in MASK_TYPES:  # the upper-case templates (N95, KN95) were refused by the config check
+        assert SCHEMA["mask.type"]("mask.type", kind.lower()) == kind
+    result = CliRunner().invoke(cli, ["-q", "mask", "--type", "N95", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "mask.json").read_text())["inputs"][0]["faces"][0]["type"] == "N95"
