@@ -243,3 +243,57 @@ def test_the_shipped_network_finds_synthetic_masks_and_leaves_a_bare_face_alone(
         assert np.abs(result.astype(int) - image)[alpha > 0.5].mean() > 20  # the mask is painted over
     bare, bare_probabilities = unmasker(face[None])
     assert bare_probabilities.max() < 0.5 and np.array_equal(bare[0], face)
+
+
+def test_a_face_that_shows_no_mask_is_aligned_again_from_another_detectors_box(demo_rgb):
+    from faceflex.api import mask_photo
+    from faceflex.face.detect import detect_faces
+    from faceflex.pipeline.flow import run_step
+    from faceflex.steps.unmask import DETECTION, UnmaskStep
+
+    masked = mask_photo(demo_rgb, kind="N95", seed=0).image
+    (face,) = detect_faces(masked, DETECTION)
+    assert face.alternates, "the masked-face or upper-face detector found the same face as dlib's HOG"
+
+    class SeesAMaskTheSecondTime:  # as the shipped network on the demo face under an N95, saved as JPEG
+        calls = 0
+
+        def __call__(self, faces):
+            self.calls += 1
+            return faces.copy() // 2, np.full(faces.shape[:3], 1.0 if self.calls == 2 else 0.0, np.float32)
+
+    result = run_step(masked, UnmaskStep(unmasker=SeesAMaskTheSecondTime()), DETECTION)
+    (record,) = result.records
+    assert record["mask_found"] and record["box"] == [round(v, 2) for v in face.alternates[0][0]]  # the other box, reported
+    ((_, image),) = list(result.images())
+    assert (image != masked).any()
+    never = run_step(masked, UnmaskStep(unmasker=_unmasker_that_sees(False)), DETECTION)
+    assert never.records[0]["box"] == [round(v, 2) for v in face.box] and not never.records[0]["mask_found"]
+
+
+def test_the_shipped_network_takes_an_n95_off_the_demo_face(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from faceflex.cli import cli
+
+    assert CliRunner().invoke(cli, ["-q", "mask", "--type", "N95", "-o", str(tmp_path)]).exit_code == 0
+    (masked,) = tmp_path.glob("*.masked.*")
+    result = CliRunner().invoke(cli, ["-q", "unmask", str(masked), "-o", str(tmp_path / "un"), "--manifest", "-"])
+    assert result.exit_code == 0, result.output
+    (face,) = json.loads(result.output)["inputs"][0]["faces"]
+    assert face["mask_found"] and face["coverage"] > 0.2, face  # found only from the masked-face detector's box (HOG's: 0.08)
+
+
+def test_the_upper_face_score_sees_brows_and_eyes_not_a_wall(demo_rgb, demo_faces):
+    from faceflex.face.detect import upper_face_score
+    from faceflex.steps.unmask import UPPER_FACE_FLOOR
+
+    box = demo_faces[0].box
+    assert upper_face_score(demo_rgb, box) > UPPER_FACE_FLOOR
+    wall = np.full_like(demo_rgb, 128)
+    assert upper_face_score(wall, box) == -np.inf
+    x0, y0, x1, y1 = box
+    below = (x0, y0 + 1.5 * (y1 - y0), x1, y1 + 1.5 * (y1 - y0))  # her uniform, under the face
+    assert upper_face_score(demo_rgb, below) < UPPER_FACE_FLOOR

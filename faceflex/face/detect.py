@@ -48,6 +48,9 @@ class Face:
     box: tuple[float, float, float, float]  # left, top, right, bottom (pixel centres at integers)
     score: float
     landmarks: np.ndarray = field(repr=False)  # (68, 2) float64, (x, y)
+    # (box, score) of the same face found by a later detector of a merged strategy ("hog+masked"), kept
+    # for a step that can tell a wrong box (unmask: no mask seen where another detector's box sees one)
+    alternates: tuple[tuple[tuple[float, float, float, float], float], ...] = field(default=(), repr=False)
 
     @property
     def size(self) -> float:
@@ -73,8 +76,11 @@ def working_scale(width: int, height: int, settings: DetectSettings) -> float:
     return float(min(settings.max_upscale, max(1.0, settings.upscale_side / long_side)))
 
 
-def detect_boxes(rgb: np.ndarray, settings: DetectSettings) -> list[tuple[tuple[float, float, float, float], float]]:
-    """Face boxes (in photo coordinates) and scores above the threshold, largest first."""
+def detect_boxes(
+    rgb: np.ndarray, settings: DetectSettings
+) -> list[tuple[tuple[float, float, float, float], float, list[tuple[tuple[float, float, float, float], float]]]]:
+    """Face boxes (in photo coordinates) and scores above the threshold, largest first, each with
+    the (box, score) of later detectors that found the same face (its alternates)."""
     height, width = rgb.shape[:2]
     scale = working_scale(width, height, settings)
     # The working copy is grey: dlib's HOG sees the same faces (43/43 on the VOC photos) 25% faster.
@@ -84,8 +90,17 @@ def detect_boxes(rgb: np.ndarray, settings: DetectSettings) -> list[tuple[tuple[
         grey = grey.resize(size, Image.Resampling.BILINEAR)
     work = np.asarray(grey)
     sx, sy = width / size[0], height / size[1]
-    found: list[tuple[tuple[float, float, float, float], float]] = []
-    pairs: list = []
+
+    def photo_box(rect) -> tuple[float, float, float, float]:
+        # dlib rectangles are inclusive pixel ranges; map their edges (not centres) back.
+        return (
+            (rect.left() + 0.5) * sx - 0.5,
+            (rect.top() + 0.5) * sy - 0.5,
+            (rect.right() + 0.5) * sx - 0.5,
+            (rect.bottom() + 0.5) * sy - 0.5,
+        )
+
+    kept: list = []  # [rect, score, alternates]
     for part in settings.detector.split("+"):  # merged: a later detector's box that overlaps an earlier one is the same face
         if part == "cnn":
             detections = dlib_models.cnn_detector()(np.asarray(Image.fromarray(work).convert("RGB")), settings.upsample)
@@ -97,19 +112,41 @@ def detect_boxes(rgb: np.ndarray, settings: DetectSettings) -> list[tuple[tuple[
             detector = dlib_models.hog_detector() if part == "hog" else dlib_models.masked_detector()
             rects, scores, _ = detector.run(work, settings.upsample, settings.threshold)
             more = list(zip(rects, scores))
-        pairs += [(rect, score) for rect, score in more if all(_overlap(rect, kept) < 0.3 for kept, _ in pairs)]
-    for rect, score in pairs:
-        # dlib rectangles are inclusive pixel ranges; map their edges (not centres) back.
-        box = (
-            (rect.left() + 0.5) * sx - 0.5,
-            (rect.top() + 0.5) * sy - 0.5,
-            (rect.right() + 0.5) * sx - 0.5,
-            (rect.bottom() + 0.5) * sy - 0.5,
-        )
-        if min(box[2] - box[0], box[3] - box[1]) >= settings.min_face:
-            found.append((box, float(score)))
+        new = []
+        for rect, score in more:
+            same = [entry for entry in kept if _overlap(rect, entry[0]) >= 0.3]
+            if same:
+                same[0][2].append((photo_box(rect), float(score)))
+            else:
+                new.append([rect, score, []])
+        kept += new
+    found = [(photo_box(rect), float(score), alternates) for rect, score, alternates in kept]
+    found = [item for item in found if min(item[0][2] - item[0][0], item[0][3] - item[0][1]) >= settings.min_face]
     found.sort(key=lambda item: -(item[0][2] - item[0][0]) * (item[0][3] - item[0][1]))
     return found
+
+
+def upper_face_score(rgb: np.ndarray, box: tuple[float, float, float, float], face_size: float = 100.0) -> float:
+    """How surely faceflex's upper-face detector sees brows, eyes and a nose bridge at the top of
+    ``box`` (x0, y0, x1, y1, photo pixels) in an RGB photo: its best score for a window centred
+    within the box's middle (across) and upper part, looked for in a crop around the box scaled so
+    that the box is ``face_size`` px; -inf where it sees none. Masked faces score -0.32 and up
+    (16 of 16: docs/UNMASK.md), a mission patch on a suit nothing."""
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0, 1.0)
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 0.9 * side
+    scale = face_size / side
+    crop = Image.fromarray(np.asarray(rgb)[..., :3]).convert("L").crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half)))
+    crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.BILINEAR)
+    rects, scores, _ = dlib_models.upper_face_detector().run(np.asarray(crop), 0, -1.5)
+    left, top = int(cx - half), int(cy - half)  # the crop's origin (Pillow pads outside the photo)
+    best = -np.inf
+    for rect, score in zip(rects, scores):
+        wx = left + (rect.left() + rect.right() + 1) / 2 / scale - cx  # window centre from the box centre, photo px
+        wy = top + (rect.top() + rect.bottom() + 1) / 2 / scale - cy
+        if abs(wx) < 0.35 * side and -0.6 * side < wy < 0.2 * side:
+            best = max(best, float(score))
+    return best
 
 
 def _whole_face(upper):
@@ -140,4 +177,4 @@ def detect_faces(rgb: np.ndarray, settings: DetectSettings | None = None) -> lis
     """Every face in an (H, W, 3) uint8 RGB photo, with 68 landmarks, largest first."""
     settings = settings or DetectSettings()
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    return [Face(box, score, predict_landmarks(rgb, box)) for box, score in detect_boxes(rgb, settings)]
+    return [Face(box, score, predict_landmarks(rgb, box), tuple(alternates)) for box, score, alternates in detect_boxes(rgb, settings)]

@@ -92,6 +92,7 @@ class StepOutput:
     variants: Iterable[Variant] = ()  # output images, composed lazily in this order
     pictures: dict[str, np.ndarray] = field(default_factory=dict)  # product -> extra RGB picture (e.g. mask panels)
     sheet_columns: int = 0  # columns of the contact sheet the variants' row/column place them in (0: no sheet)
+    crops: list[FaceCrop] | None = None  # the crops worked on, where the step placed a face again (unmask: another detector's box)
 
 
 class Step(Protocol):
@@ -199,4 +200,5 @@ def run_step(
         FaceCrop(i, face, align_face(photo, face.landmarks, size, points) if size else None, track)
         for i, (face, track) in enumerate(zip(found, tracks))
     ]
-    return PhotoResult(photo, crops, step(photo, crops), tracked=tracker is not None)
+    output = step(photo, crops)
+    return PhotoResult(photo, output.crops or crops, output, tracked=tracker is not None)
