@@ -40,7 +40,7 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}")
     start = time.perf_counter()
     step = ClassifyStep(device="cpu")
-    print(f"start-up: loading the three classifiers and the unmasking network {(time.perf_counter() - start) * 1000:.0f} ms")
+    print(f"start-up: loading the classifiers and the unmasking network {(time.perf_counter() - start) * 1000:.0f} ms")
     photos = [("demo (grace_hopper)", demo_image_path())]
     if SHARED.is_dir():
         photos += [("Tom_Cruise_avp_2014_4", SHARED / "Tom_Cruise_avp_2014_4.jpg"), ("2008_001322 (VOC group)", SHARED / "2008_001322.jpg")]

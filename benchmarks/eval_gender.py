@@ -1,9 +1,10 @@
-"""Gender accuracy of faceflex's two gender sources, and of their mean, on both test parts.
+"""Gender accuracy of faceflex's gender sources, and of the means reported, on both test parts.
 
     python benchmarks/eval_gender.py [--data ../shared/data] [--cache cache]
 
-Sources: the attribute model's Male output (trained on CelebA-HQ) and the age model's gender
-head (trained on UTKFace). Record in docs/CLASSIFY.md.
+Sources: the attribute model's Male output (trained on CelebA-HQ), the age model's gender head
+(trained on UTKFace) and the face model's Male output (both; calibrated). Also per UTKFace age
+band. Record in docs/CLASSIFY.md.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from faceflex.inference.classifiers import load_task_model, male_probabilities
+from faceflex.inference.classifiers import load_classifiers, male_probabilities
 from faceflex.models.classifier_nets import predict
-from faceflex.models.labels import ATTRIBUTES
+from faceflex.models.labels import AGE_BANDS, ATTRIBUTES
 from faceflex.train.face_sets import task_set
 
 
 def sources(images: np.ndarray) -> dict[str, np.ndarray]:
-    device = torch.device("cpu")
-    attribute_logits = predict(load_task_model("attributes")[0], images, device)["attributes"]
-    return male_probabilities(attribute_logits, predict(load_task_model("age")[0], images, device)["gender"])
+    models = load_classifiers("cpu")
+    device = models.device
+    attribute_logits = predict(models.models["attributes"], images, device)["attributes"]
+    gender_logits = predict(models.models["age"], images, device)["gender"]
+    face_logits = predict(models.models["face"], images, device)["attributes"]
+    return male_probabilities(attribute_logits, gender_logits, face_logits, models.male_temperature)
 
 
 def main() -> None:
@@ -38,11 +41,13 @@ def main() -> None:
     utk_rows = utk.rows("test")
     utk_male, old = utk.targets["gender"][utk_rows] == 0, utk.targets["age"][utk_rows] >= 50
     on_celeba, on_utk = sources(celeba.images[rows]), sources(utk.images[utk_rows])
+    ages = utk.targets["age"][utk_rows]
     for name in on_celeba:
         right_utk = (on_utk[name] > 0.5) == utk_male
+        bands = ", ".join(f"{band} {right_utk[(ages >= lo) & (ages < hi)].mean():.1%}" for band, (lo, hi) in AGE_BANDS.items())
         print(
             f"{name}: CelebA-HQ test {((on_celeba[name] > 0.5) == celeba_male).mean():.1%}, "
-            f"UTKFace test {right_utk.mean():.1%}, UTKFace age >= 50 {right_utk[old].mean():.1%}"
+            f"UTKFace test {right_utk.mean():.1%} ({bands}), UTKFace age >= 50 {right_utk[old].mean():.1%}"
         )
 
 

@@ -42,9 +42,10 @@ def test_demo_face_json_is_plausible(demo_rgb, demo_faces):
     face = faces_of(doc)[0]
     assert face["file"].endswith("grace_hopper.jpg") and face["index"] == 0
     # Grace Hopper at 77, in a naval cap and glasses. The shipped models get the cap, the glasses
-    # and her age group right; they call her male (docs/CLASSIFY.md lists this known error).
+    # and her age right (the face model: 83; the age model said 95); they still call her male, barely
+    # (P 0.51; docs/CLASSIFY.md lists this known error).
     assert face["occlusion"]["eyeglasses"]["value"] and face["occlusion"]["hat"]["value"]
-    assert face["age"]["group"] == "old" and face["age"]["years"] >= 55
+    assert face["age"]["group"] == "old" and 65 <= face["age"]["years"] <= 92
     # the reported gender is the networks' own P(male), rounded, with the label on the likelier side
     (landmarks,) = [f.landmarks for f in demo_faces]
     male = float(

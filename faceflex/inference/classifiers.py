@@ -1,4 +1,5 @@
-"""The shipped classifiers for inference: attributes, expression and age (+ gender), loaded once.
+"""The shipped classifiers for inference, loaded once: attributes, expression, the age model (its
+gender head) and the face model (its age over whole years).
 
 :class:`ClassifierModels` turns model inputs cut by :mod:`faceflex.face.crops` into probabilities;
 :mod:`faceflex.steps.classify` turns those into the per-face records users see. Deterministic:
@@ -16,11 +17,11 @@ import torch
 
 from faceflex.device import resolve_device
 from faceflex.models.classifier_nets import ClassifierConfig, ClassifierNet, build_classifier, predict
-from faceflex.models.labels import AGE_UNIT, ATTRIBUTES
+from faceflex.models.labels import ATTRIBUTES, expected_age
 from faceflex.models.weights import load_network
 from faceflex.shipped import shipped
 
-TASKS = ("attributes", "expression", "age")
+TASKS = ("attributes", "expression", "age", "face")
 SHIPPED = {task: f"classifier_{task}.pt" for task in TASKS}
 
 
@@ -43,13 +44,23 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def male_probabilities(attribute_logits: np.ndarray, gender_logits: np.ndarray) -> dict[str, np.ndarray]:
-    """P(male) from the attribute model's Male output (CelebA-HQ), from the age model's gender head
-    (UTKFace), and their mean -- the one reported, measured better across both test sets than
-    either alone (docs/CLASSIFY.md)."""
+def male_probabilities(
+    attribute_logits: np.ndarray, gender_logits: np.ndarray, face_logits: np.ndarray, face_temperature: float
+) -> dict[str, np.ndarray]:
+    """P(male) from the attribute model's Male output (CelebA-HQ), the age model's gender head
+    (UTKFace), the face model's Male output (both sets; ``face_temperature``: its calibration), and
+    the reported one: the mean of the age model's head and the face model's, measured better on
+    UTKFace's ages than the other sources and pairs (docs/CLASSIFY.md)."""
     attributes = sigmoid(attribute_logits[:, ATTRIBUTES.index("Male")])
     head = softmax(gender_logits)[:, 0]
-    return {"attribute model (Male)": attributes, "age model's gender head": head, "mean of both (shipped)": (attributes + head) / 2}
+    face = sigmoid(face_logits[:, ATTRIBUTES.index("Male")] / face_temperature)
+    return {
+        "attribute model (Male)": attributes,
+        "age model's gender head": head,
+        "face model (Male)": face,
+        "mean of the attribute model and the age model's head (shipped until 2026-12-04)": (attributes + head) / 2,
+        "mean of the age model's head and the face model (shipped)": (head + face) / 2,
+    }
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,10 @@ class FacePredictions:
 
 
 class ClassifierModels:
-    """The three networks, loaded once; ``predict`` runs each on all faces of a call in one batch."""
+    """The four networks, loaded once; ``predict`` runs each on all faces of a call in one batch.
+    Age comes from the face model (a distribution over whole years, trained on CelebA-HQ and
+    UTKFace: MAE 5.75 years against the age model's 8.4, docs/CLASSIFY.md); gender from the age
+    model's gender head and the face model's Male (:func:`male_probabilities`)."""
 
     def __init__(self, device: str = "auto", paths: dict[str, str | Path] | None = None) -> None:
         self.device = resolve_device(device)
@@ -71,15 +85,18 @@ class ClassifierModels:
         loaded = {task: load_task_model(task, paths.get(task), self.device) for task in TASKS}
         self.models = {task: model for task, (model, _) in loaded.items()}
         self.expression_temperature = float(loaded["expression"][1].get("temperatures", {}).get("expression", 1.0))
+        self.male_temperature = float(loaded["face"][1].get("temperatures", {}).get("attributes", [1.0])[ATTRIBUTES.index("Male")])
 
     def predict(self, attribute_inputs: np.ndarray, expression_inputs: np.ndarray) -> FacePredictions:
         """``attribute_inputs`` (N, 64, 64, 3) and ``expression_inputs`` (N, 48, 48) uint8, from :mod:`faceflex.face.crops`."""
         attribute_logits = predict(self.models["attributes"], attribute_inputs, self.device)["attributes"]
         expression_logits = predict(self.models["expression"], expression_inputs[..., None], self.device)["expression"]
         expressions = softmax(expression_logits / self.expression_temperature)  # calibrated on FER2013's validation part
-        age = predict(self.models["age"], attribute_inputs, self.device)
-        males = male_probabilities(attribute_logits, age["gender"])["mean of both (shipped)"]
-        return FacePredictions(sigmoid(attribute_logits), expressions, np.clip(age["age"][:, 0] * AGE_UNIT, 0.0, 110.0), males)
+        gender_logits = predict(self.models["age"], attribute_inputs, self.device)["gender"]
+        face = predict(self.models["face"], attribute_inputs, self.device)
+        males = male_probabilities(attribute_logits, gender_logits, face["attributes"], self.male_temperature)
+        shipped_male = males["mean of the age model's head and the face model (shipped)"]
+        return FacePredictions(sigmoid(attribute_logits), expressions, expected_age(face["age"]), shipped_male)
 
 
 @functools.cache

@@ -1,6 +1,6 @@
 """``faceflex classify``: gender, age, expression, smiling, occlusion, makeup, pose and illumination per face.
 
-The three networks (attributes, expression, age) each see all faces of a photo in one batch.
+The networks (attributes, expression, age for its gender head, the face model for age) each see all faces of a photo in one batch.
 Their inputs are cut by :mod:`faceflex.face.crops`, the same functions that made the training data.
 A face mask (``occlusion.mask``) comes from the unmasking network's segmentation of the aligned
 face, the same measure ``faceflex unmask`` uses to decide which faces to repaint.
