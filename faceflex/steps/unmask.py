@@ -83,14 +83,20 @@ class UnmaskStep:
         from that box if the network finds a mask there (dlib's HOG can box a masked face a fifth too
         large, and its aligned face is then too small for the network: the demo face under an N95);
         ``painted`` and ``probabilities`` are updated in place."""
-        retry = [
-            (k, box, score)
-            for k, crop in enumerate(crops)
-            if mask_presence(probabilities[k : k + 1])[1][0] < 0.5
-            for box, score in crop.face.alternates
-        ]
+        shown = mask_presence(probabilities)[1] >= 0.5
+        retry = [(k, box, score) for k, crop in enumerate(crops) if not shown[k] for box, score in crop.face.alternates]
         if not retry:
             return crops
+        rgb = np.ascontiguousarray(photo[..., :3])
+        faces = [Face(box, score, predict_landmarks(rgb, box)) for _, box, score in retry]
+        aligned = [align_face(rgb, face.landmarks, self.aligned_size, RELIABLE_UNDER_MASK) for face in faces]
+        again, chances = self.unmasker(np.stack([a.image for a in aligned]))
+        crops = list(crops)
+        for (k, _, _), face, frame, image, chance, seen in zip(retry, faces, aligned, again, chances, mask_presence(chances)[1] >= 0.5):
+            if seen and not shown[k]:  # the first box that shows the mask
+                crops[k] = dataclasses.replace(crops[k], face=dataclasses.replace(face, alternates=crops[k].face.alternates), aligned=frame)
+                painted[k], probabilities[k], shown[k] = image, chance, True
+        return crops
         rgb = np.ascontiguousarray(photo[..., :3])
         faces = [Face(box, score, predict_landmarks(rgb, box)) for _, box, score in retry]
         aligned = [align_face(rgb, face.landmarks, self.aligned_size, RELIABLE_UNDER_MASK) for face in faces]
