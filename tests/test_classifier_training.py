@@ -346,3 +346,13 @@ def test_the_shipped_expression_model_is_a_two_member_ensemble_with_its_temperat
     model, meta = load_task_model("expression")
     assert model.config.members == 2 and len(meta["members"]) == 2
     assert [m["epochs"] for m in meta["members"]] == [30, 60] and 0.5 < meta["temperatures"]["expression"] < 1.5
+
+
+def test_the_age_distribution_gives_its_mean_and_how_sure_it_is():
+    from faceflex.models.labels import AGE_MAX, age_distribution
+
+    logits = np.full((2, AGE_MAX + 1), -50.0)
+    logits[0, 37] = 0.0  # all on one year
+    logits[1, [20, 40]] = 0.0  # two years alike
+    years, spread = age_distribution(logits)
+    assert np.allclose(years, [37, 30]) and np.allclose(spread, [0, 10], atol=1e-6)

@@ -46,6 +46,7 @@ def test_demo_face_json_is_plausible(demo_rgb, demo_faces):
     # (P 0.51; docs/CLASSIFY.md lists this known error).
     assert face["occlusion"]["eyeglasses"]["value"] and face["occlusion"]["hat"]["value"]
     assert face["age"]["group"] == "old" and 65 <= face["age"]["years"] <= 92
+    assert 0 < face["age"]["sd"] < 15  # a sharp, frontal face: a narrow age distribution
     # the reported gender is the networks' own P(male), rounded, with the label on the likelier side
     (landmarks,) = [f.landmarks for f in demo_faces]
     male = float(

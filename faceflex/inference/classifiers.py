@@ -17,7 +17,7 @@ import torch
 
 from faceflex.device import resolve_device
 from faceflex.models.classifier_nets import ClassifierConfig, ClassifierNet, build_classifier, predict
-from faceflex.models.labels import ATTRIBUTES, expected_age
+from faceflex.models.labels import ATTRIBUTES, age_distribution
 from faceflex.models.weights import load_network
 from faceflex.shipped import shipped
 
@@ -70,6 +70,7 @@ class FacePredictions:
     attributes: np.ndarray  # (N, len(ATTRIBUTES)) probabilities
     expressions: np.ndarray  # (N, len(EXPRESSIONS)) probabilities
     age_years: np.ndarray  # (N,)
+    age_sd: np.ndarray  # (N,) years: the spread of the face model's age distribution (how sure the age is)
     male: np.ndarray  # (N,) probability of male
 
 
@@ -96,7 +97,7 @@ class ClassifierModels:
         face = predict(self.models["face"], attribute_inputs, self.device)
         males = male_probabilities(attribute_logits, gender_logits, face["attributes"], self.male_temperature)
         shipped_male = males["mean of the age model's head and the face model (shipped)"]
-        return FacePredictions(sigmoid(attribute_logits), expressions, expected_age(face["age"]), shipped_male)
+        return FacePredictions(sigmoid(attribute_logits), expressions, *age_distribution(face["age"]), shipped_male)
 
 
 @functools.cache

@@ -77,7 +77,12 @@ class ClassifyStep:
             records.append(
                 {
                     "gender": {"label": "male" if male >= 0.5 else "female", "probability": round(max(male, 1 - male), 4)},
-                    "age": {"years": round(years, 1), "group": age_group(years), "young_probability": round(p["Young"], 4)},
+                    "age": {
+                        "years": round(years, 1),
+                        "sd": round(float(predictions.age_sd[i]), 1),
+                        "group": age_group(years),
+                        "young_probability": round(p["Young"], 4),
+                    },
                     "expression": {
                         "label": EXPRESSIONS[int(expressions.argmax())],
                         "probabilities": {name: round(float(v), 4) for name, v in zip(EXPRESSIONS, expressions)},
