@@ -97,13 +97,3 @@ class UnmaskStep:
                 crops[k] = dataclasses.replace(crops[k], face=dataclasses.replace(face, alternates=crops[k].face.alternates), aligned=frame)
                 painted[k], probabilities[k], shown[k] = image, chance, True
         return crops
-        rgb = np.ascontiguousarray(photo[..., :3])
-        faces = [Face(box, score, predict_landmarks(rgb, box)) for _, box, score in retry]
-        aligned = [align_face(rgb, face.landmarks, self.aligned_size, RELIABLE_UNDER_MASK) for face in faces]
-        again, chances = self.unmasker(np.stack([a.image for a in aligned]))
-        crops = list(crops)
-        for (k, _, _), face, frame, image, chance in zip(retry, faces, aligned, again, chances):
-            if mask_presence(chance[None])[1][0] >= 0.5 and mask_presence(probabilities[k : k + 1])[1][0] < 0.5:
-                crops[k] = dataclasses.replace(crops[k], face=dataclasses.replace(face, alternates=crops[k].face.alternates), aligned=frame)
-                painted[k], probabilities[k] = image, chance
-        return crops
