@@ -154,3 +154,41 @@ def test_expression_probabilities_are_the_logits_scaled_by_the_stored_temperatur
     t = models.expression_temperature
     assert 0.2 < t < 5 and t != 1.0  # fitted on FER2013's validation part and stored in the shipped weights
     assert np.allclose(out.expressions[0], np.exp(raw / t) / np.exp(raw / t).sum(), atol=1e-5)
+
+
+def test_reported_attributes_are_at_least_as_accurate_as_the_attribute_model_on_validation_faces(shared_data):
+    """classify's attributes blend the attribute and face models (the share chosen on CelebA-HQ's
+    validation part): on 400 of those faces (ids 27001-27400, never trained on) the blend must be
+    at least as accurate on average as the attribute model alone, and sure of the clear attributes."""
+    import io as _io
+    import zipfile
+
+    from faceflex.face.crops import attribute_input
+    from faceflex.inference.classifiers import load_classifiers, sigmoid
+    from faceflex.models.classifier_nets import predict
+    from faceflex.models.labels import ATTRIBUTES
+    from faceflex.train.cache import RawFace, align_raw, read_attribute_file
+
+    root = shared_data / "celeba_hq"
+    names, rows = read_attribute_file(root / "attributes.txt")
+    marks = np.load(root / "landmarks68.npz")
+    by_id = {int(i): (lm / 2.0, int(flag)) for i, lm, flag in zip(marks["ids"], marks["landmarks"], marks["flags"])}
+    wanted = {f"celebahq128/{i}.jpg": i for i in range(27001, 27401)}
+    inputs, labels = [], []
+    for shard in sorted(root.glob("celebahq128_part*.zip")):
+        with zipfile.ZipFile(shard) as archive:
+            for member in sorted(set(archive.namelist()) & set(wanted)):
+                face_id = wanted[member]
+                rgb = np.asarray(Image.open(_io.BytesIO(archive.read(member))).convert("RGB"))
+                landmarks, flag = by_id[face_id]
+                aligned, _ = align_raw(RawFace(face_id, rgb, rows[f"{face_id}.jpg"], landmarks, prealigned=flag == 3))
+                inputs.append(attribute_input(aligned))
+                labels.append(rows[f"{face_id}.jpg"][[names.index(a) for a in ATTRIBUTES]] > 0)
+    inputs, labels = np.stack(inputs), np.stack(labels)
+    assert len(inputs) == 400
+    models = load_classifiers("cpu")
+    reported = models.predict(inputs, np.zeros((len(inputs), 48, 48), np.uint8)).attributes
+    alone = sigmoid(predict(models.models["attributes"], inputs, models.device)["attributes"])
+    reported_accuracy, alone_accuracy = ((reported > 0.5) == labels).mean(0), ((alone > 0.5) == labels).mean(0)
+    assert reported_accuracy.mean() >= alone_accuracy.mean()
+    assert reported_accuracy[ATTRIBUTES.index("Eyeglasses")] >= 0.97 and reported_accuracy[ATTRIBUTES.index("Male")] >= 0.95

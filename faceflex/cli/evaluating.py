@@ -127,10 +127,11 @@ def evaluate_anonymize(session: Session, weights, cache, limit, methods, seed, n
 @verbosity_options
 @click.pass_obj
 def evaluate_classifier(session: Session, task, weights, data) -> None:
-    """Accuracy of a classifier on its untouched test part (and CK+ for expression), as JSON."""
+    """Accuracy of a classifier on its untouched test part (and CK+ for expression), as JSON; for the
+    shipped attribute model also the attributes as `classify` reports them (blended with the face model)."""
     from faceflex.inference.classifiers import load_task_model
     from faceflex.models.weights import WeightsError
-    from faceflex.train.classifier_trainer import TASKS, evaluate_part
+    from faceflex.train.classifier_trainer import TASKS, evaluate_part, reported_attributes_part
     from faceflex.train.face_sets import ckplus_set
 
     config = session.config({"train_classifier.data": data})
@@ -140,11 +141,14 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
         model, meta = load_task_model(task, weights, device)
     except (FileNotFoundError, WeightsError) as error:
         raise UsageProblem(str(error)) from None
+    labelled = task_data(session, task, section)
     report = {
         "task": task,
         "weights": str(weights or "shipped"),
-        "test": evaluate_part(TASKS[task], model, task_data(session, task, section), "test", device, meta.get("temperatures")),
+        "test": evaluate_part(TASKS[task], model, labelled, "test", device, meta.get("temperatures")),
     }
+    if task == "attributes" and weights is None:
+        report["as_classify_reports"] = reported_attributes_part(labelled, "test", device)
     if task == "expression":
         ck_dir = Path(section["data"]) / "ckplus"
         if (ck_dir / "ckplus48.zip").is_file():

@@ -44,6 +44,17 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+ATTRIBUTE_MODEL_SHARE = 0.6  # of the reported attribute logits; chosen on CelebA-HQ's validation part (docs/CLASSIFY.md)
+
+
+def reported_attribute_logits(attribute_logits: np.ndarray, face_logits: np.ndarray, face_temperatures: np.ndarray) -> np.ndarray:
+    """The attribute logits ``classify`` reports, (N, 10) in :data:`ATTRIBUTES` order: 0.6 x the
+    attribute model's + 0.4 x the face model's calibrated ones (``face_logits`` / its per-attribute
+    ``face_temperatures``). The share was chosen on the validation part (best mean accuracy);
+    on the test part it lifts the mean accuracy from 93.8 to 94.2 %, Smiling from 91.8 to 92.2 %."""
+    return ATTRIBUTE_MODEL_SHARE * attribute_logits + (1.0 - ATTRIBUTE_MODEL_SHARE) * face_logits / face_temperatures
+
+
 def male_probabilities(
     attribute_logits: np.ndarray, gender_logits: np.ndarray, face_logits: np.ndarray, face_temperature: float
 ) -> dict[str, np.ndarray]:
@@ -76,6 +87,7 @@ class FacePredictions:
 
 class ClassifierModels:
     """The four networks, loaded once; ``predict`` runs each on all faces of a call in one batch.
+    Attributes are the attribute and face models' blend (:func:`reported_attribute_logits`).
     Age comes from the face model (a distribution over whole years, trained on CelebA-HQ and
     UTKFace: MAE 5.75 years against the age model's 8.4, docs/CLASSIFY.md); gender from the age
     model's gender head and the face model's Male (:func:`male_probabilities`)."""
@@ -86,7 +98,9 @@ class ClassifierModels:
         loaded = {task: load_task_model(task, paths.get(task), self.device) for task in TASKS}
         self.models = {task: model for task, (model, _) in loaded.items()}
         self.expression_temperature = float(loaded["expression"][1].get("temperatures", {}).get("expression", 1.0))
-        self.male_temperature = float(loaded["face"][1].get("temperatures", {}).get("attributes", [1.0])[ATTRIBUTES.index("Male")])
+        face_temperatures = loaded["face"][1].get("temperatures", {}).get("attributes", [1.0] * len(ATTRIBUTES))
+        self.face_temperatures = np.asarray(face_temperatures, np.float32)
+        self.male_temperature = float(self.face_temperatures[ATTRIBUTES.index("Male")])
 
     def predict(self, attribute_inputs: np.ndarray, expression_inputs: np.ndarray) -> FacePredictions:
         """``attribute_inputs`` (N, 64, 64, 3) and ``expression_inputs`` (N, 48, 48) uint8, from :mod:`faceflex.face.crops`."""
@@ -97,7 +111,8 @@ class ClassifierModels:
         face = predict(self.models["face"], attribute_inputs, self.device)
         males = male_probabilities(attribute_logits, gender_logits, face["attributes"], self.male_temperature)
         shipped_male = males["mean of the age model's head and the face model (shipped)"]
-        return FacePredictions(sigmoid(attribute_logits), expressions, *age_distribution(face["age"]), shipped_male)
+        attributes = sigmoid(reported_attribute_logits(attribute_logits, face["attributes"], self.face_temperatures))
+        return FacePredictions(attributes, expressions, *age_distribution(face["age"]), shipped_male)
 
 
 @functools.cache

@@ -308,6 +308,20 @@ def evaluate_part(
     return report
 
 
+def reported_attributes_part(data: LabelledSet, part: str, device: torch.device) -> dict:
+    """Accuracy and calibration (ECE) on one part of the CelebA-HQ set of the attributes as
+    ``classify`` reports them: the shipped attribute and face models blended
+    (:func:`faceflex.inference.classifiers.reported_attribute_logits`)."""
+    from faceflex.inference.classifiers import load_classifiers, reported_attribute_logits
+
+    models = load_classifiers(str(device))
+    outputs, targets = part_outputs(models.models["attributes"], data, part, device)
+    face_outputs, _ = part_outputs(models.models["face"], data, part, device)
+    logits = reported_attribute_logits(outputs["attributes"], face_outputs["attributes"], models.face_temperatures)
+    ece = {name: round(binary_ece(logits[:, i], targets["attributes"][:, i]), 4) for i, name in enumerate(ATTRIBUTES)}
+    return {**metrics(TASKS["attributes"], {"attributes": logits}, targets), "ece": ece}
+
+
 DESCRIPTOR_HEAD = "descriptor"  # the face task's training-only head (dlib's 128-d descriptor)
 
 
