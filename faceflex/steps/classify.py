@@ -3,7 +3,9 @@
 The networks (attributes, expression, age for its gender head, the face model for age) each see all faces of a photo in one batch.
 Their inputs are cut by :mod:`faceflex.face.crops`, the same functions that made the training data.
 A face mask (``occlusion.mask``) comes from the unmasking network's segmentation of the aligned
-face, the same measure ``faceflex unmask`` uses to decide which faces to repaint.
+face, the same measure ``faceflex unmask`` uses to decide which faces to repaint, and like it
+looked for again in another detector's box where the first shows none (with ``--detector
+hog+masked+upper``, the detection ``unmask`` uses, masked faces are found at all).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from faceflex.inference.classifiers import ClassifierModels, load_classifiers
 from faceflex.inference.unmasking import Unmasker, load_unmasker, mask_presence
 from faceflex.models.labels import ATTRIBUTES, EXPRESSIONS
 from faceflex.pipeline.flow import FaceCrop, StepOutput
+from faceflex.steps.unmask import masked_in_another_box
 from faceflex.viz import draw_classifications
 
 # Age groups (years): child < 13 <= young < 30 <= middle < 55 <= old.
@@ -63,7 +66,10 @@ class ClassifyStep:
         if not crops:
             return StepOutput([])
         aligned = np.stack([c.aligned.image for c in crops])
-        coverages, presences = mask_presence(self.unmasker.mask_probabilities(aligned))
+        probabilities = self.unmasker.mask_probabilities(aligned)
+        for k, (_, chance) in masked_in_another_box(photo, crops, probabilities, self.unmasker.mask_probabilities).items():
+            probabilities[k] = chance  # seen from another detector's box, as `unmask` does
+        coverages, presences = mask_presence(probabilities)
         predictions = self.models.predict(
             np.stack([attribute_input(c.aligned.image) for c in crops]),
             np.stack([expression_input(photo, c.face.landmarks) for c in crops]),

@@ -11,6 +11,7 @@ synthesised, not recovered: it is a plausible face, not the person's own mouth a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,7 +60,12 @@ class UnmaskStep:
         if not crops:
             return StepOutput([])
         painted, probabilities = self.unmasker(np.stack([c.aligned.image for c in crops]))
-        crops = self._placed_again(photo, crops, painted, probabilities)
+        placed = masked_in_another_box(photo, crops, probabilities, lambda faces: self.unmasker(faces)[1])
+        if placed:  # those faces are unmasked in the frame where the mask was seen
+            crops = [placed[k][0] if k in placed else crop for k, crop in enumerate(crops)]
+            again, chances = self.unmasker(np.stack([crop.aligned.image for crop, _ in placed.values()]))
+            for row, k in enumerate(placed):
+                painted[k], probabilities[k] = again[row], chances[row]
         regions = paint_region(torch.from_numpy(probabilities)[:, None])[:, 0].numpy()
         records, layers = [], []
         coverages, presences = mask_presence(probabilities)
@@ -78,22 +84,28 @@ class UnmaskStep:
             pictures["mask"] = compose(np.zeros_like(photo[..., :3]), crops, masks)
         return StepOutput(records, [Variant("unmasked", lambda: layers, {"faces_unmasked": len(layers)})], pictures, crops=crops)
 
-    def _placed_again(self, photo: np.ndarray, crops: list[FaceCrop], painted: np.ndarray, probabilities: np.ndarray) -> list[FaceCrop]:
-        """The crops, where a face showed no mask but another detector boxed it differently, aligned
-        from that box if the network finds a mask there (dlib's HOG can box a masked face a fifth too
-        large, and its aligned face is then too small for the network: the demo face under an N95);
-        ``painted`` and ``probabilities`` are updated in place."""
-        shown = mask_presence(probabilities)[1] >= 0.5
-        retry = [(k, box, score) for k, crop in enumerate(crops) if not shown[k] for box, score in crop.face.alternates]
-        if not retry:
-            return crops
-        rgb = np.ascontiguousarray(photo[..., :3])
-        faces = [Face(box, score, predict_landmarks(rgb, box)) for _, box, score in retry]
-        aligned = [align_face(rgb, face.landmarks, self.aligned_size, RELIABLE_UNDER_MASK) for face in faces]
-        again, chances = self.unmasker(np.stack([a.image for a in aligned]))
-        crops = list(crops)
-        for (k, _, _), face, frame, image, chance, seen in zip(retry, faces, aligned, again, chances, mask_presence(chances)[1] >= 0.5):
-            if seen and not shown[k]:  # the first box that shows the mask
-                crops[k] = dataclasses.replace(crops[k], face=dataclasses.replace(face, alternates=crops[k].face.alternates), aligned=frame)
-                painted[k], probabilities[k], shown[k] = image, chance, True
-        return crops
+
+def masked_in_another_box(
+    photo: np.ndarray, crops: list[FaceCrop], probabilities: np.ndarray, mask_probabilities: Callable[[np.ndarray], np.ndarray]
+) -> dict[int, tuple[FaceCrop, np.ndarray]]:
+    """Faces on which the network saw no mask (``probabilities`` (N, 128, 128), one per crop, as
+    :func:`~faceflex.inference.unmasking.mask_presence` reads them) but which another detector of a
+    merged strategy boxed differently (``Face.alternates``): {crop index: (the crop aligned from the
+    first such box on :data:`RELIABLE_UNDER_MASK`, its mask probabilities)} where the network, run
+    by ``mask_probabilities`` on (M, 128, 128, 3) uint8 faces, sees a mask in that frame. dlib's HOG
+    can box a masked face a fifth too large, and its aligned face is then too small for the network
+    (the demo face under an N95). Used by ``unmask`` and by ``classify``'s ``occlusion.mask``."""
+    shown = mask_presence(probabilities)[1] >= 0.5
+    retry = [(k, box, score) for k, crop in enumerate(crops) if not shown[k] for box, score in crop.face.alternates]
+    if not retry:
+        return {}
+    rgb = np.ascontiguousarray(photo[..., :3])
+    faces = [Face(box, score, predict_landmarks(rgb, box)) for _, box, score in retry]
+    aligned = [align_face(rgb, face.landmarks, UnmaskStep.aligned_size, RELIABLE_UNDER_MASK) for face in faces]
+    chances = mask_probabilities(np.stack([a.image for a in aligned]))
+    found: dict[int, tuple[FaceCrop, np.ndarray]] = {}
+    for (k, _, _), face, frame, chance, seen in zip(retry, faces, aligned, chances, mask_presence(chances)[1] >= 0.5):
+        if seen and k not in found:  # the first box that shows the mask
+            face = dataclasses.replace(face, alternates=crops[k].face.alternates)
+            found[k] = (dataclasses.replace(crops[k], face=face, aligned=frame), chance)
+    return found
