@@ -66,19 +66,22 @@ class ClassifyStep:
         if not crops:
             return StepOutput([])
         aligned = np.stack([c.aligned.image for c in crops])
-        probabilities = self.unmasker.mask_probabilities(aligned)
-        for k, (_, chance) in masked_in_another_box(photo, crops, probabilities, self.unmasker.mask_probabilities).items():
-            probabilities[k] = chance  # seen from another detector's box, as `unmask` does
+        probabilities, frames = self.unmasker.mask_probabilities(aligned), aligned.copy()
+        for k, (crop, chance) in masked_in_another_box(photo, crops, probabilities, self.unmasker.mask_probabilities).items():
+            probabilities[k], frames[k] = chance, crop.aligned.image  # seen from another detector's box, as `unmask` does
         coverages, presences = mask_presence(probabilities)
-        predictions = self.models.predict(
-            np.stack([attribute_input(c.aligned.image) for c in crops]),
-            np.stack([expression_input(photo, c.face.landmarks) for c in crops]),
-        )
+        expression_inputs = np.stack([expression_input(photo, c.face.landmarks) for c in crops])
+        predictions = self.models.predict(np.stack([attribute_input(image) for image in aligned]), expression_inputs)
+        males = predictions.male.copy()
+        masked = np.flatnonzero(presences >= 0.5)
+        if len(masked):  # gender from the face the unmasking network paints under the mask (docs/CLASSIFY.md)
+            painted = self.unmasker(frames[masked])[0]
+            males[masked] = self.models.predict(np.stack([attribute_input(image) for image in painted]), expression_inputs[masked]).male
         records = []
         for i, crop in enumerate(crops):
             p = dict(zip(ATTRIBUTES, predictions.attributes[i].tolist()))
             p["No_Beard"] = 1.0 - p["No_Beard"]  # reported as "beard"
-            male, years = float(predictions.male[i]), float(predictions.age_years[i])
+            male, years = float(males[i]), float(predictions.age_years[i])
             expressions = predictions.expressions[i]
             records.append(
                 {
