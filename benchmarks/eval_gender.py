@@ -4,19 +4,20 @@
 
 Sources: the attribute model's Male output (trained on CelebA-HQ), the age model's gender head
 (trained on UTKFace) and the face model's Male output (both; calibrated). Also per UTKFace age
-band. Record in docs/CLASSIFY.md.
+band and race group. Record in docs/CLASSIFY.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 from pathlib import Path
 
 import numpy as np
 
 from faceflex.inference.classifiers import load_classifiers, male_probabilities
 from faceflex.models.classifier_nets import predict
-from faceflex.models.labels import AGE_BANDS, ATTRIBUTES
+from faceflex.models.labels import AGE_BANDS, ATTRIBUTES, UTK_RACES
 from faceflex.train.face_sets import task_set
 
 
@@ -42,9 +43,12 @@ def main() -> None:
     utk_male, old = utk.targets["gender"][utk_rows] == 0, utk.targets["age"][utk_rows] >= 50
     on_celeba, on_utk = sources(celeba.images[rows]), sources(utk.images[utk_rows])
     ages = utk.targets["age"][utk_rows]
+    with open(args.data / "utkface" / "labels.csv", newline="") as handle:  # the age set keeps labels.csv's order
+        races = np.array([int(r[3]) for r in list(csv.reader(handle))[1:]])[utk_rows]
     for name in on_celeba:
         right_utk = (on_utk[name] > 0.5) == utk_male
         bands = ", ".join(f"{band} {right_utk[(ages >= lo) & (ages < hi)].mean():.1%}" for band, (lo, hi) in AGE_BANDS.items())
+        bands += "; " + ", ".join(f"{race} {right_utk[races == code].mean():.1%}" for code, race in enumerate(UTK_RACES))
         print(
             f"{name}: CelebA-HQ test {((on_celeba[name] > 0.5) == celeba_male).mean():.1%}, "
             f"UTKFace test {right_utk.mean():.1%} ({bands}), UTKFace age >= 50 {right_utk[old].mean():.1%}"
