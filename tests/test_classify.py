@@ -196,8 +196,8 @@ def test_reported_attributes_are_at_least_as_accurate_as_the_attribute_model_on_
 
 
 def test_the_gender_of_a_masked_face_is_read_from_the_face_painted_under_the_mask(demo_rgb, demo_faces):
-    """Behind a mask the classifiers call gender near chance (UTKFace test part, synthetic masks: 62 %);
-    from the unmasking network's painting, 80 % (benchmarks/eval_masked_classify.py). Age stays the
+    """Behind a mask the classifiers call gender near chance (UTKFace test part, synthetic masks: 68 %);
+    from the unmasking network's painting, 81 % (benchmarks/eval_masked_classify.py). Age stays the
     masked face's (the painting makes older faces decades younger)."""
     from faceflex.face.align import align_face
     from faceflex.face.crops import attribute_input
