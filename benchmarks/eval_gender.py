@@ -1,10 +1,11 @@
 """Gender accuracy of faceflex's gender sources, and of the means reported, on both test parts.
 
-    python benchmarks/eval_gender.py [--data ../shared/data] [--cache cache]
+    python benchmarks/eval_gender.py [--data ../shared/data] [--cache cache] [--fine]
 
 Sources: the attribute model's Male output (trained on CelebA-HQ), the age model's gender head
 (trained on UTKFace) and the face model's Male output (both; calibrated). Also per UTKFace age
-band and race group. Record in docs/CLASSIFY.md.
+band and race group; ``--fine`` adds, for the reported gender, finer age bands and each race group
+from 3 years on (UTKFace's babies). Record in docs/CLASSIFY.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from faceflex.models.classifier_nets import predict
 from faceflex.models.labels import AGE_BANDS, ATTRIBUTES, UTK_RACES
 from faceflex.train.face_sets import task_set
 
+FINE_BANDS = ((0, 3), (3, 6), (6, 10), (10, 14), (14, 17), (17, 20), (20, 40), (40, 60), (60, 200))  # [low, high) years
+REPORTED = "mean of the age model's head and the face model (shipped)"
+
 
 def sources(images: np.ndarray) -> dict[str, np.ndarray]:
     models = load_classifiers("cpu")
@@ -34,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     parser.add_argument("--cache", type=Path, default=Path("cache"))
+    parser.add_argument("--fine", action="store_true", help="finer age bands and race groups from 3 years on (reported gender)")
     args = parser.parse_args()
     celeba = task_set("attributes", args.data, args.cache)
     rows = celeba.rows("test")
@@ -53,6 +58,18 @@ def main() -> None:
             f"{name}: CelebA-HQ test {((on_celeba[name] > 0.5) == celeba_male).mean():.1%}, "
             f"UTKFace test {right_utk.mean():.1%} ({bands}), UTKFace age >= 50 {right_utk[old].mean():.1%}"
         )
+    if args.fine:
+        right = (on_utk[REPORTED] > 0.5) == utk_male
+        for lo, hi in FINE_BANDS:
+            band = (ages >= lo) & (ages < hi)
+            print(f"reported, ages {lo}-{hi - 1}: {right[band].mean():.1%} of {band.sum()} faces")
+        older = ages >= 3
+        print(f"reported, ages 3+: {right[older].mean():.1%} of {older.sum()} faces")
+        for code, race in enumerate(UTK_RACES):
+            group = races == code
+            babies = (group & ~older).sum() / max(1, group.sum())
+            share = f"under 3: {babies:.0%} of the group"
+            print(f"reported, {race}: {right[group].mean():.1%}, ages 3+ {right[group & older].mean():.1%} ({share})")
 
 
 if __name__ == "__main__":
