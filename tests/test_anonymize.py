@@ -170,7 +170,7 @@ def fake_faces(demo_aligned: np.ndarray, n: int = 24) -> CachedFaces:
 
 def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, demo_faces, monkeypatch):
     monkeypatch.setattr(
-        "faceflex.train.face_sets.face_descriptors",
+        "faceflex.train.face_sets.cached_face_descriptors",
         lambda faces, *a, **k: np.random.default_rng(len(faces)).normal(size=(len(faces), 128)).astype(np.float32),
     )
     monkeypatch.setattr("faceflex.train.anonymizer_trainer.AnonymizerTrainer.evaluate", lambda self: {})

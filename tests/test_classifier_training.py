@@ -297,16 +297,16 @@ def test_descriptor_loss_is_the_weighted_squared_error_over_rows_that_have_one()
 def test_face_descriptors_are_dlibs_and_cached(demo_rgb, demo_faces, tmp_path):
     from faceflex.face.align import align_face
     from faceflex.face.identity import face_descriptor
-    from faceflex.train.face_sets import face_descriptors, standardised
+    from faceflex.train.face_sets import cached_face_descriptors, standardised
 
     face = align_face(demo_rgb, demo_faces[0].landmarks)
     faces = np.stack([face.image, face.image[:, ::-1]])
     landmarks = np.stack([face.landmarks, np.full((68, 2), np.nan)])
     cache = tmp_path / "d.npz"
-    first = face_descriptors(faces, landmarks, cache)
+    first = cached_face_descriptors(faces, landmarks, cache)
     assert np.allclose(first[0], face_descriptor(face.image, face.landmarks)) and np.isnan(first[1]).all()
     np.savez(cache, descriptors=np.zeros((2, 128), np.float32))
-    assert (face_descriptors(faces, landmarks, cache) == 0).all()  # read from the cache, not recomputed
+    assert (cached_face_descriptors(faces, landmarks, cache) == 0).all()  # read from the cache, not recomputed
     values = np.array([[1.0, 10.0], [3.0, 30.0], [100.0, 0.0]])
     z = standardised(values, np.array([0, 1]))
     assert np.allclose(z[:2], [[-1, -1], [1, 1]]) and z[2, 0] == pytest.approx(98.0)

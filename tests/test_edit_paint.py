@@ -128,7 +128,7 @@ def no_descriptors(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a painter target needs no dlib descriptors")
 
-    monkeypatch.setattr("faceflex.train.face_sets.face_descriptors", refuse)
+    monkeypatch.setattr("faceflex.train.face_sets.cached_face_descriptors", refuse)
 
 
 def tiny_anonymizer(path, seed: int = 0):

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from faceflex.face.blend import paste_over
-from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
+from faceflex.face.identity import SAME_PERSON, face_descriptors
 from faceflex.face.obscure import obscure_patch
 from faceflex.inference.anonymizing import Anonymizer
 from faceflex.models.labels import ATTRIBUTES
@@ -89,7 +89,7 @@ def held_out_figures(
         models = load_classifiers("cpu")
     faces, given = np.asarray(cache.faces[rows]), np.asarray(cache.landmarks[rows], np.float64)
     points = np.stack([_landmarks_in(face, lm) for face, lm in zip(faces, given)])
-    originals = np.stack([face_descriptor(face, lm) for face, lm in zip(faces, given)])
+    originals = face_descriptors(list(faces), list(given))
     codes = None
     if anonymizer is not None:
         codes = np.stack([anonymizer.identity(seed, int(r), original) for r, original in zip(rows, originals)])
@@ -112,8 +112,8 @@ def held_out_figures(
         start = time.perf_counter()
         out = anonymized(method, anonymizer, faces, given, codes, normalise_shape)
         seconds = (time.perf_counter() - start) / max(1, len(rows))
-        descriptors = np.stack([face_descriptor(face, lm) for face, lm in zip(out, given)])
-        distances = np.array([descriptor_distance(a, b) for a, b in zip(originals, descriptors)])
+        descriptors = face_descriptors(list(out), list(given))
+        distances = np.linalg.norm(descriptors - originals, axis=1)
         nearest = np.linalg.norm(descriptors[:, None] - originals[None], axis=2).argmin(axis=1)
         marks = np.stack([_landmarks_in(face, lm) for face, lm in zip(out, given)])
         after = expression_facts(out, marks)

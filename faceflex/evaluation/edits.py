@@ -18,7 +18,7 @@ import torch
 from faceflex.face.align import align_face
 from faceflex.face.crops import attribute_input
 from faceflex.face.detect import Face
-from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
+from faceflex.face.identity import SAME_PERSON, face_descriptors
 from faceflex.inference.attribute_painting import PAINTED, AttributePainter
 from faceflex.inference.attribute_vectors import AttributeVectors
 from faceflex.inference.latent_landmarks import LandmarkRegressor
@@ -140,8 +140,8 @@ def evaluate_edits(
                         for j, o in enumerate(edited):
                             width, lift = mouth_geometry(o, landmarks)
                             geometry[:, columns[j]] += np.array([width - width0, lift - lift0]) / rows_per_face
-                    original = face_descriptor(photo, landmarks)
-                    kept = np.array([descriptor_distance(original, face_descriptor(o, landmarks)) < SAME_PERSON for o in edited])
+                    descriptors = face_descriptors([photo, *edited], [landmarks] * (1 + len(edited)))
+                    kept = np.linalg.norm(descriptors[1:] - descriptors[0], axis=1) < SAME_PERSON
                     success += np.bincount(columns, hit, len(strengths)) / rows_per_face
                     same += np.bincount(columns, kept, len(strengths)) / rows_per_face
                     by_side[sign] += np.stack([np.bincount(columns, hit, len(strengths)), np.bincount(columns, kept, len(strengths))])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
+from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor, face_descriptors
 from faceflex.inference.vae_codec import VAE
 from faceflex.io.images import save_image
 from faceflex.metrics import high_frequency_energy, psnr, ssim
@@ -36,10 +36,11 @@ def evaluate_reconstruction(
         ssims.append(ssim(y, x))
         energy.append(high_frequency_energy(y))
         energy_originals.append(high_frequency_energy(x))
-        for i, row in enumerate(chunk):
-            if start + i < identity_faces:
-                landmarks = cache.landmarks[row]
-                distances.append(descriptor_distance(face_descriptor(faces[i], landmarks), face_descriptor(recon[i], landmarks)))
+        measured = [i for i in range(len(chunk)) if start + i < identity_faces]
+        if measured:
+            landmarks = [cache.landmarks[chunk[i]] for i in measured]
+            descriptors = face_descriptors([faces[i] for i in measured] + [recon[i] for i in measured], landmarks * 2)
+            distances.extend(np.linalg.norm(descriptors[: len(measured)] - descriptors[len(measured) :], axis=1).tolist())
     psnr_all, ssim_all = torch.cat(psnrs), torch.cat(ssims)
     distances = np.array(distances)
     report = {

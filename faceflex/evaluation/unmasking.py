@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
+from faceflex.face.identity import SAME_PERSON, face_descriptors
 from faceflex.inference.unmasking import Unmasker, mask_presence
 from faceflex.io.images import load_image, save_image
 from faceflex.metrics import high_frequency_energy, mask_iou, masked_psnr, psnr, ssim
@@ -65,11 +65,11 @@ def held_out_figures(
         bare_out, bare_probabilities = unmasker(bare)
         figures["bare_flagged"].append(mask_presence(bare_probabilities)[1] >= 0.5)
         figures["bare_change"].append(np.abs(bare_out.astype(np.float32) - bare).mean(axis=(1, 2, 3)))
-        for i, row in enumerate(block):
-            if start + i < identity_faces:
-                face, landmarks = framed(cache.faces[row], cache.landmarks[row], frame)
-                original = face_descriptor(face, landmarks)
-                figures["identity_distance"].append(np.array([descriptor_distance(original, face_descriptor(unmasked[i], landmarks))]))
+        measured = [i for i in range(len(block)) if start + i < identity_faces]
+        if measured:
+            originals, landmarks = zip(*(framed(cache.faces[block[i]], cache.landmarks[block[i]], frame) for i in measured))
+            descriptors = face_descriptors([*originals, *(unmasked[i] for i in measured)], list(landmarks) * 2)
+            figures["identity_distance"].append(np.linalg.norm(descriptors[: len(measured)] - descriptors[len(measured) :], axis=1))
         if progress:
             progress(len(block))
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in figures.items()}

@@ -80,8 +80,9 @@ def landmark_predictor():
 
 
 @functools.cache
-def face_descriptor_model():
-    """dlib's ResNet face descriptor (128-d; two photos of one person are usually within 0.6)."""
-    import dlib
+def face_descriptor_net():
+    """dlib's ResNet face descriptor network (128-d; two photos of one person are usually within 0.6),
+    its weights read from dlib's file into torch (:mod:`faceflex.models.face_descriptor_net`)."""
+    from faceflex.models.face_descriptor_net import load_face_descriptor_net
 
-    return dlib.face_recognition_model_v1(str(model_path(FACE_DESCRIPTOR)))
+    return load_face_descriptor_net(model_path(FACE_DESCRIPTOR))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from faceflex.choices import ANONYMIZE_METHODS
-from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
+from faceflex.face.identity import SAME_PERSON, face_descriptors
 from faceflex.face.obscure import obscure_patch
 from faceflex.face.sketch import landmark_sketch
 from faceflex.inference.anonymizing import Anonymizer, drawn_landmarks, load_anonymizer
@@ -92,7 +92,7 @@ class AnonymizeStep:
         generating = self.method == "generate"
         records = [{"method": self.method, **({"seed": self.seed, "identity_key": crop.key} if generating else {})} for crop in crops]
         pictures = {}
-        before = [face_descriptor(rgb, crop.face.landmarks) for crop in crops]
+        before = face_descriptors([rgb] * len(crops), [crop.face.landmarks for crop in crops])
         if generating:
             originals = np.stack([crop.aligned.image for crop in crops])
             landmarks = np.stack([crop.aligned.landmarks for crop in crops])
@@ -110,7 +110,8 @@ class AnonymizeStep:
                 layers.append(Layer(crop.index, patch, None, "over", origin))
 
         def measure(result: np.ndarray) -> dict:
-            distances = [round(descriptor_distance(b, face_descriptor(result, crop.face.landmarks)), 4) for b, crop in zip(before, crops)]
+            after = face_descriptors([result] * len(crops), [crop.face.landmarks for crop in crops])
+            distances = [round(float(d), 4) for d in np.linalg.norm(after - before, axis=1)]
             info: dict = {"identity_distance": distances}
             close = [crop.index for crop, d in zip(crops, distances) if d < SAME_PERSON]
             if close:

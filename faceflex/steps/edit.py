@@ -36,7 +36,7 @@ from faceflex.choices import EDIT_MODES, EDIT_REGIONS
 from faceflex.face.align import transform_scale
 from faceflex.face.blend import seamless_change
 from faceflex.face.glasses import GLASSES_STYLES, render_glasses
-from faceflex.face.identity import SAME_PERSON, descriptor_distance, face_descriptor
+from faceflex.face.identity import SAME_PERSON, face_descriptors
 from faceflex.face.masks import polygon_mask, region_mask
 from faceflex.face.moustache import hair_color, render_moustache
 from faceflex.face.warp import anchor_ring, warp_points
@@ -302,7 +302,7 @@ class EditStep:
         if s.plot_masks:
             pictures = {f"face{c.index}.mask": mask_panels(c.aligned.image, c.aligned.landmarks, m) for c, m in zip(crops, masks)}
         records = [{"region": self.region} for _ in crops]
-        originals = [face_descriptor(photo, c.face.landmarks) for c in crops] if s.identity else None
+        originals = face_descriptors([photo] * len(crops), [c.face.landmarks for c in crops]) if s.identity else None
         if s.target is None:
             plan = [
                 (row, column, np.full(len(crops), strength)) for row in range(len(self.rows)) for column, strength in enumerate(s.strengths)
@@ -315,16 +315,17 @@ class EditStep:
         return StepOutput(records, variants, pictures, sheet_columns=1 if s.target is not None else len(s.strengths))
 
     @staticmethod
-    def _with_identity(variant: Variant, crops: list[FaceCrop], originals: list[np.ndarray]) -> Variant:
+    def _with_identity(variant: Variant, crops: list[FaceCrop], originals: np.ndarray) -> Variant:
         """The variant, measuring on its composed image how far each face moved from the person
         (dlib descriptor distance; >= 0.6 is another person by dlib's rule, and is warned about)."""
 
         def measure(image: np.ndarray) -> dict:
             strengths = variant.info.get("strengths", [variant.info.get("strength")] * len(crops))
-            distances = [
-                0.0 if a == 0 else round(descriptor_distance(o, face_descriptor(image, c.face.landmarks)), 4)
-                for o, c, a in zip(originals, crops, strengths)
-            ]
+            moved = [i for i, a in enumerate(strengths) if a != 0]
+            distances = [0.0] * len(crops)
+            edited = face_descriptors([image] * len(moved), [crops[i].face.landmarks for i in moved])
+            for i, descriptor in zip(moved, edited):
+                distances[i] = round(float(np.linalg.norm(descriptor - originals[i])), 4)
             lost = [c.index for c, d in zip(crops, distances) if d >= SAME_PERSON]
             warning = {"warning": f"identity lost (descriptor distance >= {SAME_PERSON}) for face(s) {lost}"} if lost else {}
             return {"identity_distance": distances, **warning}

@@ -67,16 +67,16 @@ def training_faces(
     """(pool of faces and landmarks, their descriptors (N, 128; NaN without ``identity``), the
     training rows): the cache's faces (held-out rows keep their numbers) [+ UTKFace's training part,
     the faces dlib found]."""
-    from faceflex.train.face_sets import TRAIN, face_descriptors, utk_faces, utk_split
+    from faceflex.train.face_sets import TRAIN, cached_face_descriptors, utk_faces, utk_split
 
     rows = cache.split("train")
     if not identity:
         return FacePool(cache.faces, cache.landmarks), np.full((len(cache.faces), CODE_SIZE), np.nan, np.float32), rows
-    descriptors = face_descriptors(cache.faces, cache.landmarks, cache_dir.parent / "celeba_hq_descriptors.npz")
+    descriptors = cached_face_descriptors(cache.faces, cache.landmarks, cache_dir.parent / "celeba_hq_descriptors.npz")
     if not utkface:
         return FacePool(cache.faces, cache.landmarks), descriptors, rows
     faces, landmarks, _ = utk_faces(utkface, cache_dir.parent)
-    utk_descriptors = face_descriptors(faces, landmarks, cache_dir.parent / "utkface_descriptors.npz")
+    utk_descriptors = cached_face_descriptors(faces, landmarks, cache_dir.parent / "utkface_descriptors.npz")
     usable = np.flatnonzero((utk_split(len(faces)) == TRAIN) & np.isfinite(landmarks).all(axis=(1, 2)))
     pool = FacePool(np.concatenate([np.asarray(cache.faces), faces[usable]]), np.concatenate([cache.landmarks, landmarks[usable]]))
     return pool, np.concatenate([descriptors, utk_descriptors[usable]]), np.concatenate([rows, len(cache.faces) + np.arange(len(usable))])

@@ -152,13 +152,11 @@ class AttributePainterTrainer(AnonymizerTrainer):
         models = load_classifiers("cpu")
         logits = predict(models.models["attributes"], attribute_input(painted), models.device)
         has = sigmoid(logits["attributes"][:, ATTRIBUTES.index(s.attribute)]) >= 0.5
-        from faceflex.face.identity import face_descriptor
+        from faceflex.face.identity import face_descriptors
 
-        landmarks = self.cache.landmarks
-        distances = [
-            np.linalg.norm(face_descriptor(p, landmarks[r]) - face_descriptor(np.asarray(self.cache.faces[r]), landmarks[r]))
-            for p, r in zip(painted[:64], rows[:64])
-        ]
+        landmarks = [self.cache.landmarks[r] for r in rows[:64]]
+        descriptors = face_descriptors(list(painted[:64]) + [np.asarray(self.cache.faces[r]) for r in rows[:64]], landmarks * 2)
+        distances = np.linalg.norm(descriptors[: len(landmarks)] - descriptors[len(landmarks) :], axis=1)
         shown = np.setdiff1d(self.test_rows[:256], rows)[:64]
         truth = np.asarray(self.cache.faces[shown]).astype(np.float32)
         back, holes = self.painter().paint(truth.astype(np.uint8), self.cache.landmarks[shown], s.attribute, s.direction)

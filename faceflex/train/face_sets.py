@@ -190,13 +190,13 @@ def utk_faces(
     return aligned, landmarks, missed
 
 
-def face_descriptors(
+def cached_face_descriptors(
     faces: np.ndarray, landmarks: np.ndarray, cache_file: str | Path, progress: Callable[[int], None] | None = None
 ) -> np.ndarray:
-    """dlib's 128-d descriptor (:func:`faceflex.face.identity.face_descriptor`) of each aligned 128-px
+    """dlib's 128-d descriptor (:func:`faceflex.face.identity.face_descriptors`) of each aligned 128-px
     face, from its landmarks in that frame: (N, 128) float32, NaN rows where the landmarks are unknown.
-    Computed once (about 60 ms a face) and kept in ``cache_file``."""
-    from faceflex.face.identity import face_descriptor
+    Computed once (in batches of 64; about 15 ms a face on 2 CPU cores) and kept in ``cache_file``."""
+    from faceflex.face.identity import face_descriptors
 
     cache_file = Path(cache_file)
     if cache_file.is_file():
@@ -204,11 +204,13 @@ def face_descriptors(
         if len(stored) == len(faces):
             return stored
     descriptors = np.full((len(faces), 128), np.nan, dtype=np.float32)
-    for index in range(len(faces)):
-        if np.isfinite(landmarks[index]).all():
-            descriptors[index] = face_descriptor(np.asarray(faces[index]), np.asarray(landmarks[index]))
+    known = np.flatnonzero([np.isfinite(landmarks[i]).all() for i in range(len(faces))])
+    for start in range(0, len(faces), 64):
+        block = known[(known >= start) & (known < start + 64)]
+        if len(block):
+            descriptors[block] = face_descriptors([np.asarray(faces[i]) for i in block], [np.asarray(landmarks[i]) for i in block])
         if progress:
-            progress(1)
+            progress(min(64, len(faces) - start))
     write_atomic(cache_file, lambda handle: np.savez(handle, descriptors=descriptors))
     return descriptors
 
@@ -270,8 +272,8 @@ def face_set(
         cache = open_cache(celeba_cache)
         both = np.concatenate(
             [
-                face_descriptors(cache.faces, cache.landmarks, Path(cache_dir) / "celeba_hq_descriptors.npz", progress),
-                face_descriptors(aligned, utk_landmarks, Path(cache_dir) / "utkface_descriptors.npz", progress),
+                cached_face_descriptors(cache.faces, cache.landmarks, Path(cache_dir) / "celeba_hq_descriptors.npz", progress),
+                cached_face_descriptors(aligned, utk_landmarks, Path(cache_dir) / "utkface_descriptors.npz", progress),
             ]
         )
         targets["descriptor"] = standardised(both, np.flatnonzero(split == TRAIN))
