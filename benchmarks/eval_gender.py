@@ -3,7 +3,8 @@
     python benchmarks/eval_gender.py [--data ../shared/data] [--cache cache] [--fine]
 
 Sources: the attribute model's Male output (trained on CelebA-HQ), the age model's gender head
-(trained on UTKFace) and the face model's Male output (both; calibrated). Also per UTKFace age
+(trained on UTKFace), the face model's Male output (both; calibrated) and the gender probe on dlib's
+descriptor (both; the descriptors come from the cache `faceflex train gender-probe` fills). Also per UTKFace age
 band and race group; ``--fine`` adds, for the reported gender, finer age bands and each race group
 from 3 years on (UTKFace's babies). Record in docs/CLASSIFY.md.
 """
@@ -16,22 +17,23 @@ from pathlib import Path
 
 import numpy as np
 
-from faceflex.inference.classifiers import load_classifiers, male_probabilities
+from faceflex.inference.classifiers import REPORTED_MALE, load_classifiers, male_probabilities
 from faceflex.models.classifier_nets import predict
-from faceflex.models.labels import AGE_BANDS, ATTRIBUTES, UTK_RACES
-from faceflex.train.face_sets import task_set
+from faceflex.models.labels import AGE_BANDS, ATTRIBUTES, UTK_RACES, age_distribution
+from faceflex.train.face_sets import face_set_descriptors, task_set
 
 FINE_BANDS = ((0, 3), (3, 6), (6, 10), (10, 14), (14, 17), (17, 20), (20, 40), (40, 60), (60, 200))  # [low, high) years
-REPORTED = "mean of the age model's head and the face model (shipped)"
 
 
-def sources(images: np.ndarray) -> dict[str, np.ndarray]:
+def sources(images: np.ndarray, descriptors: np.ndarray) -> dict[str, np.ndarray]:
     models = load_classifiers("cpu")
     device = models.device
     attribute_logits = predict(models.models["attributes"], images, device)["attributes"]
     gender_logits = predict(models.models["age"], images, device)["gender"]
-    face_logits = predict(models.models["face"], images, device)["attributes"]
-    return male_probabilities(attribute_logits, gender_logits, face_logits, models.male_temperature)
+    face = predict(models.models["face"], images, device)
+    probe_logits = descriptors.astype(np.float64) @ models.probe_weights + models.probe_bias
+    ages = age_distribution(face["age"])[0]
+    return male_probabilities(attribute_logits, gender_logits, face["attributes"], models.male_temperature, probe_logits, ages)
 
 
 def main() -> None:
@@ -46,7 +48,9 @@ def main() -> None:
     utk = task_set("age", args.data, args.cache)
     utk_rows = utk.rows("test")
     utk_male, old = utk.targets["gender"][utk_rows] == 0, utk.targets["age"][utk_rows] >= 50
-    on_celeba, on_utk = sources(celeba.images[rows]), sources(utk.images[utk_rows])
+    descriptors = face_set_descriptors(args.cache / "celeba_hq", args.data / "utkface", args.cache)
+    celeba_descriptors, utk_descriptors = descriptors[: len(celeba.images)], descriptors[len(celeba.images) :]
+    on_celeba, on_utk = sources(celeba.images[rows], celeba_descriptors[rows]), sources(utk.images[utk_rows], utk_descriptors[utk_rows])
     ages = utk.targets["age"][utk_rows]
     with open(args.data / "utkface" / "labels.csv", newline="") as handle:  # the age set keeps labels.csv's order
         races = np.array([int(r[3]) for r in list(csv.reader(handle))[1:]])[utk_rows]
@@ -59,7 +63,7 @@ def main() -> None:
             f"UTKFace test {right_utk.mean():.1%} ({bands}), UTKFace age >= 50 {right_utk[old].mean():.1%}"
         )
     if args.fine:
-        right = (on_utk[REPORTED] > 0.5) == utk_male
+        right = (on_utk[REPORTED_MALE] > 0.5) == utk_male
         for lo, hi in FINE_BANDS:
             band = (ages >= lo) & (ages < hi)
             print(f"reported, ages {lo}-{hi - 1}: {right[band].mean():.1%} of {band.sum()} faces")

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from faceflex.cli import cli
+from faceflex.face.identity import face_descriptors
 from faceflex.inference.classifiers import SHIPPED
 from faceflex.inference.unmasking import SHIPPED_WEIGHTS
 from faceflex.shipped import shipped
@@ -50,11 +51,8 @@ def test_demo_face_json_is_plausible(demo_rgb, demo_faces):
     assert 0 < face["age"]["sd"] < 15  # a sharp, frontal face: a narrow age distribution
     # the reported gender is the networks' own P(male), rounded, with the label on the likelier side
     (landmarks,) = [f.landmarks for f in demo_faces]
-    male = float(
-        load_classifiers("cpu")
-        .predict(attribute_input(align_face(demo_rgb, landmarks).image)[None], expression_input(demo_rgb, landmarks)[None])
-        .male[0]
-    )
+    inputs = attribute_input(align_face(demo_rgb, landmarks).image)[None], expression_input(demo_rgb, landmarks)[None]
+    male = float(load_classifiers("cpu").predict(*inputs, face_descriptors([demo_rgb], [landmarks])).male[0])
     assert face["gender"] == {"label": "male" if male >= 0.5 else "female", "probability": round(max(male, 1 - male), 4)}
     assert face["pose"]["label"] == "frontal"
     assert abs(sum(face["expression"]["probabilities"].values()) - 1) < 1e-3
@@ -150,7 +148,7 @@ def test_expression_probabilities_are_the_logits_scaled_by_the_stored_temperatur
     models = load_classifiers("cpu")
     (landmarks,) = [f.landmarks for f in demo_faces]
     expression_in = expression_input(demo_rgb, landmarks)[None]
-    out = models.predict(attribute_input(align_face(demo_rgb, landmarks).image)[None], expression_in)
+    out = models.predict(attribute_input(align_face(demo_rgb, landmarks).image)[None], expression_in, np.full((1, 128), np.nan))
     raw = predict(models.models["expression"], expression_in[..., None], torch.device("cpu"))["expression"][0]
     t = models.expression_temperature
     assert 0.2 < t < 5 and t != 1.0  # fitted on FER2013's validation part and stored in the shipped weights
@@ -188,7 +186,7 @@ def test_reported_attributes_are_at_least_as_accurate_as_the_attribute_model_on_
     inputs, labels = np.stack(inputs), np.stack(labels)
     assert len(inputs) == 400
     models = load_classifiers("cpu")
-    reported = models.predict(inputs, np.zeros((len(inputs), 48, 48), np.uint8)).attributes
+    reported = models.predict(inputs, np.zeros((len(inputs), 48, 48), np.uint8), np.full((len(inputs), 128), np.nan)).attributes
     alone = sigmoid(predict(models.models["attributes"], inputs, models.device)["attributes"])
     reported_accuracy, alone_accuracy = ((reported > 0.5) == labels).mean(0), ((alone > 0.5) == labels).mean(0)
     assert reported_accuracy.mean() >= alone_accuracy.mean()
@@ -206,7 +204,8 @@ def test_the_gender_of_a_masked_face_is_read_from_the_face_painted_under_the_mas
     from faceflex.steps.classify import ClassifyStep
 
     (face,) = demo_faces
-    painted_face = align_face(demo_rgb, face.landmarks).image[::-1, ::-1].copy()  # a face the classifiers read otherwise
+    aligned = align_face(demo_rgb, face.landmarks)
+    painted_face = aligned.image[::-1, ::-1].copy()  # a face the classifiers read otherwise
 
     class SeesAMaskPaintsAnotherFace:
         fingerprint = "fake"
@@ -223,7 +222,56 @@ def test_the_gender_of_a_masked_face_is_read_from_the_face_painted_under_the_mas
     (record,) = run_step(demo_rgb, ClassifyStep(models=models, unmasker=SeesAMaskPaintsAnotherFace())).records
     (bare,) = run_step(demo_rgb, ClassifyStep(models=models)).records
     zeros = np.zeros((1, 48, 48), np.uint8)
-    painted_male = float(models.predict(attribute_input(painted_face)[None], zeros).male[0])
+    painted_descriptor = face_descriptors([painted_face], [aligned.landmarks])
+    painted_male = float(models.predict(attribute_input(painted_face)[None], zeros, painted_descriptor).male[0])
     assert record["occlusion"]["mask"]["value"]
     assert record["gender"]["probability"] == round(max(painted_male, 1 - painted_male), 4) != bare["gender"]["probability"]
     assert record["age"] == bare["age"]
+
+
+def test_the_astronaut_and_the_woman_in_the_voc_photo_are_reported_female(shared_data):
+    """Both were called male by the networks alone (P(male) 0.70 and 0.66); the gender probe on
+    dlib's descriptor reads them female, and the reported gender, half of it, follows."""
+    result = run("classify", "-q", str(shared_data / "photos" / "sk_astronaut.png"), str(shared_data / "photos" / "2008_001322.jpg"))
+    assert result.exit_code == 0, result.output
+    genders = {(face["file"].split("/")[-1], face["index"]): face["gender"]["label"] for face in faces_of(json.loads(result.stdout))}
+    assert genders == {
+        ("sk_astronaut.png", 0): "female",
+        ("2008_001322.jpg", 0): "male",
+        ("2008_001322.jpg", 1): "female",
+        ("2008_001322.jpg", 2): "male",
+    }
+
+
+def test_reported_gender_blends_the_descriptor_probe_except_for_small_children_and_missing_descriptors():
+    from faceflex.inference.classifiers import PROBE_FROM_AGE, REPORTED_MALE, male_probabilities
+    from faceflex.models.labels import ATTRIBUTES
+
+    male = ATTRIBUTES.index("Male")
+    attribute_logits, face_logits = np.zeros((3, len(ATTRIBUTES))), np.zeros((3, len(ATTRIBUTES)))
+    face_logits[:, male] = np.log(0.8 / 0.2)  # the face model: 0.8
+    gender_logits = np.log(np.array([[0.6, 0.4]] * 3))  # the age model's head: 0.6 (male first)
+    probe_logits = np.array([np.log(0.1 / 0.9), np.log(0.1 / 0.9), np.nan])  # the probe: 0.1, or no descriptor
+    ages = np.array([30.0, PROBE_FROM_AGE - 1, 30.0])
+    reported = male_probabilities(attribute_logits, gender_logits, face_logits, 1.0, probe_logits, ages)[REPORTED_MALE]
+    assert np.allclose(reported, [(0.7 + 0.1) / 2, 0.7, 0.7])
+
+
+def test_the_gender_probe_is_fitted_on_training_rows_and_folds_its_standardisation():
+    from faceflex.train.gender_probe import fit_gender_probe
+
+    rng = np.random.default_rng(0)
+    n = 600
+    male = (rng.random(n) < 0.5).astype(np.float64)
+    descriptors = rng.normal(0.2, 0.05, (n, 128))
+    descriptors[:, 3] = 0.3 + np.where(male > 0, 0.04, -0.04) + rng.normal(0, 0.01, n)  # gender in one small, offset feature
+    source = (np.arange(n) % 3 == 0).astype(np.int64)
+    male[5], descriptors[7] = np.nan, np.nan  # unknown label, no descriptor: left out
+    split = {"train": np.arange(0, 400), "val": np.arange(400, 500), "test": np.arange(500, n)}
+    probe = fit_gender_probe(descriptors, male, source, split)
+    logits = descriptors[500:] @ np.asarray(probe["weights"]) + probe["bias"]  # on raw descriptors
+    accuracy = ((logits > 0) == (male[500:] > 0.5)).mean()
+    assert accuracy > 0.95 and probe["test_accuracy"]["celeba_hq"] > 0.95 and probe["test_accuracy"]["utkface"] > 0.95
+    assert abs(probe["weights"][3]) > 10 * np.abs(np.delete(probe["weights"], 3)).max()
+    # rows 5 and 7 (both CelebA-HQ rows: source 0) are left out
+    assert probe["train_faces"] == {"celeba_hq": int((source[:400] == 0).sum()) - 2, "utkface": int((source[:400] == 1).sum())}

@@ -400,6 +400,32 @@ def train_landmarks(session: Session, weights, cache, out) -> None:
     session.say(f"wrote {out}: held-out error {regressor.meta['held_out_error']} (mean shape: {regressor.meta['mean_shape_error']})")
 
 
+@train.command("gender-probe")
+@click.option("--data", type=click.Path(file_okay=False), help="Folder with celeba_hq/ and utkface/ (default from the config).")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default="data/gender_probe.json", show_default=True, help="Where to write the probe."
+)
+@verbosity_options
+@click.pass_obj
+def train_gender_probe(session: Session, data, out) -> None:
+    """The gender read from dlib's face descriptor (a logistic regression) that classify blends in."""
+    from faceflex.io.files import write_text
+    from faceflex.models.labels import ATTRIBUTES
+    from faceflex.train.face_sets import PARTS, face_set_descriptors
+    from faceflex.train.gender_probe import fit_gender_probe
+
+    section = session.config({"train_classifier.data": data})["train_classifier"]
+    faces = task_data(session, "face", section)
+    cache = Path(section["cache"])
+    with session.progress(len(faces.split), "dlib descriptors (cached once)") as bar:
+        descriptors = face_set_descriptors(cache / "celeba_hq", Path(section["data"]) / "utkface", cache, bar.update)
+    male = faces.targets["attributes"][:, ATTRIBUTES.index("Male")]
+    probe = fit_gender_probe(descriptors, male, faces.targets["source"], {part: faces.rows(part) for part in PARTS})
+    probe["command"] = "faceflex " + " ".join(sys.argv[1:])
+    write_text(json.dumps(probe, indent=1) + "\n", out)
+    session.say(f"wrote {out}: L2 {probe['l2']}, test accuracy {probe['test_accuracy']}")
+
+
 @train.command("classifier")
 @click.option("--task", type=click.Choice(CLASSIFIER_TASKS), required=True, help="Which model to train.")
 @training_options

@@ -97,7 +97,8 @@ def held_out_figures(
     def expression_facts(images: np.ndarray, marks: np.ndarray) -> dict[str, np.ndarray]:
         if models is None:
             return {}
-        predictions = models.predict(attribute_input(images), np.stack([expression_input(im, lm) for im, lm in zip(images, marks)]))
+        expressions = np.stack([expression_input(im, lm) for im, lm in zip(images, marks)])
+        predictions = models.predict(attribute_input(images), expressions, np.full((len(images), 128), np.nan))  # gender unused
         gap = np.linalg.norm(marks[:, 62] - marks[:, 66], axis=1) / np.array([_iod(m) for m in marks])
         return {
             "expression": predictions.expressions.argmax(axis=1),

@@ -35,7 +35,7 @@ def face_descriptors(images: Sequence[np.ndarray], landmarks: Sequence[np.ndarra
     if len(images) == 0:
         return np.zeros((0, 128))
     chips = np.stack([face_chip(image, points) for image, points in zip(images, landmarks)])
-    x = torch.from_numpy(chips).permute(0, 3, 1, 2).float()
+    x = torch.from_numpy(chips).permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
     return face_descriptor_net()(x).double().numpy()
 
 

