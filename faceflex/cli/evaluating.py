@@ -128,11 +128,13 @@ def evaluate_anonymize(session: Session, weights, cache, limit, methods, seed, n
 @click.pass_obj
 def evaluate_classifier(session: Session, task, weights, data) -> None:
     """Accuracy of a classifier on its untouched test part (and CK+ for expression), as JSON; for the
-    shipped attribute model also the attributes as `classify` reports them (blended with the face model)."""
+    shipped attribute model also the attributes as `classify` reports them (blended with the face
+    model), for the shipped face model also the gender as `classify` reports it (with the probe on
+    dlib's descriptor)."""
     from faceflex.inference.classifiers import load_task_model
     from faceflex.models.weights import WeightsError
-    from faceflex.train.classifier_trainer import TASKS, evaluate_part, reported_attributes_part
-    from faceflex.train.face_sets import ckplus_set
+    from faceflex.train.classifier_trainer import TASKS, evaluate_part, reported_attributes_part, reported_gender_part
+    from faceflex.train.face_sets import ckplus_set, face_set_descriptors
 
     config = session.config({"train_classifier.data": data})
     section = config["train_classifier"]
@@ -149,6 +151,10 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
     }
     if task == "attributes" and weights is None:
         report["as_classify_reports"] = reported_attributes_part(labelled, "test", device)
+    if task == "face" and weights is None:
+        cache = Path(section["cache"])
+        descriptors = face_set_descriptors(cache / "celeba_hq", Path(section["data"]) / "utkface", cache)
+        report["gender_as_classify_reports"] = reported_gender_part(labelled, "test", device, descriptors)
     if task == "expression":
         ck_dir = Path(section["data"]) / "ckplus"
         if (ck_dir / "ckplus48.zip").is_file():

@@ -198,6 +198,19 @@ def _share(correct: np.ndarray) -> float | None:
     return round(float(np.mean(correct)), 4) if len(correct) else None
 
 
+def gender_accuracy(correct: np.ndarray, targets: dict[str, np.ndarray]) -> dict:
+    """Shares of ``correct`` gender readings of face-set rows: per source, and on UTKFace per age
+    band and race group."""
+    celeba, utk, truth = targets["source"] == 0, targets["source"] == 1, targets["age"]
+    bands = {band: utk & (truth >= low) & (truth < high) for band, (low, high) in AGE_BANDS.items()}
+    return {
+        "celeba_hq": _share(correct[celeba]),
+        "utkface": _share(correct[utk]),
+        "utkface_by_age": {band: _share(correct[rows]) for band, rows in bands.items()},
+        "utkface_by_race": {race: _share(correct[utk & (targets["race"] == code)]) for code, race in enumerate(UTK_RACES)},
+    }
+
+
 def face_metrics(outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> dict:
     """The face task's figures: CelebA-HQ accuracy per attribute; gender accuracy on each source, and
     on UTKFace per age band and race group; UTKFace age MAE overall and per band."""
@@ -208,16 +221,10 @@ def face_metrics(outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray])
         known = celeba & np.isfinite(labels[:, i])
         per[name] = _share((logits[known, i] > 0) == (labels[known, i] > 0.5))
     male = ATTRIBUTES.index("Male")
-    gender_correct = (logits[:, male] > 0) == (labels[:, male] > 0.5)
     years, truth = expected_age(outputs["age"]), targets["age"]
     errors = np.abs(years - truth)
     bands = {band: utk & (truth >= low) & (truth < high) for band, (low, high) in AGE_BANDS.items()}
-    gender = {
-        "celeba_hq": _share(gender_correct[celeba]),
-        "utkface": _share(gender_correct[utk]),
-        "utkface_by_age": {band: _share(gender_correct[rows]) for band, rows in bands.items()},
-        "utkface_by_race": {race: _share(gender_correct[utk & (targets["race"] == code)]) for code, race in enumerate(UTK_RACES)},
-    }
+    gender = gender_accuracy((logits[:, male] > 0) == (labels[:, male] > 0.5), targets)
     age_mae = round(float(errors[utk].mean()), 3) if utk.any() else None
     mean_accuracy = round(float(np.mean([v for v in per.values() if v is not None])), 4) if celeba.any() else None
     return {
@@ -320,6 +327,29 @@ def reported_attributes_part(data: LabelledSet, part: str, device: torch.device)
     logits = reported_attribute_logits(outputs["attributes"], face_outputs["attributes"], models.face_temperatures)
     ece = {name: round(binary_ece(logits[:, i], targets["attributes"][:, i]), 4) for i, name in enumerate(ATTRIBUTES)}
     return {**metrics(TASKS["attributes"], {"attributes": logits}, targets), "ece": ece}
+
+
+def reported_gender_part(data: LabelledSet, part: str, device: torch.device, descriptors: np.ndarray) -> dict:
+    """Accuracy (per source, UTKFace age band and race group) and calibration (ECE) on one part of
+    the face set of the gender as ``classify`` reports it: the shipped networks and the gender
+    probe on ``descriptors`` (the face set's rows, :func:`faceflex.train.face_sets.face_set_descriptors`),
+    blended by :func:`faceflex.inference.classifiers.male_probabilities`."""
+    from faceflex.inference.classifiers import REPORTED_MALE, load_classifiers, male_probabilities
+
+    models = load_classifiers(str(device))
+    rows = data.rows(part)
+    images, targets = data.images[rows], {k: v[rows] for k, v in data.targets.items()}
+    attribute_logits = predict(models.models["attributes"], images, device)["attributes"]
+    gender_logits = predict(models.models["age"], images, device)["gender"]
+    face = predict(models.models["face"], images, device)
+    probe_logits = np.asarray(descriptors[rows], np.float64) @ models.probe_weights + models.probe_bias
+    male = male_probabilities(
+        attribute_logits, gender_logits, face["attributes"], models.male_temperature, probe_logits, expected_age(face["age"])
+    )[REPORTED_MALE]
+    truth = targets["attributes"][:, ATTRIBUTES.index("Male")]
+    known = np.isfinite(truth)
+    logits = np.log(np.clip(male, 1e-6, 1 - 1e-6) / np.clip(1 - male, 1e-6, 1))
+    return {**gender_accuracy((male > 0.5) == (truth > 0.5), targets), "ece": round(binary_ece(logits[known], truth[known]), 4)}
 
 
 DESCRIPTOR_HEAD = "descriptor"  # the face task's training-only head (dlib's 128-d descriptor)
