@@ -106,7 +106,7 @@ class FacePredictions:
 
 
 class ClassifierModels:
-    """The four networks, loaded once; ``predict`` runs each on all faces of a call in one batch.
+    """The four networks and the gender probe, loaded once; ``predict`` runs each on all faces of a call in one batch.
     Attributes are the attribute and face models' blend (:func:`reported_attribute_logits`).
     Age comes from the face model (a distribution over whole years, trained on CelebA-HQ and
     UTKFace: MAE 5.15 years against the age model's 8.4, docs/CLASSIFY.md); gender from the age
