@@ -9,28 +9,17 @@ of the batched network calls on a many-face photo. Record in docs/BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
 import torch
-from bench_geometry import SHARED, photo_1024  # noqa: E402  (same folder)
+from bench_geometry import SHARED, median_ms, photo_1024  # noqa: E402  (same folder)
 
 from faceflex.face.align import align_face
 from faceflex.face.detect import detect_faces
 from faceflex.io.inputs import demo_image_path
 from faceflex.pipeline.flow import FaceCrop, run_step
 from faceflex.steps.classify import ClassifyStep
-
-
-def median_ms(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
 
 
 def main() -> None:

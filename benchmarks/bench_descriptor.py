@@ -11,27 +11,15 @@ largest difference between the two descriptors. Record in docs/BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
-from bench_geometry import photo_1024  # noqa: E402  (same folder)
+from bench_geometry import median_ms, photo_1024  # noqa: E402  (same folder)
 
 from faceflex.face.detect import detect_faces
 from faceflex.face.dlib_models import FACE_DESCRIPTOR, model_path
 from faceflex.face.identity import face_chip, face_descriptors
 from faceflex.io.inputs import demo_image_path
-
-
-def median_ms(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
 
 
 def main() -> None:

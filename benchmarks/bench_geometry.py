@@ -31,6 +31,17 @@ def seconds(command: list[str], repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+def median_ms(function, repeats: int) -> float:
+    """Median milliseconds of ``function()`` over ``repeats`` calls, after one warm-up call."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
 def photo_1024(path: Path) -> np.ndarray:
     image = Image.open(path).convert("RGB")
     scale = 1024 / max(image.size)
