@@ -17,23 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from faceflex.inference.classifiers import REPORTED_MALE, load_classifiers, male_probabilities
-from faceflex.models.classifier_nets import predict
-from faceflex.models.labels import AGE_BANDS, ATTRIBUTES, UTK_RACES, age_distribution
+from faceflex.inference.classifiers import REPORTED_MALE, load_classifiers
+from faceflex.models.labels import AGE_BANDS, ATTRIBUTES, UTK_RACES
 from faceflex.train.face_sets import face_set_descriptors, task_set
 
 FINE_BANDS = ((0, 3), (3, 6), (6, 10), (10, 14), (14, 17), (17, 20), (20, 40), (40, 60), (60, 200))  # [low, high) years
 
 
 def sources(images: np.ndarray, descriptors: np.ndarray) -> dict[str, np.ndarray]:
-    models = load_classifiers("cpu")
-    device = models.device
-    attribute_logits = predict(models.models["attributes"], images, device)["attributes"]
-    gender_logits = predict(models.models["age"], images, device)["gender"]
-    face = predict(models.models["face"], images, device)
-    probe_logits = descriptors.astype(np.float64) @ models.probe_weights + models.probe_bias
-    ages = age_distribution(face["age"])[0]
-    return male_probabilities(attribute_logits, gender_logits, face["attributes"], models.male_temperature, probe_logits, ages)
+    """Every gender source and blend, as ``classify`` computes them (expression not read)."""
+    return load_classifiers("cpu").predict(images, np.zeros((len(images), 48, 48), np.uint8), descriptors).male_sources
 
 
 def main() -> None:

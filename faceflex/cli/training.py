@@ -277,7 +277,7 @@ def _train_painter(
         tuple(net["channels"]), net["bottleneck_blocks"], in_channels=IN_CHANNELS, mask_head=False, code_size=code_size
     )
     if trainer_class.uses_identity:
-        session.say("reading the training faces' dlib descriptors (computed once, about 15 ms a face, and cached beside the face cache)")
+        session.say("reading the training faces' dlib descriptors (computed once, 6-10 ms a face, and cached beside the face cache)")
     trainer = trainer_class(
         open_cache(cache_dir), cache_dir, network, settings, Path(section["out"]), training_device(config), init=section["init"]
     )

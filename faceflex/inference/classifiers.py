@@ -103,6 +103,7 @@ class FacePredictions:
     age_years: np.ndarray  # (N,)
     age_sd: np.ndarray  # (N,) years: the spread of the face model's age distribution (how sure the age is)
     male: np.ndarray  # (N,) probability of male (:data:`REPORTED_MALE`)
+    male_sources: dict[str, np.ndarray]  # every gender source and blend of :func:`male_probabilities`, (N,) each
 
 
 class ClassifierModels:
@@ -138,7 +139,7 @@ class ClassifierModels:
         ages, spreads = age_distribution(face["age"])
         males = male_probabilities(attribute_logits, gender_logits, face["attributes"], self.male_temperature, probe_logits, ages)
         attributes = sigmoid(reported_attribute_logits(attribute_logits, face["attributes"], self.face_temperatures))
-        return FacePredictions(attributes, expressions, ages, spreads, males[REPORTED_MALE])
+        return FacePredictions(attributes, expressions, ages, spreads, males[REPORTED_MALE], males)
 
 
 @functools.cache

@@ -333,19 +333,12 @@ def reported_gender_part(data: LabelledSet, part: str, device: torch.device, des
     """Accuracy (per source, UTKFace age band and race group) and calibration (ECE) on one part of
     the face set of the gender as ``classify`` reports it: the shipped networks and the gender
     probe on ``descriptors`` (the face set's rows, :func:`faceflex.train.face_sets.face_set_descriptors`),
-    blended by :func:`faceflex.inference.classifiers.male_probabilities`."""
-    from faceflex.inference.classifiers import REPORTED_MALE, load_classifiers, male_probabilities
+    blended by :func:`faceflex.inference.classifiers.male_probabilities` (expression is not read)."""
+    from faceflex.inference.classifiers import load_classifiers
 
-    models = load_classifiers(str(device))
     rows = data.rows(part)
-    images, targets = data.images[rows], {k: v[rows] for k, v in data.targets.items()}
-    attribute_logits = predict(models.models["attributes"], images, device)["attributes"]
-    gender_logits = predict(models.models["age"], images, device)["gender"]
-    face = predict(models.models["face"], images, device)
-    probe_logits = np.asarray(descriptors[rows], np.float64) @ models.probe_weights + models.probe_bias
-    male = male_probabilities(
-        attribute_logits, gender_logits, face["attributes"], models.male_temperature, probe_logits, expected_age(face["age"])
-    )[REPORTED_MALE]
+    targets = {k: v[rows] for k, v in data.targets.items()}
+    male = load_classifiers(str(device)).predict(data.images[rows], np.zeros((len(rows), 48, 48), np.uint8), descriptors[rows]).male
     truth = targets["attributes"][:, ATTRIBUTES.index("Male")]
     known = np.isfinite(truth)
     logits = np.log(np.clip(male, 1e-6, 1 - 1e-6) / np.clip(1 - male, 1e-6, 1))
