@@ -253,8 +253,12 @@ def test_reported_gender_blends_the_descriptor_probe_except_for_small_children_a
     gender_logits = np.log(np.array([[0.6, 0.4]] * 3))  # the age model's head: 0.6 (male first)
     probe_logits = np.array([np.log(0.1 / 0.9), np.log(0.1 / 0.9), np.nan])  # the probe: 0.1, or no descriptor
     ages = np.array([30.0, PROBE_FROM_AGE - 1, 30.0])
-    reported = male_probabilities(attribute_logits, gender_logits, face_logits, 1.0, probe_logits, ages)[REPORTED_MALE]
+    reported = male_probabilities(attribute_logits, gender_logits, face_logits, 1.0, probe_logits, ages, 1.0)[REPORTED_MALE]
     assert np.allclose(reported, [(0.7 + 0.1) / 2, 0.7, 0.7])
+    # calibrated by the reported temperature: more confident below 1, the same side of 0.5
+    sharper = male_probabilities(attribute_logits, gender_logits, face_logits, 1.0, probe_logits, ages, 0.5)[REPORTED_MALE]
+    assert np.allclose(sharper, 1 / (1 + ((1 - reported) / reported) ** 2))
+    assert ((sharper > 0.5) == (reported > 0.5)).all() and np.all(np.abs(sharper - 0.5) > np.abs(reported - 0.5))
 
 
 def test_the_gender_probe_is_fitted_on_training_rows_and_folds_its_standardisation():

@@ -412,7 +412,7 @@ def train_gender_probe(session: Session, data, out) -> None:
     from faceflex.io.files import write_text
     from faceflex.models.labels import ATTRIBUTES
     from faceflex.train.face_sets import PARTS, face_set_descriptors
-    from faceflex.train.gender_probe import fit_gender_probe
+    from faceflex.train.gender_probe import fit_gender_probe, reported_temperature
 
     section = session.config({"train_classifier.data": data})["train_classifier"]
     faces = task_data(session, "face", section)
@@ -420,10 +420,14 @@ def train_gender_probe(session: Session, data, out) -> None:
     with session.progress(len(faces.split), "dlib descriptors (cached once)") as bar:
         descriptors = face_set_descriptors(cache / "celeba_hq", Path(section["data"]) / "utkface", cache, bar.update)
     male = faces.targets["attributes"][:, ATTRIBUTES.index("Male")]
-    probe = fit_gender_probe(descriptors, male, faces.targets["source"], {part: faces.rows(part) for part in PARTS})
+    parts = {part: faces.rows(part) for part in PARTS}
+    probe = fit_gender_probe(descriptors, male, faces.targets["source"], parts)
+    probe.update(reported_temperature(probe, faces.images, descriptors, male, parts))
     probe["command"] = "faceflex " + " ".join(sys.argv[1:])
     write_text(json.dumps(probe, indent=1) + "\n", out)
-    session.say(f"wrote {out}: L2 {probe['l2']}, test accuracy {probe['test_accuracy']}")
+    session.say(
+        f"wrote {out}: L2 {probe['l2']}, test accuracy {probe['test_accuracy']}, reported temperature {probe['reported_temperature']}"
+    )
 
 
 @train.command("classifier")

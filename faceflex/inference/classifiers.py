@@ -45,6 +45,12 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), p clipped to [1e-7, 1 - 1e-7]."""
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -69,6 +75,7 @@ def male_probabilities(
     face_temperature: float,
     probe_logits: np.ndarray,
     ages: np.ndarray,
+    reported_temperature: float,
 ) -> dict[str, np.ndarray]:
     """P(male) from the attribute model's Male output (CelebA-HQ), the age model's gender head
     (UTKFace), the face model's Male output (both sets; ``face_temperature``: its calibration), the
@@ -77,12 +84,14 @@ def male_probabilities(
     (the age model's head and the face model's), measured better than the other sources and blends
     (docs/CLASSIFY.md); the networks' mean alone where there is no descriptor or the face model's
     age estimate (``ages``, years) is under :data:`PROBE_FROM_AGE` (dlib's descriptor reads small
-    children's gender worse than the networks do)."""
+    children's gender worse than the networks do); calibrated: its logit divided by
+    ``reported_temperature`` (fitted on the validation part; a mean of sources is under-confident)."""
     attributes = sigmoid(attribute_logits[:, ATTRIBUTES.index("Male")])
     head = softmax(gender_logits)[:, 0]
     face = sigmoid(face_logits[:, ATTRIBUTES.index("Male")] / face_temperature)
     networks = (head + face) / 2
     probe = sigmoid(probe_logits)
+    blend = np.where(np.isfinite(probe) & (ages >= PROBE_FROM_AGE), (networks + probe) / 2, networks)
     return {
         "attribute model (Male)": attributes,
         "age model's gender head": head,
@@ -90,7 +99,7 @@ def male_probabilities(
         "descriptor probe": probe,
         "mean of the attribute model and the age model's head (shipped until 2026-12-04)": (attributes + head) / 2,
         "mean of the age model's head and the face model (shipped until 2026-12-05)": networks,
-        REPORTED_MALE: np.where(np.isfinite(probe) & (ages >= PROBE_FROM_AGE), (networks + probe) / 2, networks),
+        REPORTED_MALE: sigmoid(logit(blend) / reported_temperature),
     }
 
 
@@ -114,7 +123,9 @@ class ClassifierModels:
     model's gender head, the face model's Male and the probe on dlib's descriptor
     (:func:`male_probabilities`)."""
 
-    def __init__(self, device: str = "auto", paths: dict[str, str | Path] | None = None) -> None:
+    def __init__(self, device: str = "auto", paths: dict[str, str | Path] | None = None, gender_probe: dict | None = None) -> None:
+        """``paths``: other weights per task; ``gender_probe``: another probe record (as
+        ``data/gender_probe.json``: ``weights``, ``bias``, ``reported_temperature``)."""
         self.device = resolve_device(device)
         paths = paths or {}
         loaded = {task: load_task_model(task, paths.get(task), self.device) for task in TASKS}
@@ -123,8 +134,9 @@ class ClassifierModels:
         face_temperatures = loaded["face"][1].get("temperatures", {}).get("attributes", [1.0] * len(ATTRIBUTES))
         self.face_temperatures = np.asarray(face_temperatures, np.float32)
         self.male_temperature = float(self.face_temperatures[ATTRIBUTES.index("Male")])
-        probe = json.loads(shipped(GENDER_PROBE).read_text())
+        probe = gender_probe or json.loads(shipped(GENDER_PROBE).read_text())
         self.probe_weights, self.probe_bias = np.asarray(probe["weights"], np.float64), float(probe["bias"])
+        self.reported_temperature = float(probe["reported_temperature"])
 
     def predict(self, attribute_inputs: np.ndarray, expression_inputs: np.ndarray, descriptors: np.ndarray) -> FacePredictions:
         """``attribute_inputs`` (N, 64, 64, 3) and ``expression_inputs`` (N, 48, 48) uint8, from
@@ -137,7 +149,9 @@ class ClassifierModels:
         face = predict(self.models["face"], attribute_inputs, self.device)
         probe_logits = np.asarray(descriptors, np.float64) @ self.probe_weights + self.probe_bias
         ages, spreads = age_distribution(face["age"])
-        males = male_probabilities(attribute_logits, gender_logits, face["attributes"], self.male_temperature, probe_logits, ages)
+        males = male_probabilities(
+            attribute_logits, gender_logits, face["attributes"], self.male_temperature, probe_logits, ages, self.reported_temperature
+        )
         attributes = sigmoid(reported_attribute_logits(attribute_logits, face["attributes"], self.face_temperatures))
         return FacePredictions(attributes, expressions, ages, spreads, males[REPORTED_MALE], males)
 
