@@ -120,7 +120,10 @@ def load_face_descriptor_net(path: str | Path) -> FaceDescriptorNet:
     affine layer's as gamma then beta, the last layer's as a (256, 128) matrix; the affine layers
     are folded into the convolutions before them."""
     raw = Path(path).read_bytes()
-    net = FaceDescriptorNet()
+    with torch.device("meta"):  # no random initialisation: every value is set below
+        net = FaceDescriptorNet()
+    net = net.to_empty(device="cpu")
+    net.mean.copy_(torch.tensor(INPUT_MEAN).view(1, 3, 1, 1))
     convs = [net.stem] + [conv for block in net.blocks for conv in (block.first, block.second)]
     position = 0
     with torch.no_grad():
