@@ -334,14 +334,14 @@ def reported_gender_part(data: LabelledSet, part: str, device: torch.device, des
     the face set of the gender as ``classify`` reports it: the shipped networks and the gender
     probe on ``descriptors`` (the face set's rows, :func:`faceflex.train.face_sets.face_set_descriptors`),
     blended by :func:`faceflex.inference.classifiers.male_probabilities` (expression is not read)."""
-    from faceflex.inference.classifiers import load_classifiers
+    from faceflex.inference.classifiers import load_classifiers, logit
 
     rows = data.rows(part)
     targets = {k: v[rows] for k, v in data.targets.items()}
     male = load_classifiers(str(device)).predict(data.images[rows], np.zeros((len(rows), 48, 48), np.uint8), descriptors[rows]).male
     truth = targets["attributes"][:, ATTRIBUTES.index("Male")]
     known = np.isfinite(truth)
-    logits = np.log(np.clip(male, 1e-6, 1 - 1e-6) / np.clip(1 - male, 1e-6, 1))
+    logits = logit(male)
     return {**gender_accuracy((male > 0.5) == (truth > 0.5), targets), "ece": round(binary_ece(logits[known], truth[known]), 4)}
 
 
