@@ -146,7 +146,7 @@ def anonymize_photo(
     method: str = "generate",
     *,
     seed: int = 0,
-    normalise_shape: float = 0.5,
+    normalise_shape: float = 0.0,
     weights: str | Path | None = None,
     device: str = "auto",
     detect: DetectSettings | None = None,

@@ -77,15 +77,44 @@ def test_the_identity_prior_samples_the_training_descriptors_gaussian():
     assert np.array_equal(again.cholesky, prior.cholesky)
 
 
-def test_a_new_identity_is_drawn_far_from_the_person_and_reproducibly():
+def test_identities_are_drawn_reproducibly_per_seed_and_face():
     anonymizer = tiny_anonymizer()
-    person = np.random.default_rng(3).normal(size=128).astype(np.float32)
-    chosen = anonymizer.identity(5, 0, person)
-    assert np.array_equal(chosen, anonymizer.identity(5, 0, person))
-    own = anonymizer.prior.code(person[None])[0]
-    drawn = anonymizer.prior.sample(np.random.default_rng([5, 0]), 8)
-    assert np.linalg.norm(chosen - own) == pytest.approx(np.linalg.norm(drawn - own, axis=1).max())
-    assert np.array_equal(anonymizer.identity(5, 0), drawn[0]) and not np.array_equal(anonymizer.identity(5, 1), drawn[0])
+    drawn = anonymizer.identities(5, 0)
+    assert drawn.shape == (8, 128) and np.array_equal(drawn, anonymizer.identities(5, 0))
+    assert np.array_equal(anonymizer.identities(5, 0, 3), drawn[:3])  # the first tried do not depend on how many
+    assert not np.array_equal(anonymizer.identities(5, 1)[0], drawn[0]) and not np.array_equal(anonymizer.identities(6, 0)[0], drawn[0])
+
+
+def test_identities_are_tried_until_dlib_tells_the_painting_from_the_person(monkeypatch):
+    """Face 0's first painting is still the person (distance 0.3), its second is not (0.9); face 1 is
+    someone else at once; face 2 never gets there and keeps its farthest try; face 3 has one code.
+    The network is scripted: it writes the number of the code it painted with into the hole."""
+    import faceflex.inference.anonymizing as anonymizing
+
+    anonymizer = tiny_anonymizer()
+    faces, landmarks = np.zeros((4, 128, 128, 3), np.uint8), np.zeros((4, 68, 2))
+    candidates = [anonymizer.identities(0, key, 3) for key in range(3)] + [anonymizer.identities(0, 3, 1)]
+    number = {code.tobytes(): n for n, code in enumerate(np.concatenate(candidates), start=1)}
+    distance = {1: 0.3, 2: 0.9, 4: 0.7, 7: 0.2, 8: 0.5, 9: 0.4, 10: 0.1}
+    painted_with = []
+
+    def scripted_paint(images, marks, codes, normalise_shape=0.0):
+        painted = np.array(images)
+        painted[:, :64] = np.array([number[code.tobytes()] for code in codes], np.uint8)[:, None, None, None]
+        painted_with.append(sorted(number[code.tobytes()] for code in codes))
+        return painted, np.repeat((np.arange(128) < 64)[None, :, None], len(images), axis=0).repeat(128, axis=2).astype(np.float32)
+
+    def scripted_descriptors(images, marks):
+        assert 10 not in [int(image[0, 0, 0]) for image in images] and len(images) < 4
+        return np.stack([np.eye(128)[0] * distance.get(int(image[0, 0, 0]), 0.0) for image in images])
+
+    monkeypatch.setattr(anonymizer, "paint", scripted_paint)
+    monkeypatch.setattr(anonymizing, "face_descriptors", scripted_descriptors)
+    painted, holes, codes, distances = anonymizer.paint_new_people(faces, landmarks, candidates)
+    assert np.allclose(distances, [0.9, 0.7, 0.5, np.nan], equal_nan=True)  # a single code is not checked
+    assert [number[c.tobytes()] for c in codes] == [2, 4, 8, 10] == [int(p[0, 0, 0]) for p in painted]
+    assert painted_with == [[1, 4, 7, 10], [2, 8], [9]]  # every face once, then faces 0 and 2, then face 2 alone
+    assert np.array_equal(painted[holes == 0], faces[holes == 0]) and holes.sum() == 4 * 64 * 128
 
 
 def test_a_warm_start_from_the_unmasking_network_begins_where_it_was():

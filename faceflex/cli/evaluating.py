@@ -95,7 +95,7 @@ def evaluate_unmask(session: Session, weights, cache, limit, photos, frame, out_
 @click.option("--limit", type=click.IntRange(min=2), default=500, show_default=True, help="Use the first N held-out faces (ids 28001-).")
 @click.option("--method", "methods", type=click.Choice(ANONYMIZE_METHODS), multiple=True, help="Methods to measure (default: all three).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated identities.")
-@click.option("--normalise-shape", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, help="As anonymize's.")
+@click.option("--normalise-shape", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, help="As anonymize's.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @verbosity_options
 @click.pass_obj

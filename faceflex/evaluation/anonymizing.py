@@ -1,7 +1,7 @@
 """How well faces are anonymised: held-out CelebA-HQ faces, each method side by side.
 
 Per held-out face (ids 28001-30000, aligned 128-px crops) and method (``generate``: the
-anonymizer with the identity seeded by (seed, row), the farthest from the face of 8 drawn; ``blur`` and ``pixelate``:
+anonymizer with identities seeded by (seed, row), tried in turn as ``faceflex anonymize`` does; ``blur`` and ``pixelate``:
 :mod:`faceflex.face.obscure`):
 
 - re-identified: dlib descriptor distance between the original and the anonymised face < 0.6
@@ -40,14 +40,15 @@ def anonymized(
     anonymizer: Anonymizer | None,
     faces: np.ndarray,
     landmarks: np.ndarray,
-    codes: np.ndarray | None,
+    candidates: list[np.ndarray] | None,
     normalise_shape: float = 0.0,
 ) -> np.ndarray:
-    """Aligned faces (N, 128, 128, 3) uint8 anonymised by ``method`` (``codes``: generate's identities)."""
+    """Aligned faces (N, 128, 128, 3) uint8 anonymised by ``method`` (``candidates``: generate's
+    identity codes per face, tried in turn)."""
     if method == "generate":
-        if anonymizer is None or codes is None:
+        if anonymizer is None or candidates is None:
             raise ValueError("generate needs the anonymizer and identity codes")
-        return anonymizer.paint(faces, landmarks, codes, normalise_shape)[0]
+        return anonymizer.paint_new_people(faces, landmarks, candidates, normalise_shape)[0]
     return np.stack([paste_over(face, *obscure_patch(face, lm, method)) for face, lm in zip(faces, landmarks)])
 
 
@@ -90,9 +91,7 @@ def held_out_figures(
     faces, given = np.asarray(cache.faces[rows]), np.asarray(cache.landmarks[rows], np.float64)
     points = np.stack([_landmarks_in(face, lm) for face, lm in zip(faces, given)])
     originals = face_descriptors(list(faces), list(given))
-    codes = None
-    if anonymizer is not None:
-        codes = np.stack([anonymizer.identity(seed, int(r), original) for r, original in zip(rows, originals)])
+    candidates = None if anonymizer is None else [anonymizer.identities(seed, int(r)) for r in rows]
 
     def expression_facts(images: np.ndarray, marks: np.ndarray) -> dict[str, np.ndarray]:
         if models is None:
@@ -111,7 +110,7 @@ def held_out_figures(
     figures: dict[str, dict[str, np.ndarray]] = {}
     for method in methods:
         start = time.perf_counter()
-        out = anonymized(method, anonymizer, faces, given, codes, normalise_shape)
+        out = anonymized(method, anonymizer, faces, given, candidates, normalise_shape)
         seconds = (time.perf_counter() - start) / max(1, len(rows))
         descriptors = face_descriptors(list(out), list(given))
         distances = np.linalg.norm(descriptors - originals, axis=1)

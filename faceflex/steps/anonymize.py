@@ -2,9 +2,10 @@
 
 ``generate`` (default): the anonymizer (:mod:`faceflex.inference.anonymizing`) paints a new face
 into the aligned face's hole from its surroundings, its landmarks drawn as lines and a random
-identity; it never sees the face's own pixels. A face's identity comes from ``seed`` and the face's
-key (its place in the photo, or its track in a video), so a run is reproducible and a face keeps
-one new identity through a video. ``blur`` and ``pixelate`` obscure the face region in the photo's
+identity; it never sees the face's own pixels. A face's identities are drawn from ``seed`` and the
+face's key (its place in the photo, or its track in a video) and tried in turn until dlib no longer
+takes the painted face for the person, so a run is reproducible and a face keeps one new identity
+through a video. ``blur`` and ``pixelate`` obscure the face region in the photo's
 own pixels (:mod:`faceflex.face.obscure`). Every face's record says how far the result is from the
 person: dlib's descriptor distance between the original and the anonymised face (>= 0.6: not the
 same person by dlib's rule).
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from faceflex.choices import ANONYMIZE_METHODS
+from faceflex.face.blend import paste_back
 from faceflex.face.identity import SAME_PERSON, face_descriptors
 from faceflex.face.obscure import obscure_patch
 from faceflex.face.sketch import landmark_sketch
@@ -46,7 +48,7 @@ class AnonymizeStep:
     seed: int = 0
     save_parts: bool = False
     weights: str | None = None
-    normalise_shape: float = 0.5  # generate: how far the drawn proportions move toward the average face
+    normalise_shape: float = 0.0  # generate: how far the drawn proportions move toward the average face
     device: str = "auto"
     anonymizer: Anonymizer | None = field(default=None, repr=False)
 
@@ -69,14 +71,11 @@ class AnonymizeStep:
         """A new video begins: its tracks get new identities (kept from frame to frame)."""
         self._track_codes = {}
 
-    def _identity(self, crop: FaceCrop, descriptor: np.ndarray) -> np.ndarray:
-        """The face's identity code, far from its own descriptor; a video track keeps the one chosen
-        on its first frame."""
-        if crop.track is None:
-            return self.anonymizer.identity(self.seed, crop.key, descriptor)
-        if crop.track not in self._track_codes:
-            self._track_codes[crop.track] = self.anonymizer.identity(self.seed, crop.key, descriptor)
-        return self._track_codes[crop.track]
+    def _candidates(self, crop: FaceCrop) -> np.ndarray:
+        """The identity codes to try for a face; a video track keeps the one chosen on its first frame."""
+        if crop.track is not None and crop.track in self._track_codes:
+            return self._track_codes[crop.track][None]
+        return self.anonymizer.identities(self.seed, crop.key)
 
     def settings(self) -> dict:
         settings = {"method": self.method, "seed": self.seed, "save_parts": self.save_parts}
@@ -94,10 +93,21 @@ class AnonymizeStep:
         pictures = {}
         before = face_descriptors([rgb] * len(crops), [crop.face.landmarks for crop in crops])
         if generating:
+
+            def judge(rows: np.ndarray, new: np.ndarray, holes: np.ndarray) -> np.ndarray:
+                """Distances from the originals with each new face pasted into the photo as the output will have it."""
+                regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
+                pasted = [paste_back(rgb, face, crops[r].aligned.matrix, region) for r, face, region in zip(rows, new, regions)]
+                return np.linalg.norm(face_descriptors(pasted, [crops[r].face.landmarks for r in rows]) - before[rows], axis=1)
+
             originals = np.stack([crop.aligned.image for crop in crops])
             landmarks = np.stack([crop.aligned.landmarks for crop in crops])
-            codes = np.stack([self._identity(crop, descriptor) for crop, descriptor in zip(crops, before)])
-            painted, holes = self.anonymizer.paint(originals, landmarks, codes, self.normalise_shape)
+            painted, holes, codes, _ = self.anonymizer.paint_new_people(
+                originals, landmarks, [self._candidates(crop) for crop in crops], self.normalise_shape, judge
+            )
+            for crop, code in zip(crops, codes):
+                if crop.track is not None:
+                    self._track_codes.setdefault(crop.track, code)
             regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
             layers = [Layer(crop.index, face, region) for crop, face, region in zip(crops, painted, regions)]
             if self.save_parts:
