@@ -271,3 +271,28 @@ def test_a_video_keeps_one_new_identity_per_face(tmp_path, demo_rgb, shipped_ano
     first, last = frames[0], np.roll(frames[3], -18, axis=1)  # the same place in the face
     x0, y0, x1, y1 = (int(v) for v in lines[0]["faces"][0]["box"])
     assert np.abs(first[y0:y1, x0 + 20 : x1 - 20].astype(int) - last[y0:y1, x0 + 20 : x1 - 20].astype(int)).mean() < 12
+
+
+def test_the_evaluation_draws_the_landmarks_it_measures(demo_rgb, demo_faces, monkeypatch):
+    """The generator is drawn the points dlib finds on each held-out crop (as the command draws those
+    it finds on the photo), not the cached ones it would then be measured against; a generator that
+    gives the face back unchanged scores no landmark error and is re-identified every time."""
+    from faceflex.evaluation.anonymizing import _landmarks_in, held_out_figures, summary
+
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    cache = fake_faces(aligned.image, 10)
+    cache.landmarks[:] = aligned.landmarks + np.array([2.5, -2.0])  # cached points that are off
+    rows = cache.split("test")[:2]
+    anonymizer, drawn = tiny_anonymizer(), []
+
+    def give_back(faces, landmarks, codes, normalise_shape=0.0):
+        drawn.append(np.array(landmarks))
+        return np.array(faces), np.zeros(np.shape(faces)[:3], np.float32)
+
+    monkeypatch.setattr(anonymizer, "paint", give_back)
+    figures = held_out_figures(anonymizer, cache, rows, methods=("generate",), classifiers=False)
+    expected = np.stack([_landmarks_in(np.asarray(cache.faces[r]), cache.landmarks[r]) for r in rows])
+    assert np.allclose(drawn[0], expected) and not np.allclose(drawn[0], cache.landmarks[rows], atol=1.0)
+    report = summary(figures)["generate"]
+    assert report["landmark_error_iod"] == 0.0 and report["reidentified"] == 1.0
+    assert len(drawn) == 8  # still the person: every one of the eight codes tried
