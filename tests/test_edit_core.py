@@ -235,7 +235,6 @@ def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_
     from faceflex.evaluation.edits import evaluate_edits
     from faceflex.face.align import align_face
     from faceflex.inference.attribute_vectors import AttributeVectors
-    from faceflex.models.classifier_nets import ClassifierConfig, MiniXception
     from faceflex.models.labels import ATTRIBUTES
     from faceflex.train.cache import CachedFaces
 
@@ -250,23 +249,30 @@ def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_
         np.arange(28001, 28001 + n),
         names,
     )
-    torch.manual_seed(0)
-    model = MiniXception(ClassifierConfig(3, 64, 4, (8, 16), {"attributes": len(ATTRIBUTES)})).eval()
-    with torch.no_grad():
-        model.heads["attributes"].bias.fill_(-3.0)  # every face reads as lacking every attribute
+    read = []
+
+    class Lacking:
+        """A judge that reads every face as lacking every attribute (as classify would report it)."""
+
+        def reported_attributes(self, inputs: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
+            assert inputs.shape[1:] == (64, 64, 3) and descriptors.shape == (len(inputs), 128)
+            read.append(bool(np.isfinite(descriptors).all()))
+            return np.full((len(inputs), len(ATTRIBUTES)), 0.05)
+
     vectors = AttributeVectors(names, np.ones((2, 2, 16), np.float32), np.array([10, 10]), {})
     report = evaluate_edits(
-        small_vae, vectors, model, cache, ["smiling", "male"], strengths=(0.0, 5.0), per_side=2, modes=("residual", "replace")
+        small_vae, vectors, Lacking(), cache, ["smiling", "male"], strengths=(0.0, 5.0), per_side=2, modes=("residual", "replace")
     )
     smiling = report["attributes"]["Smiling"]
     for mode in ("residual", "replace"):
         assert smiling[mode]["faces_lacking"] == 2 and smiling[mode]["faces_having"] == 0
-        assert smiling[mode]["success"] == {"0.0": 0.0, "5.0": 0.0}  # the classifier's bias keeps every face below 0.5
+        assert smiling[mode]["success"] == {"0.0": 0.0, "5.0": 0.0}  # the judge keeps every face below 0.5
     # strength 0 is the photo itself in every mode: the person is kept; the untrained decoder's
     # face pasted over the whole face (Male's region) is nobody
     male = report["attributes"]["Male"]
     assert all(report["attributes"][a][m]["identity_kept"]["0.0"] == 1.0 for a in ("Smiling", "Male") for m in ("residual", "replace"))
     assert male["replace"]["identity_kept"]["5.0"] == 0.0
+    assert read[0] is False and all(read[1:])  # edited faces are read with their descriptors (the reported gender); Male's before too
     assert smiling["residual"]["leakage"]["Male"]["0.0"] == 0.0 and set(smiling["residual"]["leakage"]) == {
         "Male",
         "Young",

@@ -123,7 +123,7 @@ def test_edit_to_a_target_probability_reaches_it_and_never_over_edits(tmp_path, 
     assert result.exit_code == 0, result.output
     (edited,) = [o for o in json.loads((out / "edit.json").read_text())["inputs"][0]["outputs"] if "target" in o]
     assert edited["product"] == "Smiling.v21.to0.8" and edited["strengths"][0] > 0
-    assert 0.8 <= edited["probabilities"][0] < 0.85  # just past the target (measured 0.805 at strength 0.86)
+    assert 0.8 <= edited["probabilities"][0] < 0.85  # just past the target (measured 0.803 at strength 1.09)
     # she already wears glasses (p = 0.998): asked for 0.9, the photo is left as it is
     glasses = CliRunner().invoke(
         cli, ["-q", "edit", "-a", "Eyeglasses", "--to", "0.9", "--versions", "21", "-o", str(tmp_path / "g"), str(demo_path)]

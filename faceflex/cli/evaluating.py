@@ -201,12 +201,12 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
 def evaluate_edit(
     session: Session, attributes, strengths, per_side, modes, versions, weights, vectors_path, landmarks_path, painter_path, cache, out_path
 ) -> None:
-    """Edit success (classifier crosses 0.5) and identity kept (dlib descriptor < 0.6) on held-out faces."""
+    """Edit success (what classify reports crosses 0.5) and identity kept (dlib descriptor < 0.6) on held-out faces."""
     from faceflex.config import comma_list
     from faceflex.evaluation.edits import evaluate_edits
     from faceflex.inference.attribute_painting import load_attribute_painter
     from faceflex.inference.attribute_vectors import UnknownAttribute, VectorsError, load_vectors
-    from faceflex.inference.classifiers import load_task_model
+    from faceflex.inference.classifiers import load_classifiers
     from faceflex.inference.latent_landmarks import load_landmark_regressor
     from faceflex.models.weights import WeightsError
 
@@ -220,7 +220,7 @@ def evaluate_edit(
         if any(m not in EDIT_MODES for m in mode_list):
             raise ValueError(f"modes must be among {', '.join(EDIT_MODES)}, not {modes!r}")
         chosen = [int(v) for v in comma_list(versions)] if versions else None
-        classifier = load_task_model("attributes", None, vae.device)[0]
+        judge = load_classifiers(vae.device.type)  # what `classify` reports
         regressor = load_landmark_regressor(landmarks_path) if landmarks_path else None
         painter = load_attribute_painter(painter_path, vae.device.type) if painter_path else None
     except (FileNotFoundError, UnknownAttribute, ValueError, WeightsError, VectorsError) as error:
@@ -229,7 +229,7 @@ def evaluate_edit(
         report = evaluate_edits(
             vae,
             vectors,
-            classifier,
+            judge,
             faces,
             names,
             values,

@@ -181,7 +181,7 @@ def anonymize(session: Session, method, identity_seed, save_parts, weights, norm
     "--to",
     "target",
     type=float,
-    help="Instead of --range: edit each face until the classifier's probability of the attribute reaches this (e.g. 0.9).",
+    help="Instead of --range: edit each face until classify's probability of the attribute reaches this (e.g. 0.9).",
 )
 @click.option(
     "--sample-size", type=int, help="How many vector versions to render (rows), chosen with the seed; 0: their mean (the default)."

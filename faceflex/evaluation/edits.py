@@ -2,10 +2,12 @@
 
 For an attribute A, faces lacking A are edited with +strength and faces having it with -strength,
 by the same :class:`~faceflex.steps.edit.EditStep` and paste-back as ``faceflex edit`` (the aligned
-128-px face is the photo, its cached landmarks the detection). A face "lacks" A when its CelebA
-label and the shipped attribute classifier agree on it (probability below 0.5), and "has" A when
-both say so. Success: the classifier's probability crosses 0.5. Identity: dlib's face descriptor
-of the edited photo is within 0.6 of the original's.
+128-px face is the photo, its cached landmarks the detection). The judge is what ``faceflex
+classify`` reports (:meth:`~faceflex.inference.classifiers.ClassifierModels.reported_attributes`:
+the attribute and face models' blend, gender with the descriptor probe). A face "lacks" A when its
+CelebA label and the judge agree on it (probability below 0.5), and "has" A when both say so.
+Success: the judge's probability crosses 0.5. Identity: dlib's face descriptor of the edited photo
+is within 0.6 of the original's.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
 
 from faceflex.face.align import align_face
 from faceflex.face.crops import attribute_input
@@ -21,9 +22,9 @@ from faceflex.face.detect import Face
 from faceflex.face.identity import SAME_PERSON, face_descriptors
 from faceflex.inference.attribute_painting import PAINTED, AttributePainter
 from faceflex.inference.attribute_vectors import AttributeVectors
+from faceflex.inference.classifiers import ClassifierModels
 from faceflex.inference.latent_landmarks import LandmarkRegressor
 from faceflex.inference.vae_codec import VAE
-from faceflex.models.classifier_nets import ClassifierNet, predict
 from faceflex.models.labels import ATTRIBUTES
 from faceflex.pipeline.flow import FaceCrop, compose
 from faceflex.steps.edit import EditSettings, EditStep
@@ -40,9 +41,9 @@ def face_from_landmarks(landmarks: np.ndarray) -> Face:
     return Face((float(x0), float(y0), float(x1), float(y1)), 0.0, np.asarray(landmarks, dtype=np.float64))
 
 
-def _probabilities(model: ClassifierNet, images: np.ndarray, device: torch.device) -> np.ndarray:
-    """(N, len(ATTRIBUTES)) probabilities of the attribute classifier."""
-    return 1.0 / (1.0 + np.exp(-predict(model, attribute_input(images), device)["attributes"]))
+def _probabilities(judge: ClassifierModels, images: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
+    """(N, len(ATTRIBUTES)) probabilities as ``classify`` reports them (the gender reads ``descriptors``)."""
+    return judge.reported_attributes(attribute_input(images), descriptors)
 
 
 def mouth_geometry(image: np.ndarray, landmarks: np.ndarray) -> tuple[float, float]:
@@ -59,7 +60,7 @@ def mouth_geometry(image: np.ndarray, landmarks: np.ndarray) -> tuple[float, flo
 def evaluate_edits(
     vae: VAE,
     vectors: AttributeVectors,
-    attribute_model: ClassifierNet,
+    judge: ClassifierModels,
     cache: CachedFaces,
     attributes: Sequence[str] = EVALUATED,
     strengths: Sequence[float] = (1.0, 2.0, 3.0, 4.0),
@@ -79,7 +80,6 @@ def evaluate_edits(
     Mode paint is measured for the attributes and directions it can edit (glasses drawn; the painter's
     targets) and skipped for the others (listed under ``skipped``).
     """
-    device = next(attribute_model.parameters()).device
     test_rows = np.sort(cache.split("test"))
     rows_per_face = len(versions) if versions else 1
     report: dict = {
@@ -94,7 +94,12 @@ def evaluate_edits(
         column = cache.attribute_names.index(name)
         target = ATTRIBUTES.index(name)
         watched = [a for a in LEAKAGE if a != name]
-        before = _probabilities(attribute_model, np.asarray(cache.faces[test_rows]), device)[:, target]
+        test_descriptors = np.full((len(test_rows), 128), np.nan)  # the reported gender reads them
+        if name == "Male":
+            for start in range(0, len(test_rows), 64):
+                chunk = test_rows[start : start + 64]
+                test_descriptors[start : start + 64] = face_descriptors(list(cache.faces[chunk]), list(cache.landmarks[chunk]))
+        before = _probabilities(judge, np.asarray(cache.faces[test_rows]), test_descriptors)[:, target]
         labels = cache.attributes[test_rows, column]
         sides = {
             +1: test_rows[(labels < 0) & (before < 0.5)][:per_side],
@@ -128,7 +133,8 @@ def evaluate_edits(
                     output = step(photo, crops)
                     edited = np.stack([compose(photo, crops, variant.layers()) for variant in output.variants])
                     columns = np.tile(np.arange(len(strengths)), rows_per_face)
-                    probabilities = _probabilities(attribute_model, np.concatenate([photo[None], edited]), device)
+                    descriptors = face_descriptors([photo, *edited], [landmarks] * (1 + len(edited)))
+                    probabilities = _probabilities(judge, np.concatenate([photo[None], edited]), descriptors)
                     p = probabilities[1:, target]
                     hit = (p > 0.5) if sign > 0 else (p < 0.5)
                     for w, other in enumerate(watched):
@@ -140,7 +146,6 @@ def evaluate_edits(
                         for j, o in enumerate(edited):
                             width, lift = mouth_geometry(o, landmarks)
                             geometry[:, columns[j]] += np.array([width - width0, lift - lift0]) / rows_per_face
-                    descriptors = face_descriptors([photo, *edited], [landmarks] * (1 + len(edited)))
                     kept = np.linalg.norm(descriptors[1:] - descriptors[0], axis=1) < SAME_PERSON
                     success += np.bincount(columns, hit, len(strengths)) / rows_per_face
                     same += np.bincount(columns, kept, len(strengths)) / rows_per_face

@@ -142,9 +142,23 @@ class ClassifierModels:
         """``attribute_inputs`` (N, 64, 64, 3) and ``expression_inputs`` (N, 48, 48) uint8, from
         :mod:`faceflex.face.crops`; ``descriptors`` (N, 128): dlib's descriptors of the faces
         (:func:`faceflex.face.identity.face_descriptors`; NaN rows: gender from the networks alone)."""
-        attribute_logits = predict(self.models["attributes"], attribute_inputs, self.device)["attributes"]
         expression_logits = predict(self.models["expression"], expression_inputs[..., None], self.device)["expression"]
         expressions = softmax(expression_logits / self.expression_temperature)  # calibrated on FER2013's validation part
+        attributes, ages, spreads, males = self._read_faces(attribute_inputs, descriptors)
+        return FacePredictions(attributes, expressions, ages, spreads, males[REPORTED_MALE], males)
+
+    def reported_attributes(self, attribute_inputs: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
+        """(N, len(ATTRIBUTES)) probabilities as ``classify`` reports them: the blended attributes,
+        Male the reported gender (P(male), which needs ``descriptors``; NaN rows: the networks alone).
+        The judge of ``faceflex edit --to`` and ``faceflex evaluate edit``."""
+        attributes, _, _, males = self._read_faces(attribute_inputs, descriptors)
+        attributes[:, ATTRIBUTES.index("Male")] = males[REPORTED_MALE]
+        return attributes
+
+    def _read_faces(self, attribute_inputs: np.ndarray, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """(attributes (N, 10), age years (N,), age spread (N,), every gender source) from the
+        attribute, age and face networks and the probe."""
+        attribute_logits = predict(self.models["attributes"], attribute_inputs, self.device)["attributes"]
         gender_logits = predict(self.models["age"], attribute_inputs, self.device)["gender"]
         face = predict(self.models["face"], attribute_inputs, self.device)
         probe_logits = np.asarray(descriptors, np.float64) @ self.probe_weights + self.probe_bias
@@ -153,7 +167,7 @@ class ClassifierModels:
             attribute_logits, gender_logits, face["attributes"], self.male_temperature, probe_logits, ages, self.reported_temperature
         )
         attributes = sigmoid(reported_attribute_logits(attribute_logits, face["attributes"], self.face_temperatures))
-        return FacePredictions(attributes, expressions, ages, spreads, males[REPORTED_MALE], males)
+        return attributes, ages, spreads, males
 
 
 @functools.cache

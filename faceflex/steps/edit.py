@@ -178,7 +178,7 @@ class EditSettings:
     feather: float = 0.04
     plot_masks: bool = False
     identity: bool = True  # measure each output's dlib face-descriptor distance from the original, per face
-    target: float | None = None  # instead of strengths: edit each face until the attribute classifier says this probability
+    target: float | None = None  # instead of strengths: edit each face until `classify` would report this probability
     glasses: str = "rectangle"  # paint mode, Eyeglasses added: the frames drawn (faceflex.face.glasses.GLASSES_STYLES)
 
     def __post_init__(self) -> None:
@@ -261,8 +261,7 @@ class EditStep:
 
             if self.attribute not in ATTRIBUTES:
                 raise ValueError(f"--to needs an attribute the classifier reads ({', '.join(ATTRIBUTES)}), not {self.attribute}")
-            models = load_classifiers(self.vae.device.type)
-            self.classifier, self.classifier_device = models.models["attributes"], models.device
+            self.judge = load_classifiers(self.vae.device.type)  # read as `classify` reports it
             self.classifier_column = ATTRIBUTES.index(self.attribute)
 
     def settings(self) -> dict:
@@ -502,9 +501,10 @@ class EditStep:
         )
 
     def _strengths_to_target(self, latents: np.ndarray, masks, crops: list[FaceCrop], row: int) -> np.ndarray:
-        """Per face, the strength at which the shipped attribute classifier's probability of the
-        edited face reaches ``target``: at least ``target`` when it is 0.5 or more (adding the
-        attribute), at most when it is less (removing it). A face already past it keeps strength 0:
+        """Per face, the strength at which the probability ``classify`` reports for the attribute on
+        the edited face (:meth:`~faceflex.inference.classifiers.ClassifierModels.reported_attributes`)
+        reaches ``target``: at least ``target`` when it is 0.5 or more (adding the attribute), at
+        most when it is less (removing it). A face already past it keeps strength 0:
         no over-editing.
 
         The edit is rendered on the aligned face exactly as it will be pasted (same mode, mask and
@@ -546,8 +546,6 @@ class EditStep:
         """p(strengths) -> the classifier's probability of the attribute for each face, edited on its aligned crop."""
         from faceflex.face.align import AlignedFace
         from faceflex.face.crops import attribute_input
-        from faceflex.inference.classifiers import sigmoid
-        from faceflex.models.classifier_nets import predict
         from faceflex.pipeline.flow import compose
 
         identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -569,8 +567,10 @@ class EditStep:
                     for i, c in enumerate(crops)
                 ]
             )
-            logits = predict(self.classifier, attribute_input(edited), self.classifier_device)["attributes"][:, column]
-            return sigmoid(logits)
+            descriptors = np.full((len(edited), 128), np.nan)
+            if self.attribute == "Male":  # the reported gender reads dlib's descriptor too
+                descriptors = face_descriptors(list(edited), [c.aligned.landmarks for c in crops])
+            return self.judge.reported_attributes(attribute_input(edited), descriptors)[:, column]
 
         return probability
 
