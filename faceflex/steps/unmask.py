@@ -19,7 +19,7 @@ import torch
 
 from faceflex.face.align import align_face
 from faceflex.face.detect import DetectSettings, Face, predict_landmarks, upper_face_score
-from faceflex.inference.unmasking import Unmasker, load_unmasker, mask_presence, paint_region
+from faceflex.inference.unmasking import MIN_COVERAGE, Unmasker, load_unmasker, mask_presence, paint_region
 from faceflex.pipeline.flow import FaceCrop, Layer, StepOutput, Variant, compose
 
 RELIABLE_UNDER_MASK = np.r_[17:31, 36:48]  # brows 17-26, nose bridge 27-30, eyes 36-47
@@ -88,14 +88,17 @@ class UnmaskStep:
 def masked_in_another_box(
     photo: np.ndarray, crops: list[FaceCrop], probabilities: np.ndarray, mask_probabilities: Callable[[np.ndarray], np.ndarray]
 ) -> dict[int, tuple[FaceCrop, np.ndarray]]:
-    """Faces on which the network saw no mask (``probabilities`` (N, 128, 128), one per crop, as
-    :func:`~faceflex.inference.unmasking.mask_presence` reads them) but which another detector of a
-    merged strategy boxed differently (``Face.alternates``): {crop index: (the crop aligned from the
-    first such box on :data:`RELIABLE_UNDER_MASK`, its mask probabilities)} where the network, run
-    by ``mask_probabilities`` on (M, 128, 128, 3) uint8 faces, sees a mask in that frame. dlib's HOG
-    can box a masked face a fifth too large, and its aligned face is then too small for the network
-    (the demo face under an N95). Used by ``unmask`` and by ``classify``'s ``occlusion.mask``."""
-    shown = mask_presence(probabilities)[1] >= 0.5
+    """Faces on which the network saw no whole mask (``probabilities`` (N, 128, 128), one per crop, as
+    :func:`~faceflex.inference.unmasking.mask_presence` reads them: no mask, or one covering less
+    than ``MIN_COVERAGE`` of the face) but which another detector of a merged strategy boxed
+    differently (``Face.alternates``): {crop index: (the crop aligned from the first such box on
+    :data:`RELIABLE_UNDER_MASK`, its mask probabilities)} where the network, run by
+    ``mask_probabilities`` on (M, 128, 128, 3) uint8 faces, sees a mask in that frame covering more
+    of the face than in the first. dlib's HOG can box a masked face a fifth too large, and its
+    aligned face is then too small for the network, which then sees none or part of the mask (the
+    demo face under an N95). Used by ``unmask`` and by ``classify``'s ``occlusion.mask``."""
+    coverages, presences = mask_presence(probabilities)
+    shown = (presences >= 0.5) & (coverages >= MIN_COVERAGE)
     retry = [(k, box, score) for k, crop in enumerate(crops) if not shown[k] for box, score in crop.face.alternates]
     if not retry:
         return {}
@@ -104,8 +107,8 @@ def masked_in_another_box(
     aligned = [align_face(rgb, face.landmarks, UnmaskStep.aligned_size, RELIABLE_UNDER_MASK) for face in faces]
     chances = mask_probabilities(np.stack([a.image for a in aligned]))
     found: dict[int, tuple[FaceCrop, np.ndarray]] = {}
-    for (k, _, _), face, frame, chance, seen in zip(retry, faces, aligned, chances, mask_presence(chances)[1] >= 0.5):
-        if seen and k not in found:  # the first box that shows the mask
+    for (k, _, _), face, frame, chance, coverage, presence in zip(retry, faces, aligned, chances, *mask_presence(chances)):
+        if presence >= 0.5 and coverage > coverages[k] and k not in found:  # the first box that shows more of the mask
             face = dataclasses.replace(face, alternates=crops[k].face.alternates)
             found[k] = (dataclasses.replace(crops[k], face=face, aligned=frame), chance)
     return found
