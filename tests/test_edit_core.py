@@ -81,7 +81,7 @@ def edited(photo, faces_setting, vae, strengths, mode="residual", versions=None)
     return result, [image for _, image in result.images()]
 
 
-def test_residual_strength_zero_returns_the_photo_exactly(demo_rgb, demo_faces, small_vae):
+def test_residual_strength_zero_returns_the_photo_exactly_and_a_face_wide_change_leaves_the_eyes(demo_rgb, demo_faces, small_vae):
     result, images = edited(demo_rgb, "all", small_vae, [0.0, 2.0])
     assert np.array_equal(images[0], demo_rgb)
     assert not np.array_equal(images[1], demo_rgb)
@@ -89,6 +89,9 @@ def test_residual_strength_zero_returns_the_photo_exactly(demo_rgb, demo_faces, 
     left, top, right, bottom = demo_faces[0].box
     assert changed[:, 1].min() > left - 0.5 * (right - left) and changed[:, 1].max() < right + 0.5 * (right - left)
     assert [v.info["strength"] for v in result.output.variants] == []  # the variants are consumed once, lazily
+    for eye in (demo_faces[0].landmarks[36:42], demo_faces[0].landmarks[42:48]):  # a face-wide change leaves the eyes' colour
+        x, y = np.round(eye.mean(axis=0)).astype(int)
+        assert np.array_equal(images[1][y - 2 : y + 3, x - 2 : x + 3], demo_rgb[y - 2 : y + 3, x - 2 : x + 3])
 
 
 def test_each_face_is_encoded_once_for_all_versions_and_strengths(demo_rgb, small_vae, monkeypatch):

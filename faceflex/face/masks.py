@@ -75,6 +75,14 @@ def region_polygons(landmarks: np.ndarray, region: str) -> list[np.ndarray]:
     raise ValueError(f"unknown region {region!r}; choose one of {', '.join(REGIONS)}")
 
 
+def eyes_mask(landmarks: np.ndarray, size: tuple[int, int] = (128, 128), grow: float = 1.0, feather: float = 0.015) -> np.ndarray:
+    """Soft (H, W) float32 mask in [0, 1] of the two eyes' openings (landmarks 36-41, 42-47, each
+    polygon grown ``grow`` times about its centre), blurred by ``feather`` x face width."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    hard = polygon_mask([_scaled(lm[LEFT_EYE], grow), _scaled(lm[RIGHT_EYE], grow)], size)
+    return np.clip(gaussian_blur(hard, feather * face_scale(lm)), 0.0, 1.0)
+
+
 def gaussian_blur(mask: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian blur truncated at 3 sigma (exactly zero beyond), zero padding."""
     if sigma <= 0:

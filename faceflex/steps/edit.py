@@ -37,7 +37,7 @@ from faceflex.face.align import transform_scale
 from faceflex.face.blend import seamless_change
 from faceflex.face.glasses import GLASSES_STYLES, render_glasses
 from faceflex.face.identity import SAME_PERSON, face_descriptors
-from faceflex.face.masks import polygon_mask, region_mask
+from faceflex.face.masks import eyes_mask, polygon_mask, region_mask
 from faceflex.face.moustache import hair_color, render_moustache
 from faceflex.face.warp import anchor_ring, warp_points
 from faceflex.inference.attribute_painting import PAINTED, AttributePainter, changed_weight, load_attribute_painter
@@ -353,7 +353,7 @@ class EditStep:
                     self._residual(i, decoded[i], masks[i], base, self.region, crops[i], move),
                 ]
             elif mode == "residual":
-                layers.append(self._residual(i, decoded[i], masks[i], base, self.region))
+                layers.append(self._residual(i, decoded[i], masks[i], base, self.region, crops[i]))
             else:
                 layers.append(Layer(i, decoded[i], masks[i], "replace"))
         return layers
@@ -587,13 +587,17 @@ class EditStep:
     ) -> Layer:
         """decode(z + a v) - decode(z) as a change; with ``move`` (hybrid), decode(z) warped the same way first.
 
-        Over the whole face the change is made seamless (no tone step where the mask ends); in the
-        small regions (mouth, eyes, upper lip) the change *is* a local tone (lipstick, a moustache,
-        frames) and is kept whole.
+        Over the whole face the change is made seamless (no tone step where the mask ends) and left
+        out of the eyes' openings (with ``crop``); in the small regions (mouth, eyes, upper lip) the
+        change *is* a local tone (lipstick, a moustache, frames) and is kept whole.
         """
         reference = base[face]
         if move is not None:
             sources = crop.aligned.landmarks
             reference = warp_points(reference, sources, sources + move, anchor_ring(sources, scale=1.35), (0, 0, 128, 128))
         change = decoded.astype(np.float32) - reference
-        return Layer(face, seamless_change(change, mask) if region == "face" else change, mask, "add")
+        if region != "face":
+            return Layer(face, change, mask, "add")
+        # gender and age do not change the eyes' colour: the two decodes' difference there is a glow
+        eyes = 0.0 if crop is None else eyes_mask(crop.aligned.landmarks + (0.0 if move is None else move))[..., None]
+        return Layer(face, seamless_change(change, mask) * (1.0 - eyes), mask, "add")
