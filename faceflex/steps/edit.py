@@ -582,13 +582,11 @@ class EditStep:
         return Layer(face, np.stack([sources, sources + (lips_kept(move) if keep_lips else move)]), None, "warp")
 
     @staticmethod
-    def _residual(
-        face: int, decoded: np.ndarray, mask: np.ndarray, base: np.ndarray, region: str, crop: FaceCrop | None = None, move=None
-    ) -> Layer:
+    def _residual(face: int, decoded: np.ndarray, mask: np.ndarray, base: np.ndarray, region: str, crop: FaceCrop, move=None) -> Layer:
         """decode(z + a v) - decode(z) as a change; with ``move`` (hybrid), decode(z) warped the same way first.
 
         Over the whole face the change is made seamless (no tone step where the mask ends) and left
-        out of the eyes' openings (with ``crop``); in the small regions (mouth, eyes, upper lip) the
+        out of the eyes' openings; in the small regions (mouth, eyes, upper lip) the
         change *is* a local tone (lipstick, a moustache, frames) and is kept whole.
         """
         reference = base[face]
@@ -599,5 +597,5 @@ class EditStep:
         if region != "face":
             return Layer(face, change, mask, "add")
         # gender and age do not change the eyes' colour: the two decodes' difference there is a glow
-        eyes = 0.0 if crop is None else eyes_mask(crop.aligned.landmarks + (0.0 if move is None else move))[..., None]
+        eyes = eyes_mask(crop.aligned.landmarks + (0.0 if move is None else move))[..., None]
         return Layer(face, seamless_change(change, mask) * (1.0 - eyes), mask, "add")
