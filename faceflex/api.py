@@ -60,6 +60,7 @@ def edit_photo(
     vectors: str | Path | None = None,
     landmarks: str | Path | None = None,
     painter: str | Path | None = None,
+    prototypes: str | Path | None = None,
     device: str = "auto",
     detect: DetectSettings | None = None,
     faces: str = "all",
@@ -67,12 +68,14 @@ def edit_photo(
     """The photo with every face's ``attribute`` moved by each strength (as ``faceflex edit``).
 
     ``versions`` None uses the mean of all vector versions; strength 0 returns the photo unchanged
-    in every mode. ``mode``: residual, replace, warp, hybrid or paint (see ``faceflex.steps.edit``).
+    in every mode. ``mode``: residual, replace, warp, hybrid, paint or prototype (see ``faceflex.steps.edit``).
     ``identity`` also measures each face's dlib descriptor distance from the original.
-    ``weights``, ``vectors``, ``landmarks``, ``painter``: a VAE, its attribute vectors, its
-    latent-landmark regressor and the attribute painter (None: the shipped ones).
+    ``weights``, ``vectors``, ``landmarks``, ``painter``, ``prototypes``: a VAE, its attribute
+    vectors, its latent-landmark regressor, the attribute painter and the attribute prototypes
+    (None: the shipped ones).
     """
     from faceflex.inference.attribute_painting import load_attribute_painter
+    from faceflex.inference.attribute_prototypes import load_prototypes
     from faceflex.inference.attribute_vectors import load_vectors
     from faceflex.inference.latent_landmarks import load_landmark_regressor
     from faceflex.inference.vae_codec import load_vae
@@ -90,7 +93,8 @@ def edit_photo(
     )
     regressor = load_landmark_regressor(landmarks) if landmarks is not None else None
     painting = load_attribute_painter(painter, device) if painter is not None else None
-    step = EditStep(options, load_vae(weights, device), load_vectors(vectors), regressor, painting)
+    prototyped = load_prototypes(prototypes) if prototypes is not None else None
+    step = EditStep(options, load_vae(weights, device), load_vectors(vectors), regressor, painting, prototyped)
     result = run_step(_rgb(photo), step, detect, faces)
     edited = []
     for variant, image in result.images():

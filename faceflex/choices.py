@@ -21,7 +21,7 @@ REGIONS = ("face", "mouth", "eyes", "upper-lip", "lower-face")  # soft landmark 
 # pixels moved as the latent moves the landmarks; hybrid: warp, then the appearance change a warp cannot make;
 # paint: glasses drawn from the landmarks, or the attribute painter repaints the attribute's region (eyes, mouth, upper lip);
 # auto: the mode measured best for the attribute (faceflex.steps.edit.AUTO_MODES)
-EDIT_MODES = ("auto", "residual", "replace", "warp", "hybrid", "paint")
+EDIT_MODES = ("auto", "residual", "replace", "warp", "hybrid", "paint", "prototype")
 GLASSES_KINDS = ("rectangle", "round", "wayfarer", "metal", "sunglasses")  # frames drawn by paint mode (faceflex.face.glasses)
 # what paint mode edits (faceflex.inference.attribute_painting.PAINTED)
 PAINTED_ATTRIBUTES = ("Eyeglasses", "Mustache", "Smiling", "Wearing_Lipstick", "Male", "Young")

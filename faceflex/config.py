@@ -191,6 +191,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "edit.vectors": _path,
     "edit.landmarks": _path,
     "edit.painter": _path,
+    "edit.prototypes": _path,
     "edit.glasses": _choice(*GLASSES_KINDS),
     "edit.weights": _path,
     "edit.plot": _boolean,

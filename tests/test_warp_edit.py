@@ -80,7 +80,7 @@ def test_the_regressor_reads_landmarks_from_latents_as_dlib_sees_them_on_the_dec
 
 
 @needs_models
-@pytest.mark.parametrize("mode", ["residual", "replace", "warp", "hybrid"])
+@pytest.mark.parametrize("mode", ["residual", "replace", "warp", "hybrid", "prototype"])
 def test_strength_zero_is_the_photo_in_every_mode(tmp_path, demo_rgb, mode):
     photo = tmp_path / "hopper.png"
     Image.fromarray(demo_rgb).save(photo)

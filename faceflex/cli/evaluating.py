@@ -195,16 +195,35 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
     type=click.Path(dir_okay=False, exists=True),
     help="Attribute painter weights for mode paint (default: shipped).",
 )
+@click.option(
+    "--prototypes",
+    "prototypes_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Attribute prototypes for mode prototype (default: shipped).",
+)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @verbosity_options
 @click.pass_obj
 def evaluate_edit(
-    session: Session, attributes, strengths, per_side, modes, versions, weights, vectors_path, landmarks_path, painter_path, cache, out_path
+    session: Session,
+    attributes,
+    strengths,
+    per_side,
+    modes,
+    versions,
+    weights,
+    vectors_path,
+    landmarks_path,
+    painter_path,
+    prototypes_path,
+    cache,
+    out_path,
 ) -> None:
     """Edit success (what classify reports crosses 0.5) and identity kept (dlib descriptor < 0.6) on held-out faces."""
     from faceflex.config import comma_list
     from faceflex.evaluation.edits import evaluate_edits
     from faceflex.inference.attribute_painting import load_attribute_painter
+    from faceflex.inference.attribute_prototypes import PrototypesError, load_prototypes
     from faceflex.inference.attribute_vectors import UnknownAttribute, VectorsError, load_vectors
     from faceflex.inference.classifiers import load_classifiers
     from faceflex.inference.latent_landmarks import load_landmark_regressor
@@ -223,7 +242,8 @@ def evaluate_edit(
         judge = load_classifiers(vae.device.type)  # what `classify` reports
         regressor = load_landmark_regressor(landmarks_path) if landmarks_path else None
         painter = load_attribute_painter(painter_path, vae.device.type) if painter_path else None
-    except (FileNotFoundError, UnknownAttribute, ValueError, WeightsError, VectorsError) as error:
+        prototypes = load_prototypes(prototypes_path) if prototypes_path else None
+    except (FileNotFoundError, UnknownAttribute, ValueError, WeightsError, VectorsError, PrototypesError) as error:
         raise UsageProblem(str(error)) from None
     with session.progress(len(names) * len(mode_list) * 2 * per_side, "editing held-out faces") as bar:
         report = evaluate_edits(
@@ -239,5 +259,6 @@ def evaluate_edit(
             progress=bar.update,
             regressor=regressor,
             painter=painter,
+            prototypes=prototypes,
         )
     _report(report, out_path)

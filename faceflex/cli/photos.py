@@ -192,7 +192,8 @@ def anonymize(session: Session, method, identity_seed, save_parts, weights, norm
     type=click.Choice(EDIT_MODES),
     help="auto: the best measured per attribute; residual: the decoded change added; replace: the decoded face; "
     "warp: the photo's own pixels moved like the landmarks; hybrid: warp + the change a warp cannot make; "
-    "paint: glasses are drawn from the landmarks, other attributes repainted in their region by the attribute painter.",
+    "paint: glasses are drawn from the landmarks, other attributes repainted in their region by the attribute painter; "
+    "prototype: the difference between the average faces with and without the attribute (shape, colour, texture).",
 )
 @click.option(
     "--glasses",
@@ -221,6 +222,12 @@ def anonymize(session: Session, method, identity_seed, save_parts, weights, norm
     help="Attribute painter weights (paint mode; default: the shipped data/attribute_painter.pt).",
 )
 @click.option(
+    "--prototypes",
+    "prototypes_path",
+    type=click.Path(dir_okay=False),
+    help="Attribute prototypes (prototype mode; default: the shipped data/attribute_prototypes.npz).",
+)
+@click.option(
     "--plot-masks", is_flag=True, default=None, help="Also save each aligned face with its landmarks, its mask and the masked face."
 )
 @click.option("--plot/--no-plot", default=None, help="Show the contact sheets on screen (only with a display).")
@@ -241,6 +248,7 @@ def edit(
     vectors_path,
     landmarks_path,
     painter_path,
+    prototypes_path,
     glasses,
     plot_masks,
     plot,
@@ -255,6 +263,7 @@ def edit(
     import numpy as np
 
     from faceflex.inference.attribute_painting import load_attribute_painter
+    from faceflex.inference.attribute_prototypes import PrototypesError, load_prototypes
     from faceflex.inference.attribute_vectors import UnknownAttribute, VectorsError, load_vectors
     from faceflex.inference.latent_landmarks import load_landmark_regressor
     from faceflex.inference.vae_codec import load_vae
@@ -276,6 +285,7 @@ def edit(
             "edit.vectors": vectors_path,
             "edit.landmarks": landmarks_path,
             "edit.painter": painter_path,
+            "edit.prototypes": prototypes_path,
             "edit.glasses": glasses,
             "edit.weights": weights,
             "edit.plot": plot,
@@ -311,8 +321,9 @@ def edit(
         )
         regressor = load_landmark_regressor(section["landmarks"]) if section["landmarks"] else None
         painter = load_attribute_painter(section["painter"], device.type) if section["painter"] else None
-        step = EditStep(options, vae, vectors, regressor, painter)
-    except (FileNotFoundError, WeightsError, VectorsError, UnknownAttribute, ValueError) as error:
+        prototypes = load_prototypes(section["prototypes"]) if section["prototypes"] else None
+        step = EditStep(options, vae, vectors, regressor, painter, prototypes)
+    except (FileNotFoundError, WeightsError, VectorsError, PrototypesError, UnknownAttribute, ValueError) as error:
         raise UsageProblem(str(error)) from None
     if section["vectors"] is None and section["weights"] is not None and vectors.vae_fingerprint is None:
         session.say("note: the shipped vectors were made for the shipped VAE; pass --vectors made for these weights")

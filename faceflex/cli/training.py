@@ -400,6 +400,39 @@ def train_landmarks(session: Session, weights, cache, out) -> None:
     session.say(f"wrote {out}: held-out error {regressor.meta['held_out_error']} (mean shape: {regressor.meta['mean_shape_error']})")
 
 
+@train.command("prototypes")
+@click.option("--attributes", default="all", show_default=True, help="'all' or comma-separated CelebA attribute names.")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (default from configs/train_vae.yaml).")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default="data/attribute_prototypes.npz", show_default=True, help="Where to write them."
+)
+@verbosity_options
+@click.pass_obj
+def train_prototypes(session: Session, attributes, cache, out) -> None:
+    """Attribute prototypes (shape, colour, texture of the average faces with and without each attribute)
+    from the CelebA-HQ training split (held-out ids never used): what `faceflex edit --mode prototype` applies."""
+    from faceflex.config import comma_list
+    from faceflex.inference.attribute_vectors import UnknownAttribute, resolve_attribute
+    from faceflex.train.attribute_prototypes import build_prototypes
+    from faceflex.train.cache import open_cache
+
+    config = session.config({"train_vae.cache": cache})
+    try:
+        faces = open_cache(config["train_vae"]["cache"])
+    except FileNotFoundError as error:
+        raise UsageProblem(str(error)) from None
+    known = faces.attribute_names
+    try:
+        names = known if attributes.strip().lower() == "all" else [resolve_attribute(n, known) for n in comma_list(attributes)]
+    except UnknownAttribute as error:
+        raise UsageProblem(str(error)) from None
+    rows = faces.split("train")
+    with session.progress(len(rows), "averaging") as bar:
+        prototypes = build_prototypes(faces, rows, names, {"command": "faceflex " + " ".join(sys.argv[1:])}, progress=bar.update)
+    prototypes.save(out)
+    session.say(f"wrote the prototypes of {len(names)} attributes from {len(rows)} training faces to {out}")
+
+
 @train.command("gender-probe")
 @click.option("--data", type=click.Path(file_okay=False), help="Folder with celeba_hq/ and utkface/ (default from the config).")
 @click.option(

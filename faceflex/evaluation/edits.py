@@ -21,6 +21,7 @@ from faceflex.face.crops import attribute_input
 from faceflex.face.detect import Face
 from faceflex.face.identity import SAME_PERSON, face_descriptors
 from faceflex.inference.attribute_painting import PAINTED, AttributePainter
+from faceflex.inference.attribute_prototypes import AttributePrototypes
 from faceflex.inference.attribute_vectors import AttributeVectors
 from faceflex.inference.classifiers import ClassifierModels
 from faceflex.inference.latent_landmarks import LandmarkRegressor
@@ -70,6 +71,7 @@ def evaluate_edits(
     progress: Callable[[int], None] | None = None,
     regressor: LandmarkRegressor | None = None,
     painter: AttributePainter | None = None,
+    prototypes: AttributePrototypes | None = None,
 ) -> dict:
     """Per attribute, mode and strength on the held-out split: success, identity kept, leakage
     (how often each other attribute of :data:`LEAKAGE` flips) and, for Smiling, the change of mouth
@@ -121,7 +123,7 @@ def evaluate_edits(
                     name, tuple(sign * s for s in strengths), tuple(versions) if versions else None, mode, "auto", identity=False
                 )  # the same auto region (and auto mode) the command picks
                 try:
-                    step = EditStep(options, vae, vectors, regressor, painter)
+                    step = EditStep(options, vae, vectors, regressor, painter, prototypes)
                 except (ValueError, FileNotFoundError) as error:  # paint mode: no target for this direction (or no painter)
                     if mode != "paint":
                         raise

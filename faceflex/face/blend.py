@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 
 from faceflex.face.align import compose_affine, invert_affine, transform_points, transform_scale, warp_image
+from faceflex.face.texture import luminance, rescaled_detail
 
 
 def paste_region(matrix: np.ndarray, mask: np.ndarray, photo_size: tuple[int, int]) -> tuple[int, int, int, int] | None:
@@ -124,6 +125,28 @@ def paste_delta(photo: np.ndarray, delta: np.ndarray, matrix: np.ndarray, mask: 
     change = np.dstack([warp_image(np.ascontiguousarray(weighted[..., c]), to_roi, size) for c in range(3)])
     roi = result[y0:y1, x0:x1].astype(np.float32) + change
     result[y0:y1, x0:x1] = np.clip(np.rint(roi), 0, 255).astype(np.uint8)
+    return result
+
+
+def paste_detail(photo: np.ndarray, log_gains: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A copy of ``photo`` whose own fine detail is scaled band by band: ``log_gains`` (B, S, S) in
+    the aligned frame give, per detail band of :data:`faceflex.face.texture.BAND_SIGMAS` (aligned
+    pixels; in the photo that many times its pixels per aligned pixel), the log of the factor its
+    luminance detail is multiplied by, faded by ``mask`` (S, S). The change is added to all three
+    channels (detail without colour). Where the mask is 0 the photo is unchanged, bit for bit.
+    """
+    result = photo.copy()
+    region = paste_region(matrix, mask, (photo.shape[1], photo.shape[0]))
+    if region is None or not np.any(log_gains):
+        return result
+    x0, y0, x1, y1 = region
+    to_roi = compose_affine(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]), invert_affine(matrix))
+    size = (x1 - x0, y1 - y0)
+    weighted = np.asarray(log_gains, dtype=np.float32) * np.asarray(mask, dtype=np.float32)[None]
+    gains = np.stack([warp_image(np.ascontiguousarray(g), to_roi, size) for g in weighted])
+    roi = result[y0:y1, x0:x1].astype(np.float32)
+    change = rescaled_detail(luminance(roi), gains, scale=1.0 / transform_scale(matrix))
+    result[y0:y1, x0:x1] = np.clip(np.rint(roi + change[..., None]), 0, 255).astype(np.uint8)
     return result
 
 

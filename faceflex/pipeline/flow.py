@@ -20,12 +20,12 @@ from typing import Protocol
 import numpy as np
 
 from faceflex.face.align import AlignedFace, align_face, invert_affine, transform_points
-from faceflex.face.blend import paste_back, paste_back_with_grain, paste_delta, paste_over, paste_warp
+from faceflex.face.blend import paste_back, paste_back_with_grain, paste_delta, paste_detail, paste_over, paste_warp
 from faceflex.face.detect import DetectSettings, Face, detect_faces
 from faceflex.face.tracking import FaceTracker
 
 FACES_CHOICES = ("all", "largest")
-LAYER_MODES = ("replace", "add", "warp", "over")
+LAYER_MODES = ("replace", "add", "warp", "over", "detail")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,9 @@ class Layer:
     in the aligned frame, [sources, targets]: the photo's own pixels move so that the sources land
     on the targets (:func:`faceflex.face.blend.paste_warp`; ``mask`` unused); ``"over"``: ``pixels``
     (h, w, 4) uint8 RGBA in *photo* pixels, composited with their alpha at ``origin`` (x0, y0), the
-    patch's top-left pixel, the part outside the photo dropped (``mask`` unused; the face needs no aligned crop).
+    patch's top-left pixel, the part outside the photo dropped (``mask`` unused; the face needs no aligned crop);
+    ``"detail"``: ``pixels`` (B, S, S) float32 are log gains of the photo's own detail bands, applied at
+    the photo's resolution through ``mask`` (:func:`faceflex.face.blend.paste_detail`).
     """
 
     face: int
@@ -171,6 +173,8 @@ def compose(photo: np.ndarray, crops: Sequence[FaceCrop], layers: Iterable[Layer
             result = paste_warp(result, transform_points(layer.pixels[0], to_photo), transform_points(layer.pixels[1], to_photo))
         elif layer.mode == "add":
             result = paste_delta(result, layer.pixels, aligned.matrix, layer.mask)
+        elif layer.mode == "detail":
+            result = paste_detail(result, layer.pixels, aligned.matrix, layer.mask)
         elif layer.mode == "replace" and layer.grain:
             result = paste_back_with_grain(result, layer.pixels, aligned.matrix, layer.mask)
         elif layer.mode == "replace":

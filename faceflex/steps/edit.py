@@ -41,6 +41,7 @@ from faceflex.face.masks import eyes_mask, polygon_mask, region_mask
 from faceflex.face.moustache import hair_color, render_moustache
 from faceflex.face.warp import anchor_ring, warp_points
 from faceflex.inference.attribute_painting import PAINTED, AttributePainter, changed_weight, load_attribute_painter
+from faceflex.inference.attribute_prototypes import AttributePrototypes, load_prototypes
 from faceflex.inference.attribute_vectors import AttributeVectors, VectorsError, load_vectors
 from faceflex.inference.latent_landmarks import LandmarkRegressor, load_landmark_regressor
 from faceflex.inference.vae_codec import VAE, load_vae
@@ -50,6 +51,7 @@ from faceflex.viz import mask_panels
 MAX_STRENGTH = 20.0  # |strength| above this only paints noise (latent norms of real faces are ~18-32)
 MAX_TARGET_STRENGTH = 6.0  # --to searches strengths up to this
 TARGET_BISECTIONS = 5  # refinement steps of the --to search (the bracket shrinks 32-fold)
+NO_DECODE = ("warp", "paint", "prototype")  # modes that need no latent and decode nothing
 MAX_OUTPUTS = 1000  # versions x strengths per photo
 DECODE_BLOCK = 64  # images decoded per call
 # region "auto": where each attribute lives; every attribute not listed edits the whole face.
@@ -210,6 +212,7 @@ class EditStep:
     vectors: AttributeVectors = field(default=None, repr=False)  # type: ignore[assignment]
     landmarks: LandmarkRegressor | None = field(default=None, repr=False)  # warp and hybrid modes
     painter: AttributePainter | None = field(default=None, repr=False)  # paint mode
+    prototypes: AttributePrototypes | None = field(default=None, repr=False)  # prototype mode
 
     command = "edit"
     aligned_size = 128
@@ -245,6 +248,9 @@ class EditStep:
                 if not self.painter.paints(self.attribute, direction):
                     has = ", ".join(self.painter.targets)
                     raise ValueError(f"the attribute painter cannot {direction} {self.attribute} (it has {has})")
+        if self.mode == "prototype":
+            self.prototypes = self.prototypes if self.prototypes is not None else load_prototypes()
+            self.prototypes.resolve(self.attribute)  # an attribute without prototypes is a usage error
         if self.mode in ("warp", "hybrid") or (self.mode == "paint" and self.attribute == "Smiling"):
             self.landmarks = self.landmarks if self.landmarks is not None else load_landmark_regressor()
             made_for = self.landmarks.meta.get("vae_fingerprint")
@@ -292,10 +298,8 @@ class EditStep:
         self._paintings: dict = {}  # paint mode, this photo: what every strength shares (a drawn patch, a repainted region)
         self._smiles = {}
         self._enlarged = np.array([1.0 / transform_scale(c.aligned.matrix) > MAX_PAINT_ENLARGEMENT for c in crops])  # --to keeps it
-        # the warp and the painter need no latent: the regressor is linear, so a x (v @ W) moves every face alike
-        latents = (
-            self.vae.encode(np.stack([c.aligned.image for c in crops])) if self.mode not in ("warp", "paint") else np.zeros((len(crops), 0))
-        )
+        # the warp, the painter and the prototypes need no latent: the regressor is linear, so a x (v @ W) moves every face alike
+        latents = self.vae.encode(np.stack([c.aligned.image for c in crops])) if self.mode not in NO_DECODE else np.zeros((len(crops), 0))
         masks = [region_mask(c.aligned.landmarks, self.region, feather=s.feather) for c in crops]
         pictures = {}
         if s.plot_masks:
@@ -354,6 +358,8 @@ class EditStep:
                 ]
             elif mode == "residual":
                 layers.append(self._residual(i, decoded[i], masks[i], base, self.region, crops[i]))
+            elif mode == "prototype":
+                layers += self._prototype(i, crops[i], masks[i], float(strength))
             else:
                 layers.append(Layer(i, decoded[i], masks[i], "replace"))
         return layers
@@ -469,7 +475,7 @@ class EditStep:
                 small = ~self._enlarged
                 keys = [(row, i, float(a)) for row, _, strengths in chunk for i, a in enumerate(strengths) if a and small[i]]
                 self._paint_smiles(crops, keys)
-            if mode not in ("warp", "paint"):
+            if mode not in NO_DECODE:
                 batch = np.concatenate([latents + a[:, None] * self.directions[row][None] for row, _, a in chunk])
                 first = mode in ("residual", "hybrid") and base is None
                 images = self.vae.decode(np.concatenate([latents, batch]) if first else batch)
@@ -559,7 +565,7 @@ class EditStep:
         column = self.classifier_column
 
         def probability(strengths: np.ndarray) -> np.ndarray:
-            decoded = self._decode(latents, row, strengths) if self.mode not in ("warp", "paint") else [None] * len(crops)
+            decoded = self._decode(latents, row, strengths) if self.mode not in NO_DECODE else [None] * len(crops)
             layers = self._layers(own, masks, base, decoded, row, strengths)
             edited = np.stack(
                 [
@@ -580,6 +586,18 @@ class EditStep:
         (with ``keep_lips``, the lips keep their opening: :func:`lips_kept`)."""
         sources = crop.aligned.landmarks
         return Layer(face, np.stack([sources, sources + (lips_kept(move) if keep_lips else move)]), None, "warp")
+
+    def _prototype(self, face: int, crop: FaceCrop, mask: np.ndarray, strength: float) -> list[Layer]:
+        """The prototype transform (:mod:`faceflex.inference.attribute_prototypes`): the photo's own
+        pixels warped by the shape difference (lips keep their opening), the colour difference added
+        (over the whole face made seamless, as in residual mode) and the photo's own detail scaled
+        band by band; the eyes' openings keep their colour and detail."""
+        change = self.prototypes.change(self.attribute, crop.aligned.landmarks, strength)
+        colour = change.colour
+        if self.region == "face":
+            colour = seamless_change(colour, mask) * (1.0 - eyes_mask(crop.aligned.landmarks + change.move))[..., None]
+        kept = mask * (1.0 - eyes_mask(crop.aligned.landmarks + change.move)) if self.region == "face" else mask
+        return [self._warp(face, crop, change.move), Layer(face, colour, mask, "add"), Layer(face, change.log_gains, kept, "detail")]
 
     @staticmethod
     def _residual(face: int, decoded: np.ndarray, mask: np.ndarray, base: np.ndarray, region: str, crop: FaceCrop, move=None) -> Layer:

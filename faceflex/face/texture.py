@@ -1,0 +1,66 @@
+"""A face's fine detail split into frequency bands, and scaled band by band (skin texture, wrinkles, stubble).
+
+Conventions: images are (H, W) float32 luminance or (H, W, 3) RGB in 0-255 units; band ``k`` is the
+difference of Gaussian blurs of widths ``sigmas[k - 1]`` and ``sigmas[k]`` (``sigmas[-1]`` = 0: the
+image itself), so the bands, finest first, sum to the image minus its blur at ``sigmas[-1]``.
+Widths are in pixels of the frame they are used in; at ``scale`` photo pixels per aligned pixel the
+aligned frame's widths are multiplied by ``scale``. Blurs are normalised at the border (each output
+is a weighted mean of the pixels inside the frame), so a band shows no edge at the frame's border.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+BAND_SIGMAS = (0.7, 1.4, 2.8, 5.6)  # aligned 128-px pixels: pores and fine lines ... wrinkles and folds
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) float32 luminance of an (H, W, 3) RGB image."""
+    return np.asarray(rgb, dtype=np.float32) @ LUMA
+
+
+def smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of (H, W) ``values`` whose weights are renormalised at the border (float32).
+
+    Blurs of 6 px and wider are computed on a grid ``sigma // 3`` times coarser (block means) and
+    interpolated back bilinearly: at that width the result is smooth on the coarse grid's scale.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    if sigma <= 0:
+        return values
+    height, width = values.shape
+    factor = max(1, int(sigma // 3))
+    both = torch.stack([torch.from_numpy(values), torch.ones(values.shape)])[:, None]  # the values, and the weight inside the frame
+    if factor > 1:  # zeros padded into both: the weight stays right
+        both = F.avg_pool2d(F.pad(both, (0, -width % factor, 0, -height % factor)), factor)
+    width_here = sigma / factor
+    radius = int(np.ceil(3.0 * width_here))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (offsets / width_here) ** 2)
+    kernel /= kernel.sum()
+    both = F.conv2d(both, kernel.view(1, 1, 1, -1), padding=(0, radius))
+    both = F.conv2d(both, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+    if factor > 1:
+        both = F.interpolate(both, scale_factor=factor, mode="bilinear", align_corners=False)[..., :height, :width]
+    return (both[0, 0] / both[1, 0].clamp_min(1e-6)).numpy()
+
+
+def detail_bands(luma: np.ndarray, sigmas: tuple[float, ...] = BAND_SIGMAS) -> np.ndarray:
+    """(len(sigmas), H, W) float32 difference-of-Gaussian bands of (H, W) ``luma``, finest first."""
+    levels = [np.asarray(luma, dtype=np.float32)] + [smooth(luma, s) for s in sigmas]
+    return np.stack([levels[k] - levels[k + 1] for k in range(len(sigmas))])
+
+
+def rescaled_detail(luma: np.ndarray, log_gains: np.ndarray, scale: float = 1.0, sigmas: tuple[float, ...] = BAND_SIGMAS) -> np.ndarray:
+    """The change (H, W) float32 that multiplies band ``k`` of ``luma`` by ``exp(log_gains[k])``.
+
+    ``log_gains`` (len(sigmas), H, W) are per pixel. ``scale``: the frame's pixels per aligned pixel;
+    the bands are ``sigmas`` x ``scale`` wide, so the finest band also holds the detail finer than the
+    aligned frame shows (a photo sharper than it), which is scaled with that band's gain. 0 gains: no change.
+    """
+    bands = detail_bands(luma, tuple(s * scale for s in sigmas))
+    return np.einsum("khw,khw->hw", bands, np.expm1(np.asarray(log_gains, dtype=np.float32))).astype(np.float32)

@@ -1,0 +1,132 @@
+"""Attribute prototypes: how the average face with an attribute differs from the average face without it.
+
+A prototype transform (after Rowland & Perrett 1995 and Tiddeman, Burt & Perrett 2001) changes a
+photo by the difference between two group averages of aligned faces, in three parts:
+
+- **shape**: the mean landmarks with the attribute minus those without it (the face is warped by it);
+- **colour**: the mean shape-normalised face with it minus the one without it (every face first
+  warped to the mean landmarks, so the averages are sharp where faces agree), added as a change;
+- **texture**: per detail band (``faceflex.face.texture``), the log of the ratio of the two groups'
+  mean band energies: the photo's own detail is scaled by it (wrinkles deepened for older, skin
+  smoothed for younger, stubble for male), at the photo's own resolution.
+
+The groups are weighted so that the attributes that go with this one in CelebA-HQ (:data:`BALANCED`)
+are equally common in both (overlap weights over their combinations), so that for example "Young"
+does not also change gender or add a smile. Made from the CelebA-HQ training split by ``faceflex
+train prototypes``; shipped as ``data/attribute_prototypes.npz`` (fp16 maps, read with
+``allow_pickle=False``). Maps are in the *mean-shape* 128-px frame (landmarks at ``mean_landmarks``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from faceflex.face.texture import BAND_SIGMAS
+from faceflex.face.warp import anchor_ring, warp_points
+from faceflex.inference.attribute_vectors import resolve_attribute
+from faceflex.io.files import write_atomic
+from faceflex.shipped import shipped
+
+SHIPPED_PROTOTYPES = "attribute_prototypes.npz"
+# attributes that go with many others in CelebA-HQ: each is balanced between the two groups of every other attribute
+BALANCED = ("Male", "Young", "Smiling", "Mouth_Slightly_Open", "Eyeglasses")
+# one unit of edit strength is half the difference between the groups: strength 2 is the whole difference
+UNIT = 0.5
+MAX_LOG_GAIN = 1.5  # a band's energy ratio is clipped to exp(+-1.5)^2 (about 20x): rare attributes' noisy maps stay tame
+
+
+class PrototypesError(ValueError):
+    """A prototypes file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class PrototypeChange:
+    """One face's prototype change at one strength, in that face's aligned 128-px frame."""
+
+    move: np.ndarray  # (68, 2) landmark displacement
+    colour: np.ndarray  # (128, 128, 3) float32 change in 0-255 units (at the moved landmarks)
+    log_gains: np.ndarray  # (len(BAND_SIGMAS), 128, 128) float32 (at the moved landmarks)
+
+
+@dataclass(frozen=True)
+class AttributePrototypes:
+    """Per attribute ``names[a]``: ``shape[a]`` (68, 2), ``colour[a]`` (128, 128, 3) and
+    ``detail[a]`` (bands, 128, 128) = with minus without, in the mean-shape frame."""
+
+    names: list[str]
+    mean_landmarks: np.ndarray  # (68, 2) float64, the aligned frame
+    shape: np.ndarray  # (A, 68, 2) float32
+    colour: np.ndarray  # (A, 128, 128, 3) float16
+    detail: np.ndarray  # (A, B, 128, 128) float16, log energy ratios
+    faces: np.ndarray  # (A, 2) effective faces per group (without, with) after the weighting
+    meta: dict
+
+    def resolve(self, name: str) -> str:
+        return resolve_attribute(name, self.names)
+
+    def change(self, attribute: str, landmarks: np.ndarray, strength: float) -> PrototypeChange:
+        """The change that takes a face with aligned ``landmarks`` ``strength`` units toward the
+        attribute (negative: away from it); see :data:`UNIT`."""
+        a = self.names.index(self.resolve(attribute))
+        amount = float(strength) * UNIT
+        move = (amount * self.shape[a]).astype(np.float64)
+        target = np.asarray(landmarks, dtype=np.float64) + move
+        maps = np.concatenate([self.colour[a].astype(np.float32), np.moveaxis(self.detail[a].astype(np.float32), 0, -1)], axis=-1)
+        # the mean-frame maps moved onto this face (content at the mean landmarks lands on the face's moved ones)
+        placed = warp_points(maps, self.mean_landmarks, target, anchor_ring(target, scale=1.35), (0, 0, 128, 128))
+        return PrototypeChange(
+            move, amount * placed[..., :3], np.clip(amount * np.moveaxis(placed[..., 3:], -1, 0), -MAX_LOG_GAIN, MAX_LOG_GAIN)
+        )
+
+    def save(self, path: str | Path) -> Path:
+        arrays = {
+            "names": np.array(self.names),
+            "mean_landmarks": self.mean_landmarks.astype(np.float64),
+            "shape": self.shape.astype(np.float32),
+            "colour": self.colour.astype(np.float16),
+            "detail": self.detail.astype(np.float16),
+            "faces": self.faces.astype(np.float32),
+            "meta": np.array(json.dumps(self.meta)),
+        }
+        return write_atomic(Path(path), lambda handle: np.savez_compressed(handle, **arrays))
+
+
+def prototypes_from_file(path: str | Path) -> AttributePrototypes:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: attribute prototypes not found (make them with `faceflex train prototypes`)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            prototypes = AttributePrototypes(
+                [str(n) for n in data["names"]],
+                data["mean_landmarks"],
+                data["shape"],
+                data["colour"],
+                data["detail"],
+                data["faces"],
+                json.loads(str(data["meta"])),
+            )
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+        raise PrototypesError(f"{path}: not an attribute-prototypes file ({type(error).__name__})") from None
+    count = len(prototypes.names)
+    expected = {"shape": (count, 68, 2), "colour": (count, 128, 128, 3), "detail": (count, len(BAND_SIGMAS), 128, 128)}
+    for key, shape in expected.items():
+        if getattr(prototypes, key).shape != shape:
+            raise PrototypesError(f"{path}: {key} has shape {getattr(prototypes, key).shape}, not {shape}")
+    return prototypes
+
+
+@functools.cache
+def _shipped() -> AttributePrototypes:
+    return prototypes_from_file(shipped(SHIPPED_PROTOTYPES))
+
+
+def load_prototypes(path: str | Path | None = None) -> AttributePrototypes:
+    """The shipped prototypes (read once), or the file at ``path``."""
+    return _shipped() if path is None else prototypes_from_file(path)

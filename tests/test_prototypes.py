@@ -1,0 +1,121 @@
+"""Prototype edits: detail bands, the weighting that balances the groups, the prototypes made from
+faces, and the prototype edit mode on the demo face."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faceflex.face.align import align_face, invert_affine, transform_points, warp_image
+from faceflex.face.blend import paste_detail
+from faceflex.face.texture import BAND_SIGMAS, detail_bands, rescaled_detail, smooth
+from faceflex.inference.attribute_prototypes import BALANCED, UNIT, load_prototypes
+from faceflex.shipped import shipped
+from faceflex.train.attribute_prototypes import build_prototypes, overlap_weights
+from faceflex.train.cache import CachedFaces
+
+needs_prototypes = pytest.mark.skipif(not shipped("attribute_prototypes.npz").is_file(), reason="no shipped prototypes")
+
+
+def test_bands_sum_to_the_image_minus_its_widest_blur_and_a_gain_scales_one_band():
+    image = np.random.default_rng(0).uniform(0, 255, (64, 80)).astype(np.float32)
+    bands = detail_bands(image)
+    assert bands.shape == (len(BAND_SIGMAS), 64, 80)
+    assert np.allclose(bands.sum(axis=0), image - smooth(image, BAND_SIGMAS[-1]), atol=1e-3)
+    assert np.array_equal(rescaled_detail(image, np.zeros((4, 64, 80))), np.zeros((64, 80), np.float32))
+    gains = np.zeros((4, 64, 80), np.float32)
+    gains[1] = np.log(3.0)  # band 1 tripled: the change is twice that band
+    assert np.allclose(rescaled_detail(image, gains), 2 * bands[1], atol=1e-3)
+    assert np.allclose(smooth(np.full((30, 50), 7.0), 12.0), 7.0, atol=1e-4)  # renormalised at the border: no dark rim
+
+
+def test_scaling_detail_leaves_the_photo_bit_for_bit_where_the_mask_is_zero(demo_rgb, demo_faces):
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    mask = np.zeros((128, 128), np.float32)
+    mask[40:90, 30:100] = 1.0
+    assert np.array_equal(paste_detail(demo_rgb, np.zeros((4, 128, 128), np.float32), aligned.matrix, mask), demo_rgb)
+    smoother = paste_detail(demo_rgb, np.full((4, 128, 128), -2.0, np.float32), aligned.matrix, mask)
+    changed = np.any(smoother != demo_rgb, axis=2)
+    support = warp_image(mask, invert_affine(aligned.matrix), (demo_rgb.shape[1], demo_rgb.shape[0])) > 0
+    assert changed.sum() > 0.5 * support.sum() and not np.any(changed & ~support)
+    (x0, y0), (x1, y1) = transform_points(np.array([[30.0, 40.0], [100.0, 90.0]]), invert_affine(aligned.matrix))
+    before = demo_rgb[int(y0) + 5 : int(y1) - 5, int(x0) + 5 : int(x1) - 5].astype(np.float32)
+    after = smoother[int(y0) + 5 : int(y1) - 5, int(x0) + 5 : int(x1) - 5].astype(np.float32)
+    fine = lambda image: np.abs(np.diff(image.mean(axis=2), axis=1)).mean()  # noqa: E731
+    assert fine(after) < 0.5 * fine(before)  # the detail is gone (log gain -2: x 0.14), the tone is not
+    assert abs(after.mean() - before.mean()) < 4.0  # measured 2.4 (clipped where the frames were darkest)
+
+
+def test_overlap_weights_make_the_combinations_equally_common_in_both_groups():
+    rng = np.random.default_rng(1)
+    cells = rng.integers(0, 4, 2000)
+    has = rng.random(2000) < np.array([0.1, 0.3, 0.6, 0.9])[cells]  # the attribute goes with the cells
+    cells[:5] = 7  # a combination only one group has counts for nothing
+    has[:5] = True
+    weights = overlap_weights(has, cells)
+    assert np.isclose(weights[has].sum(), 1.0) and np.isclose(weights[~has].sum(), 1.0)
+    assert np.all(weights[:5] == 0)
+    for cell in range(4):
+        assert np.isclose(weights[has & (cells == cell)].sum(), weights[~has & (cells == cell)].sum())
+
+
+def test_prototypes_hold_the_shape_colour_and_texture_that_tell_the_groups_apart(demo_rgb, demo_faces):
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    rng = np.random.default_rng(2)
+    count = 24
+    faces, landmarks = [], []
+    labels = np.full((count, 40), -1, np.int8)
+    names = [*BALANCED, "Pale_Skin", *(f"other{k}" for k in range(34))]
+    target, male = names.index("Pale_Skin"), names.index("Male")
+    for k in range(count):
+        face = aligned.image.astype(np.float32)
+        points = aligned.landmarks.copy()
+        if k % 2:  # "with": a darker lower face, grainier skin, the mouth 2 px wider
+            labels[k, target] = 1
+            face[80:110] -= 30
+            face += rng.normal(0, 12, face.shape)
+            points[48, 0] -= 2
+            points[54, 0] += 2
+        labels[k, male] = 1 if k % 4 < 2 else -1  # balanced by Male
+        faces.append(np.clip(face, 0, 255).astype(np.uint8))
+        landmarks.append(points)
+    cache = CachedFaces(np.stack(faces), labels, np.stack(landmarks).astype(np.float32), np.arange(count), names)
+    prototypes = build_prototypes(cache, np.arange(count), ["Pale_Skin"], {})
+    assert np.allclose(prototypes.shape[0][48], [-2, 0], atol=1e-6) and np.allclose(prototypes.shape[0][54], [2, 0], atol=1e-6)
+    colour = prototypes.colour[0].astype(np.float32)
+    assert colour[85:105, 40:90].mean() < -20 and abs(colour[30:60, 40:90].mean()) < 5
+    assert prototypes.detail[0][0, 30:60, 40:90].astype(np.float32).mean() > 0.5  # the finest band's amplitude grows
+    assert np.allclose(prototypes.faces[0], [12, 12])
+    change = prototypes.change("pale_skin", aligned.landmarks, 2.0)  # strength 2: the whole difference
+    assert np.allclose(change.move, prototypes.shape[0] * 2 * UNIT)
+    zero = prototypes.change("Pale_Skin", aligned.landmarks, 0.0)
+    assert not np.any(zero.move) and not np.any(zero.colour) and not np.any(zero.log_gains)
+
+
+@needs_prototypes
+def test_prototype_edits_move_what_classify_reads_and_keep_the_person(demo_rgb):
+    from faceflex import edit_photo
+    from faceflex.face.crops import attribute_input
+    from faceflex.face.detect import detect_faces
+    from faceflex.face.identity import face_descriptors
+    from faceflex.inference.classifiers import load_classifiers
+    from faceflex.models.labels import ATTRIBUTES
+
+    judge = load_classifiers("cpu")
+    prototypes = load_prototypes()
+    assert {"Male", "Young", "Smiling"} <= set(prototypes.names)
+
+    def read(image: np.ndarray, attribute: str) -> tuple[float, np.ndarray]:
+        face = detect_faces(image)[0]
+        crop = align_face(image, face.landmarks)
+        descriptor = face_descriptors([image], [face.landmarks])
+        return float(judge.reported_attributes(attribute_input(crop.image[None]), descriptor)[0, ATTRIBUTES.index(attribute)]), descriptor
+
+    # measured: P(male) 0.24 -> 0.99 at 2 (distance 0.32); P(young) of this 70-year-old 0.017 -> 0.107 at 4 (0.27)
+    for attribute, strength, reached in (("Male", 2.0, 0.9), ("Young", 4.0, 0.08)):
+        before, original = read(demo_rgb, attribute)
+        edited = edit_photo(demo_rgb, attribute, [0.0, strength], mode="prototype")
+        assert np.array_equal(edited[0].image, demo_rgb)
+        after, descriptor = read(edited[1].image, attribute)
+        assert before < 0.3 and after > reached, (attribute, before, after)
+        assert np.linalg.norm(descriptor - original) < 0.45  # still her
