@@ -21,6 +21,8 @@ REGIONS = ("face", "mouth", "eyes", "upper-lip", "lower-face")  # soft landmark 
 # pixels moved as the latent moves the landmarks; hybrid: warp, then the appearance change a warp cannot make;
 # paint: glasses drawn from the landmarks, or the attribute painter repaints the attribute's region (eyes, mouth, upper lip);
 # auto: the mode measured best for the attribute (faceflex.steps.edit.AUTO_MODES)
+# attributes that go with many others in CelebA-HQ: the prototypes balance each between the two groups of every other attribute
+PROTOTYPES_BALANCED = ("Male", "Young", "Smiling", "Mouth_Slightly_Open", "Eyeglasses")
 EDIT_MODES = ("auto", "residual", "replace", "warp", "hybrid", "paint", "prototype")
 GLASSES_KINDS = ("rectangle", "round", "wayfarer", "metal", "sunglasses")  # frames drawn by paint mode (faceflex.face.glasses)
 # what paint mode edits (faceflex.inference.attribute_painting.PAINTED)

@@ -72,9 +72,10 @@ def classified_examples() -> None:
 # Showcase rows: attribute, strengths (negative removes it), as `faceflex edit` would run them (mode
 # auto). Paint mode (Mustache, Eyeglasses) changes nothing more from 1 on: 0.5 shows a half-blended
 # edit. Glasses are taken off a face that wears them (the demo face) and put on one that does not.
+# Young (prototype mode) moves less a unit than Male: it is shown younger at 2, 4 and 6.
 SHOWCASE = [
     ("Smiling", [0, 1, 2]),
-    ("Young", [0, -1, -2, -3]),
+    ("Young", [0, 2, 4, 6]),
     ("Male", [0, 1, 2, 3]),
     ("Mustache", [0, 0.5, 1]),
     ("Eyeglasses", [0, 0.5, 1]),

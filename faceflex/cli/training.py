@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from faceflex.choices import CLASSIFIER_TASKS, PAINTED_ATTRIBUTES
+from faceflex.choices import CLASSIFIER_TASKS, PAINTED_ATTRIBUTES, PROTOTYPES_BALANCED
 from faceflex.cli.app import Session, UsageProblem, cli, torch_device, verbosity_options
 
 
@@ -402,13 +402,19 @@ def train_landmarks(session: Session, weights, cache, out) -> None:
 
 @train.command("prototypes")
 @click.option("--attributes", default="all", show_default=True, help="'all' or comma-separated CelebA attribute names.")
+@click.option(
+    "--balance",
+    default=",".join(PROTOTYPES_BALANCED),
+    show_default=True,
+    help="Attributes made equally common in both groups of every other attribute (comma-separated).",
+)
 @click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (default from configs/train_vae.yaml).")
 @click.option(
     "--out", type=click.Path(dir_okay=False), default="data/attribute_prototypes.npz", show_default=True, help="Where to write them."
 )
 @verbosity_options
 @click.pass_obj
-def train_prototypes(session: Session, attributes, cache, out) -> None:
+def train_prototypes(session: Session, attributes, balance, cache, out) -> None:
     """Attribute prototypes (shape, colour, texture of the average faces with and without each attribute)
     from the CelebA-HQ training split (held-out ids never used): what `faceflex edit --mode prototype` applies."""
     from faceflex.config import comma_list
@@ -424,11 +430,13 @@ def train_prototypes(session: Session, attributes, cache, out) -> None:
     known = faces.attribute_names
     try:
         names = known if attributes.strip().lower() == "all" else [resolve_attribute(n, known) for n in comma_list(attributes)]
+        balanced = [resolve_attribute(n, known) for n in comma_list(balance)]
     except UnknownAttribute as error:
         raise UsageProblem(str(error)) from None
     rows = faces.split("train")
+    meta = {"command": "faceflex " + " ".join(sys.argv[1:])}
     with session.progress(len(rows), "averaging") as bar:
-        prototypes = build_prototypes(faces, rows, names, {"command": "faceflex " + " ".join(sys.argv[1:])}, progress=bar.update)
+        prototypes = build_prototypes(faces, rows, names, meta, balanced, progress=bar.update)
     prototypes.save(out)
     session.say(f"wrote the prototypes of {len(names)} attributes from {len(rows)} training faces to {out}")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceflex.choices import PROTOTYPES_BALANCED
 from faceflex.face.texture import BAND_SIGMAS
 from faceflex.face.warp import anchor_ring, warp_points
 from faceflex.inference.attribute_vectors import resolve_attribute
@@ -34,8 +35,7 @@ from faceflex.io.files import write_atomic
 from faceflex.shipped import shipped
 
 SHIPPED_PROTOTYPES = "attribute_prototypes.npz"
-# attributes that go with many others in CelebA-HQ: each is balanced between the two groups of every other attribute
-BALANCED = ("Male", "Young", "Smiling", "Mouth_Slightly_Open", "Eyeglasses")
+BALANCED = PROTOTYPES_BALANCED  # the default; a file records its own in meta["balanced"]
 # one unit of edit strength is half the difference between the groups: strength 2 is the whole difference
 UNIT = 0.5
 MAX_LOG_GAIN = 1.5  # a band's energy ratio is clipped to exp(+-1.5)^2 (about 20x): rare attributes' noisy maps stay tame

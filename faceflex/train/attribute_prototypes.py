@@ -46,12 +46,14 @@ def build_prototypes(
     rows: np.ndarray,
     names: Sequence[str],
     meta: dict,
+    balanced: Sequence[str] = BALANCED,
     batch_size: int = 128,
     progress: Callable[[int], None] | None = None,
 ) -> AttributePrototypes:
     """The prototypes of ``names`` from the cache faces ``rows`` (the training split), in one pass:
     every face is shape-normalised once and added, with each attribute's weights, to that
-    attribute's two weighted means (colour and band energies); landmarks are averaged as they are."""
+    attribute's two weighted means (colour and band energies); landmarks are averaged as they are.
+    ``balanced``: the attributes made equally common in both groups of every other attribute."""
     rows = np.sort(np.asarray(rows))
     labels = cache.attributes[rows] > 0  # (N, 40)
     landmarks = np.asarray(cache.landmarks[rows], dtype=np.float64)
@@ -59,7 +61,7 @@ def build_prototypes(
     columns = [cache.attribute_names.index(n) for n in names]
     weights = np.zeros((len(rows), 2 * len(names)))  # column 2a: faces without attribute a, 2a + 1: with it
     for a, column in enumerate(columns):
-        others = [cache.attribute_names.index(b) for b in BALANCED if b != names[a]]
+        others = [cache.attribute_names.index(b) for b in balanced if b != names[a]]
         cells = labels[:, others] @ (1 << np.arange(len(others)))
         both = overlap_weights(labels[:, column], cells)
         weights[:, 2 * a] = np.where(labels[:, column], 0.0, both)
@@ -84,5 +86,5 @@ def build_prototypes(
     detail = 0.5 * np.log((energy_with + ENERGY_FLOOR) / (energy_without + ENERGY_FLOOR))  # log of the amplitude ratio
     shape = np.stack([(weights[:, 2 * a + 1] - weights[:, 2 * a]) @ landmarks.reshape(len(rows), -1) for a in range(len(names))])
     faces = np.stack([[1.0 / np.sum(weights[:, 2 * a] ** 2), 1.0 / np.sum(weights[:, 2 * a + 1] ** 2)] for a in range(len(names))])
-    info = {**meta, "faces": int(len(rows)), "balanced": list(BALANCED), "band_sigmas": list(BAND_SIGMAS), "energy_floor": ENERGY_FLOOR}
+    info = {**meta, "faces": int(len(rows)), "balanced": list(balanced), "band_sigmas": list(BAND_SIGMAS), "energy_floor": ENERGY_FLOOR}
     return AttributePrototypes(list(names), mean_landmarks, shape.reshape(-1, 68, 2), colour, detail, faces, info)
