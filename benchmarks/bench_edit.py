@@ -70,6 +70,10 @@ def main() -> None:
         how = "drawn" if sign > 0 else "repainted"
         label = f"paint, {attribute} {'added' if sign > 0 else 'taken off'} ({how}), strengths 0-2 by 0.5"
         print(f"{label}: 1024-px demo photo, 1 face: {median_ms(rgb, step, args.repeats):.0f} ms (median of {args.repeats})")
+    for attribute, values in (("Male", strengths), ("Young", tuple(1.5 * a for a in strengths))):
+        step = EditStep(EditSettings(attribute, values, None, "prototype", "auto", identity=False), vae, vectors)
+        label = f"prototype, {attribute}, strengths {values[0]:g}-{values[-1]:g}: 1024-px demo photo, 1 face, 5 strengths"
+        print(f"{label}: {median_ms(rgb, step, args.repeats):.0f} ms (median of {args.repeats})")
     small = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] // 5, rgb.shape[0] // 5), Image.Resampling.LANCZOS))  # face < 2x aligned
     halves = tuple(a / 2 for a in strengths)
     for photo, what in ((rgb, "1024-px demo photo (the warp alone)"), (small, f"{small.shape[0]}-px demo photo (teeth painted)")):

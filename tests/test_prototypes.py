@@ -119,3 +119,15 @@ def test_prototype_edits_move_what_classify_reads_and_keep_the_person(demo_rgb):
         after, descriptor = read(edited[1].image, attribute)
         assert before < 0.3 and after > reached, (attribute, before, after)
         assert np.linalg.norm(descriptor - original) < 0.45  # still her
+
+
+@needs_prototypes
+def test_prototype_mode_takes_no_vector_versions_and_knows_every_attribute(demo_rgb):
+    from faceflex.steps.edit import EditSettings, EditStep, auto_mode
+
+    with pytest.raises(ValueError, match="no attribute vectors"):
+        EditStep(EditSettings("Male", (1.0,), versions=(0,), mode="prototype"))
+    with pytest.raises(ValueError, match="no attribute vectors"):
+        EditStep(EditSettings("Young", (1.0,), mode="prototype", orthogonal_to=("Male",)))
+    assert len(load_prototypes().names) == 40
+    assert auto_mode("Male") == auto_mode("young") == "prototype"
