@@ -212,6 +212,8 @@ def test_edit_cli_writes_images_sheet_and_manifest(tmp_path, random_vectors, dem
         "2",
         "--sample-size",
         "2",
+        "--mode",
+        "residual",  # auto picks prototype mode for Young, which uses no vectors
         "-o",
         str(out),
     ]

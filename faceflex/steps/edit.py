@@ -258,7 +258,11 @@ class EditStep:
                     raise ValueError(f"the attribute painter cannot {direction} {self.attribute} (it has {has})")
         if self.mode == "prototype":
             if s.versions is not None or s.orthogonal_to:
-                raise ValueError("mode prototype uses no attribute vectors: drop the vector versions and --orthogonal-to")
+                picked = " (auto picks it for " + self.attribute + ")" if s.mode == "auto" else ""
+                raise ValueError(
+                    f"mode prototype{picked} uses no attribute vectors: drop the vector versions and --orthogonal-to, "
+                    "or choose --mode residual"
+                )
             self.prototypes = self.prototypes if self.prototypes is not None else load_prototypes()
             self.prototypes.resolve(self.attribute)  # an attribute without prototypes is a usage error
         if self.mode in ("warp", "hybrid") or (self.mode == "paint" and self.attribute == "Smiling"):
