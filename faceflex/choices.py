@@ -22,7 +22,7 @@ REGIONS = ("face", "mouth", "eyes", "upper-lip", "lower-face")  # soft landmark 
 # paint: glasses drawn from the landmarks, or the attribute painter repaints the attribute's region (eyes, mouth, upper lip);
 # auto: the mode measured best for the attribute (faceflex.steps.edit.AUTO_MODES)
 # attributes that go with many others in CelebA-HQ: the prototypes balance each between the two groups of every other attribute
-PROTOTYPES_BALANCED = ("Male", "Young", "Smiling", "Mouth_Slightly_Open", "Eyeglasses")
+PROTOTYPES_BALANCED = ("Male", "Young", "Smiling", "Mouth_Slightly_Open", "Eyeglasses", "No_Beard")
 EDIT_MODES = ("auto", "residual", "replace", "warp", "hybrid", "paint", "prototype")
 GLASSES_KINDS = ("rectangle", "round", "wayfarer", "metal", "sunglasses")  # frames drawn by paint mode (faceflex.face.glasses)
 # what paint mode edits (faceflex.inference.attribute_painting.PAINTED)

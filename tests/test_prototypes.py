@@ -131,3 +131,22 @@ def test_prototype_mode_takes_no_vector_versions_and_knows_every_attribute(demo_
         EditStep(EditSettings("Young", (1.0,), mode="prototype", orthogonal_to=("Male",)))
     assert len(load_prototypes().names) == 40
     assert auto_mode("Male") == auto_mode("young") == "prototype"
+
+
+def test_a_tinted_painting_takes_the_skin_tone_around_it_and_keeps_its_light():
+    from faceflex.face.blend import matched_chroma
+    from faceflex.face.texture import luminance
+
+    rng = np.random.default_rng(3)
+    photo = np.clip(np.array([200, 150, 120]) + rng.normal(0, 4, (128, 128, 3)), 0, 255).astype(np.uint8)  # skin
+    region = np.zeros((128, 128), bool)
+    region[40:80, 30:100] = True
+    painted = photo.copy()
+    painted[region] = np.clip(painted[region].astype(int) + [25, 20, -40], 0, 255)  # a yellow cast, as beside tinted lenses
+    fixed = matched_chroma(painted, photo, region)
+    assert np.array_equal(fixed[~region], painted[~region])
+    inner = np.zeros_like(region)
+    inner[46:74, 36:94] = True  # away from the region's edge
+    shift = fixed[inner].mean(axis=0) - photo[inner].mean(axis=0)
+    assert np.ptp(shift) < 3  # the colour cast is gone (it was 65 between red and blue): only the painting's lightness differs
+    assert abs(luminance(fixed)[inner].mean() - luminance(painted)[inner].mean()) < 2  # the painting's light is kept

@@ -211,6 +211,33 @@ def harmonic_fill(values: np.ndarray, fixed: np.ndarray, iterations: int = 60) -
     return field
 
 
+def matched_chroma(painted: np.ndarray, photo: np.ndarray, region: np.ndarray, sigma: float = 3.0) -> np.ndarray:
+    """``painted`` (S, S, 3 uint8) whose colour, inside ``region`` (S, S bool), takes the tone of
+    ``photo`` around the region: in YCbCr (BT.601), the painting's luminance and the fine part of its
+    chroma are kept, and the coarse part of its chroma (Gaussian ``sigma`` px) is replaced by the
+    membrane (harmonic fill) of the photo's chroma from outside the region. A painting tinted by what
+    it saw (skin painted yellow beside lenses tinted yellow) comes out in the person's skin tone;
+    outside the region it is unchanged. S must halve down to 16 px (the 128-px aligned frame)."""
+    from faceflex.face.texture import luminance, smooth
+
+    if not region.any():
+        return painted
+
+    def chroma(image: np.ndarray) -> np.ndarray:
+        rgb = np.asarray(image, dtype=np.float32)
+        y = luminance(rgb)
+        return np.dstack([(rgb[..., 2] - y) * 0.564, (rgb[..., 0] - y) * 0.713])
+
+    y = luminance(painted)
+    own = chroma(painted)
+    membrane = harmonic_fill(chroma(photo), ~region)
+    toned = np.dstack([membrane[..., k] + own[..., k] - smooth(own[..., k], sigma) for k in range(2)])
+    cb, cr = np.where(region[..., None], toned, own).transpose(2, 0, 1)
+    red, blue = y + cr / 0.713, y + cb / 0.564
+    green = (y - 0.299 * red - 0.114 * blue) / 0.587
+    return np.clip(np.rint(np.dstack([red, green, blue])), 0, 255).astype(np.uint8)
+
+
 def seamless_change(delta: np.ndarray, mask: np.ndarray, core: float = 0.5) -> np.ndarray:
     """``delta`` (S, S, 3) minus the smooth field that matches it where the mask fades out, so that
     the change reaches the mask's edge without a tone step (halo), local detail kept.
