@@ -160,7 +160,7 @@ INNER_LIPS = list(range(60, 68))  # the 68 landmarks' inner lip line: between th
 # (removed): the classifier reads a drawn moustache on 72 % of men but 3 % of women (it learned
 # moustaches from men), below residual's 55 % at 1, but residual paints a dark band, not hair.
 # Gender and age are the prototypes' difference (shape, colour, the photo's own detail scaled): Male at 3
-# 93 % success with identity kept for 65 % (residual: 93 % / 40 %), Young at 6 78 % / 88 % with 8 %
+# 88 % success with identity kept for 82 % (residual: 93 % / 40 %), Young at 6 78 % / 92 % with 8 %
 # leakage (residual at its best, 3: 55 % / 85 %, 28 % leakage), and no colour smears.
 AUTO_MODES = {"smiling": "paint", "eyeglasses": "paint", "mustache": "paint", "male": "prototype", "young": "prototype"}
 
