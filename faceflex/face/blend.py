@@ -204,8 +204,10 @@ def harmonic_fill(values: np.ndarray, fixed: np.ndarray, iterations: int = 60) -
     else:
         guess = np.broadcast_to(values[fixed].mean(axis=0) if fixed.any() else 0.0, values.shape)
     field = np.where(fixed[..., None], values, guess)
+    padded = np.empty((height + 2, width + 2, field.shape[2]), dtype=field.dtype)  # edges replicated, corners unused
     for _ in range(iterations):
-        padded = np.pad(field, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        padded[1:-1, 1:-1] = field
+        padded[0, 1:-1], padded[-1, 1:-1], padded[1:-1, 0], padded[1:-1, -1] = field[0], field[-1], field[:, 0], field[:, -1]
         mean = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]) / 4
         field = np.where(fixed[..., None], values, mean)
     return field

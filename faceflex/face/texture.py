@@ -23,30 +23,43 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32) @ LUMA
 
 
+def _blur(image: torch.Tensor, sigma: float, factor: int, vertical: bool = True, horizontal: bool = True) -> torch.Tensor:
+    """(1, 1, H, W) zero-padded Gaussian blur along the chosen axes, computed on a grid ``factor``
+    times coarser (block means, the frame padded with zeros to whole blocks) and interpolated back."""
+    height, width = image.shape[-2:]
+    steps = (factor if vertical else 1, factor if horizontal else 1)
+    if factor > 1:
+        image = F.avg_pool2d(F.pad(image, (0, -width % steps[1], 0, -height % steps[0])), steps)
+    width_here = sigma / factor
+    radius = int(np.ceil(3.0 * width_here))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (offsets / width_here) ** 2)
+    kernel /= kernel.sum()
+    if horizontal:
+        image = F.conv2d(image, kernel.view(1, 1, 1, -1), padding=(0, radius))
+    if vertical:
+        image = F.conv2d(image, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+    if factor > 1:
+        image = F.interpolate(image, scale_factor=steps, mode="bilinear", align_corners=False)[..., :height, :width]
+    return image
+
+
 def smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of (H, W) ``values`` whose weights are renormalised at the border (float32).
 
     Blurs of 6 px and wider are computed on a grid ``sigma // 3`` times coarser (block means) and
     interpolated back bilinearly: at that width the result is smooth on the coarse grid's scale.
+    The weight inside the frame is separable, so it is blurred as a column and a row.
     """
     values = np.asarray(values, dtype=np.float32)
     if sigma <= 0:
         return values
     height, width = values.shape
     factor = max(1, int(sigma // 3))
-    both = torch.stack([torch.from_numpy(values), torch.ones(values.shape)])[:, None]  # the values, and the weight inside the frame
-    if factor > 1:  # zeros padded into both: the weight stays right
-        both = F.avg_pool2d(F.pad(both, (0, -width % factor, 0, -height % factor)), factor)
-    width_here = sigma / factor
-    radius = int(np.ceil(3.0 * width_here))
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * (offsets / width_here) ** 2)
-    kernel /= kernel.sum()
-    both = F.conv2d(both, kernel.view(1, 1, 1, -1), padding=(0, radius))
-    both = F.conv2d(both, kernel.view(1, 1, -1, 1), padding=(radius, 0))
-    if factor > 1:
-        both = F.interpolate(both, scale_factor=factor, mode="bilinear", align_corners=False)[..., :height, :width]
-    return (both[0, 0] / both[1, 0].clamp_min(1e-6)).numpy()
+    blurred = _blur(torch.from_numpy(values)[None, None], sigma, factor)[0, 0]
+    column = _blur(torch.ones(1, 1, height, 1), sigma, factor, horizontal=False)[0, 0]
+    row = _blur(torch.ones(1, 1, 1, width), sigma, factor, vertical=False)[0, 0]
+    return (blurred / (column * row).clamp_min(1e-6)).numpy()
 
 
 def detail_bands(luma: np.ndarray, sigmas: tuple[float, ...] = BAND_SIGMAS) -> np.ndarray:
