@@ -387,15 +387,16 @@ def test_a_painted_smile_is_the_warp_with_only_the_parted_lips_painted(demo_rgb,
 
     crops, layers, large = smiled(demo_rgb, demo_faces[0])  # her face is 4x the painting: teeth would be a blurred band
     assert 1 / transform_scale(crops[0].aligned.matrix) > MAX_PAINT_ENLARGEMENT
-    assert [layer.mode for layer in layers] == ["warp"] and np.any(large != demo_rgb)
+    assert [layer.mode for layer in layers] == ["warp", "add", "detail"] and np.any(large != demo_rgb)  # the warp, then the cheeks
     to = EditStep(EditSettings(attribute="Smiling", strengths=(1.0,), target=0.9, mode="paint", identity=False), painter=painter)
     reached = next(iter(to(demo_rgb, crops).variants))
-    assert [layer.mode for layer in reached.layers()] == ["warp"]  # --to judges the smile as it will be pasted
+    assert [layer.mode for layer in reached.layers()] == ["warp", "add", "detail"]  # --to judges the smile as it will be pasted
     small = np.asarray(Image.fromarray(demo_rgb).resize((demo_rgb.shape[1] // 3, demo_rgb.shape[0] // 3), Image.LANCZOS))
-    crops, layers, painted = smiled(small, detect_faces(small)[0])
+    crops, layers, _ = smiled(small, detect_faces(small)[0])
     aligned = crops[0].aligned
-    assert [layer.mode for layer in layers] == ["warp", "replace"]  # the photo's own mouth moved, then painted between the lips
-    warped = compose(small, crops, layers[:1])
+    # the photo's own mouth moved, then painted between the lips; then the cheeks (tested in test_prototypes.py)
+    assert [layer.mode for layer in layers] == ["warp", "replace", "add", "detail"]
+    warped, painted = compose(small, crops, layers[:1]), compose(small, crops, layers[:2])
     assert np.any(warped != small)
     differ = np.any(painted != warped, axis=2)
     after = transform_points(aligned.landmarks + 2.0 * step.moves[0], invert_affine(aligned.matrix))  # the mouth after the warp

@@ -150,3 +150,25 @@ def test_a_tinted_painting_takes_the_skin_tone_around_it_and_keeps_its_light():
     shift = fixed[inner].mean(axis=0) - photo[inner].mean(axis=0)
     assert np.ptp(shift) < 3  # the colour cast is gone (it was 65 between red and blue): only the painting's lightness differs
     assert abs(luminance(fixed)[inner].mean() - luminance(painted)[inner].mean()) < 2  # the painting's light is kept
+
+
+@needs_prototypes
+def test_a_smiles_cheeks_change_the_face_around_the_mouth_but_not_the_mouth(demo_rgb, demo_faces, monkeypatch):
+    from faceflex import edit_photo
+    from faceflex.steps.edit import EditStep
+
+    with_cheeks = edit_photo(demo_rgb, "Smiling", [2.0])[0].image
+    monkeypatch.setattr(EditStep, "_cheeks", lambda self, *args: [])
+    without = edit_photo(demo_rgb, "Smiling", [2.0])[0].image
+    changed = np.any(with_cheeks != without, axis=2)
+    landmarks = demo_faces[0].landmarks
+    left, top, right, bottom = demo_faces[0].box
+    assert changed.sum() > 0.1 * (right - left) * (bottom - top)  # the cheeks and folds changed
+    ys, xs = np.nonzero(changed)
+    assert xs.min() > left - 0.3 * (right - left) and xs.max() < right + 0.3 * (right - left)  # on the face only
+    x, y = np.round(landmarks[62]).astype(int)  # the middle of the lips: the warp's, untouched by the cheeks
+    assert not changed[y - 2 : y + 3, x - 2 : x + 3].any()
+    difference = np.abs(with_cheeks.astype(int) - without).max(axis=2)
+    for eye in (landmarks[36:42], landmarks[42:48]):  # the eyes keep their colour (the soft rim of the eyes' mask: a few levels)
+        x, y = np.round(eye.mean(axis=0)).astype(int)
+        assert difference[y - 2 : y + 3, x - 2 : x + 3].max() <= 4  # measured 3

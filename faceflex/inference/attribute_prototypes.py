@@ -70,13 +70,14 @@ class AttributePrototypes:
     def resolve(self, name: str) -> str:
         return resolve_attribute(name, self.names)
 
-    def change(self, attribute: str, landmarks: np.ndarray, strength: float) -> PrototypeChange:
+    def change(self, attribute: str, landmarks: np.ndarray, strength: float, moved: np.ndarray | None = None) -> PrototypeChange:
         """The change that takes a face with aligned ``landmarks`` ``strength`` units toward the
-        attribute (negative: away from it); see :data:`UNIT`."""
+        attribute (negative: away from it); see :data:`UNIT`. The colour and detail maps are placed
+        on the landmarks moved by the shape change, or on ``moved`` when the face is warped otherwise."""
         a = self.names.index(self.resolve(attribute))
         amount = float(strength) * UNIT
         move = (amount * self.shape[a]).astype(np.float64)
-        target = np.asarray(landmarks, dtype=np.float64) + move
+        target = np.asarray(landmarks, dtype=np.float64) + move if moved is None else np.asarray(moved, dtype=np.float64)
         maps = np.concatenate([self.colour[a].astype(np.float32), np.moveaxis(self.detail[a].astype(np.float32), 0, -1)], axis=-1)
         # the mean-frame maps moved onto this face (content at the mean landmarks lands on the face's moved ones)
         placed = warp_points(maps, self.mean_landmarks, target, anchor_ring(target, scale=1.35), (0, 0, 128, 128))

@@ -263,6 +263,8 @@ class EditStep:
                 if not self.painter.paints(self.attribute, direction):
                     has = ", ".join(self.painter.targets)
                     raise ValueError(f"the attribute painter cannot {direction} {self.attribute} (it has {has})")
+        if self.mode == "paint" and self.attribute == "Smiling":  # a smile's cheeks: the prototypes' colour and detail
+            self.prototypes = self.prototypes if self.prototypes is not None else load_prototypes()
         if self.mode == "prototype":
             if s.versions is not None or s.orthogonal_to:
                 picked = " (auto picks it for " + self.attribute + ")" if s.mode == "auto" else ""
@@ -409,12 +411,16 @@ class EditStep:
             if self.moves is not None:  # a smile: on a face the 128-px painting would enlarge blurrily, the warp alone, lips kept
                 large = self._enlarged[edited]
                 layers += [self._warp(i, crops[i], self.moves[row] * strengths[i]) for i in edited[large]]
+                for i in edited[large]:
+                    layers += self._cheeks(i, crops[i], float(strengths[i]), lips_kept(self.moves[row] * strengths[i]))
                 edited, opacity = edited[~large], opacity[~large]
                 keys = [(row, i, float(strengths[i])) for i in edited]
                 self._paint_smiles(crops, keys)
                 smiles = [self._smiles[key] for key in keys]
                 layers += [self._warp(i, crops[i], move, keep_lips=False) for i, (move, _, _) in zip(edited, smiles)]
                 layers += [Layer(i, face, region * o, "replace") for i, (_, face, region), o in zip(edited, smiles, opacity)]
+                for i, (move, _, _) in zip(edited, smiles):
+                    layers += self._cheeks(i, crops[i], float(strengths[i]), move)
                 continue
             faces = np.stack([crops[i].aligned.image for i in edited])
             landmarks = np.stack([crops[i].aligned.landmarks for i in edited])
@@ -610,6 +616,20 @@ class EditStep:
         (with ``keep_lips``, the lips keep their opening: :func:`lips_kept`)."""
         sources = crop.aligned.landmarks
         return Layer(face, np.stack([sources, sources + (lips_kept(move) if keep_lips else move)]), None, "warp")
+
+    def _cheeks(self, face: int, crop: FaceCrop, strength: float, move: np.ndarray) -> list[Layer]:
+        """What a smile does around the mouth, from the Smiling prototypes: their colour change
+        (seamless over the face) and detail change (folds, raised cheeks) outside the mouth and the
+        eyes' openings, placed on the landmarks as the smile moved them. The mouth itself is the
+        warp and the painter's: the prototypes' mouth is an average of parted lips, a pale band."""
+        landmarks = crop.aligned.landmarks
+        change = self.prototypes.change(self.attribute, landmarks, strength, moved=landmarks + move)
+        face_area = region_mask(landmarks + move, "face")
+        mouth = np.maximum(region_mask(landmarks, "mouth", feather=0.0), region_mask(landmarks + move, "mouth", feather=0.0))
+        mouth = np.clip(2.0 * gaussian_blur((mouth > 0.01).astype(np.float32), 2.0), 0.0, 1.0)  # grown 2 px, soft
+        kept = face_area * (1.0 - mouth) * (1.0 - eyes_mask(landmarks + move))
+        colour = seamless_change(change.colour, face_area) * kept[..., None]
+        return [Layer(face, colour, face_area, "add"), Layer(face, change.log_gains, kept, "detail")]
 
     def _prototype(self, face: int, crop: FaceCrop, mask: np.ndarray, strength: float) -> list[Layer]:
         """The prototype transform (:mod:`faceflex.inference.attribute_prototypes`): the photo's own
