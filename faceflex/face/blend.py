@@ -108,6 +108,18 @@ def paste_over(photo: np.ndarray, patch: np.ndarray, origin: tuple[int, int]) ->
     return result
 
 
+def _maps_in_photo(maps: np.ndarray, matrix: np.ndarray, mask: np.ndarray, photo_size: tuple[int, int]):
+    """Aligned-frame ``maps`` (K, S, S) weighted by ``mask`` (S, S) and warped into the photo's box
+    around the mask: (box (x0, y0, x1, y1), (K, y1 - y0, x1 - x0) float32), or None for an empty mask."""
+    region = paste_region(matrix, mask, photo_size)
+    if region is None:
+        return None
+    x0, y0, x1, y1 = region
+    to_roi = compose_affine(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]), invert_affine(matrix))
+    weighted = np.asarray(maps, dtype=np.float32) * np.asarray(mask, dtype=np.float32)[None]
+    return region, np.stack([warp_image(np.ascontiguousarray(m), to_roi, (x1 - x0, y1 - y0)) for m in weighted])
+
+
 def paste_delta(photo: np.ndarray, delta: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Add an aligned-frame change ``delta`` (S x S x 3 float, in 0-255 units), weighted by ``mask``, to a copy of ``photo``.
 
@@ -115,15 +127,11 @@ def paste_delta(photo: np.ndarray, delta: np.ndarray, matrix: np.ndarray, mask: 
     where the weighted change is 0 the photo is returned unchanged, bit for bit.
     """
     result = photo.copy()
-    region = paste_region(matrix, mask, (photo.shape[1], photo.shape[0]))
-    if region is None or not np.any(delta):
+    placed = _maps_in_photo(np.moveaxis(np.asarray(delta, dtype=np.float32), -1, 0), matrix, mask, (photo.shape[1], photo.shape[0]))
+    if placed is None or not np.any(delta):
         return result
-    x0, y0, x1, y1 = region
-    to_roi = compose_affine(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]), invert_affine(matrix))
-    size = (x1 - x0, y1 - y0)
-    weighted = (np.asarray(delta, dtype=np.float32) * mask[..., None]).astype(np.float32)
-    change = np.dstack([warp_image(np.ascontiguousarray(weighted[..., c]), to_roi, size) for c in range(3)])
-    roi = result[y0:y1, x0:x1].astype(np.float32) + change
+    (x0, y0, x1, y1), change = placed
+    roi = result[y0:y1, x0:x1].astype(np.float32) + np.moveaxis(change, 0, -1)
     result[y0:y1, x0:x1] = np.clip(np.rint(roi), 0, 255).astype(np.uint8)
     return result
 
@@ -136,14 +144,10 @@ def paste_detail(photo: np.ndarray, log_gains: np.ndarray, matrix: np.ndarray, m
     channels (detail without colour). Where the mask is 0 the photo is unchanged, bit for bit.
     """
     result = photo.copy()
-    region = paste_region(matrix, mask, (photo.shape[1], photo.shape[0]))
-    if region is None or not np.any(log_gains):
+    placed = _maps_in_photo(log_gains, matrix, mask, (photo.shape[1], photo.shape[0]))
+    if placed is None or not np.any(log_gains):
         return result
-    x0, y0, x1, y1 = region
-    to_roi = compose_affine(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]), invert_affine(matrix))
-    size = (x1 - x0, y1 - y0)
-    weighted = np.asarray(log_gains, dtype=np.float32) * np.asarray(mask, dtype=np.float32)[None]
-    gains = np.stack([warp_image(np.ascontiguousarray(g), to_roi, size) for g in weighted])
+    (x0, y0, x1, y1), gains = placed
     roi = result[y0:y1, x0:x1].astype(np.float32)
     change = rescaled_detail(luminance(roi), gains, scale=1.0 / transform_scale(matrix))
     result[y0:y1, x0:x1] = np.clip(np.rint(roi + change[..., None]), 0, 255).astype(np.uint8)
