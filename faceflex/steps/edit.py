@@ -639,10 +639,10 @@ class EditStep:
         (over the whole face made seamless, as in residual mode) and the photo's own detail scaled
         band by band; the eyes' openings keep their colour and detail."""
         change = self.prototypes.change(self.attribute, crop.aligned.landmarks, strength)
-        colour = change.colour
+        colour, kept = change.colour, mask
         if self.region == "face":
-            colour = seamless_change(colour, mask) * (1.0 - eyes_mask(crop.aligned.landmarks + change.move))[..., None]
-        kept = mask * (1.0 - eyes_mask(crop.aligned.landmarks + change.move)) if self.region == "face" else mask
+            outside_eyes = 1.0 - eyes_mask(crop.aligned.landmarks + change.move)
+            colour, kept = seamless_change(colour, mask) * outside_eyes[..., None], mask * outside_eyes
         return [self._warp(face, crop, change.move), Layer(face, colour, mask, "add"), Layer(face, change.log_gains, kept, "detail")]
 
     @staticmethod
