@@ -173,7 +173,10 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
     "--per-side", type=click.IntRange(min=1), default=40, show_default=True, help="Held-out faces lacking / having each attribute."
 )
 @click.option(
-    "--modes", default="residual,replace,warp,hybrid", show_default=True, help="Comma-separated modes (auto: each attribute's own)."
+    "--modes",
+    default="residual,replace,warp,hybrid,prototype",
+    show_default=True,
+    help="Comma-separated modes (auto: each attribute's own).",
 )
 @click.option("--versions", help="Comma-separated vector versions whose mean is the direction (default: all).")
 @vae_and_cache_options
