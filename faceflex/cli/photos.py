@@ -225,7 +225,7 @@ def anonymize(session: Session, method, identity_seed, save_parts, weights, norm
     "--prototypes",
     "prototypes_path",
     type=click.Path(dir_okay=False),
-    help="Attribute prototypes (prototype mode; default: the shipped data/attribute_prototypes.npz).",
+    help="Attribute prototypes (prototype mode, a painted smile's cheeks; default: the shipped data/attribute_prototypes.npz).",
 )
 @click.option(
     "--plot-masks", is_flag=True, default=None, help="Also save each aligned face with its landmarks, its mask and the masked face."
