@@ -335,17 +335,11 @@ def train_mask_detector(session: Session, cache, count, max_minutes, out, part) 
 @click.pass_obj
 def train_vectors(session: Session, attributes, samples_per_version, version_count, orthogonal_to, weights, cache, out) -> None:
     """Attribute vectors from the CelebA-HQ training split's mean latents (held-out ids never used)."""
-    from faceflex.config import comma_list
-    from faceflex.inference.attribute_vectors import AttributeVectors, UnknownAttribute, resolve_attribute
+    from faceflex.inference.attribute_vectors import AttributeVectors
     from faceflex.train.attribute_vectors import compute_vectors, encode_rows, orthogonal_versions
 
     faces, vae = faces_and_vae(session, cache, weights)
-    known = faces.attribute_names
-    try:
-        names = known if attributes.strip().lower() == "all" else [resolve_attribute(n, known) for n in comma_list(attributes)]
-        against = [resolve_attribute(n, known) for n in comma_list(orthogonal_to)]
-    except UnknownAttribute as error:
-        raise UsageProblem(str(error)) from None
+    names, against = attribute_lists(faces.attribute_names, attributes, orthogonal_to)
     rows = faces.split("train")
     with session.progress(len(rows), "encoding") as bar:
         latents = encode_rows(vae, faces, rows, progress=bar.update)
@@ -417,8 +411,6 @@ def train_landmarks(session: Session, weights, cache, out) -> None:
 def train_prototypes(session: Session, attributes, balance, cache, out) -> None:
     """Attribute prototypes (shape, colour, texture of the average faces with and without each attribute)
     from the CelebA-HQ training split (held-out ids never used): what `faceflex edit --mode prototype` applies."""
-    from faceflex.config import comma_list
-    from faceflex.inference.attribute_vectors import UnknownAttribute, resolve_attribute
     from faceflex.train.attribute_prototypes import build_prototypes
     from faceflex.train.cache import open_cache
 
@@ -427,12 +419,7 @@ def train_prototypes(session: Session, attributes, balance, cache, out) -> None:
         faces = open_cache(config["train_vae"]["cache"])
     except FileNotFoundError as error:
         raise UsageProblem(str(error)) from None
-    known = faces.attribute_names
-    try:
-        names = known if attributes.strip().lower() == "all" else [resolve_attribute(n, known) for n in comma_list(attributes)]
-        balanced = [resolve_attribute(n, known) for n in comma_list(balance)]
-    except UnknownAttribute as error:
-        raise UsageProblem(str(error)) from None
+    names, balanced = attribute_lists(faces.attribute_names, attributes, balance)
     rows = faces.split("train")
     meta = {"command": "faceflex " + " ".join(sys.argv[1:])}
     with session.progress(len(rows), "averaging") as bar:
@@ -521,6 +508,19 @@ def train_ensemble(session: Session, task, members, out, data, flip_average) -> 
     meta["member_files"] = [Path(path).name for path in members]
     save_weights(out, ensemble, ensemble.config.to_dict(), meta)
     session.say(f"weights: {out} ({len(members)} members; temperatures {meta['temperatures']})")
+
+
+def attribute_lists(known: list[str], chosen: str, *others: str) -> tuple[list[str], ...]:
+    """Canonical attribute names: ``chosen`` ('all' or comma-separated), then each of ``others``
+    (comma-separated, possibly empty); an unknown name is a usage error."""
+    from faceflex.config import comma_list
+    from faceflex.inference.attribute_vectors import UnknownAttribute, resolve_attribute
+
+    try:
+        names = known if chosen.strip().lower() == "all" else [resolve_attribute(n, known) for n in comma_list(chosen)]
+        return (names, *([resolve_attribute(n, known) for n in comma_list(other)] for other in others))
+    except UnknownAttribute as error:
+        raise UsageProblem(str(error)) from None
 
 
 def faces_and_vae(session: Session, cache: str | None, weights: str | None):
