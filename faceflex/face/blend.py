@@ -2,11 +2,69 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TypeVar
+
 import numpy as np
 from PIL import Image
 
 from faceflex.face.align import compose_affine, invert_affine, transform_points, transform_scale, warp_image
-from faceflex.face.texture import luminance, rescaled_detail
+from faceflex.face.texture import BAND_SIGMAS, detail_bands, luminance, rescaled_detail
+
+T = TypeVar("T")
+
+
+class PasteCache:
+    """What pasting computes that several outputs of one photo share, kept between them.
+
+    A step that scales one change by each output's strength (``Layer.amount``) hands every output
+    the same arrays: they are warped into the photo once. What is read from the photo itself (its
+    detail bands, its shading) is kept only while the image pasted on is ``photo``, the input photo
+    the cache was made for (an image made by earlier layers is new in each output). Keys are the ids
+    of the objects a value was made from, and the cache holds those objects, so an id cannot be
+    reused while its value is kept. At most ``max_bytes`` of values and of the objects held for
+    them (numpy arrays counted), the least recently used dropped first; an entry larger is not kept.
+    """
+
+    def __init__(self, photo: np.ndarray, max_bytes: int = 256 << 20) -> None:
+        self.photo = photo
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple, tuple[tuple, object, int]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, sources: tuple, extra: tuple, make: Callable[[], T]) -> T:
+        """The value ``make()`` made from ``sources`` (objects, matched by identity) and ``extra`` (values)."""
+        key = (*map(id, sources), *extra)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key][1]  # type: ignore[return-value]
+        value = make()
+        size = _nbytes(value) + _nbytes(sources)
+        if size <= self.max_bytes:
+            self._entries[key] = (sources, value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, _, dropped) = self._entries.popitem(last=False)
+                self._bytes -= dropped
+        return value
+
+
+def _nbytes(value: object) -> int:
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, tuple):
+        return sum(_nbytes(v) for v in value)
+    return 0
+
+
+def _cached(cache: PasteCache | None, sources: tuple, extra: tuple, make: Callable[[], T]) -> T:
+    return make() if cache is None else cache.get(sources, extra, make)
+
+
+def _read_from(cache: PasteCache | None, photo: np.ndarray) -> PasteCache | None:
+    """The cache for what is read from ``photo``: only the input photo's is kept."""
+    return cache if cache is not None and photo is cache.photo else None
 
 
 def paste_region(matrix: np.ndarray, mask: np.ndarray, photo_size: tuple[int, int]) -> tuple[int, int, int, int] | None:
@@ -108,48 +166,97 @@ def paste_over(photo: np.ndarray, patch: np.ndarray, origin: tuple[int, int]) ->
     return result
 
 
-def _maps_in_photo(maps: np.ndarray, matrix: np.ndarray, mask: np.ndarray, photo_size: tuple[int, int]):
-    """Aligned-frame ``maps`` (K, S, S) weighted by ``mask`` (S, S) and warped into the photo's box
-    around the mask: (box (x0, y0, x1, y1), (K, y1 - y0, x1 - x0) float32), or None for an empty mask."""
+def _maps_in_photo(maps: np.ndarray, matrix: np.ndarray, mask: np.ndarray, photo_size: tuple[int, int], unweighted: int = 0):
+    """Aligned-frame ``maps`` (K, S, S) weighted by ``mask`` (S, S) (all but the last ``unweighted``)
+    and warped into the photo's box around the mask: (box (x0, y0, x1, y1), (K, y1 - y0, x1 - x0)
+    float32), or None for an empty mask."""
     region = paste_region(matrix, mask, photo_size)
     if region is None:
         return None
     x0, y0, x1, y1 = region
     to_roi = compose_affine(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]), invert_affine(matrix))
-    weighted = np.asarray(maps, dtype=np.float32) * np.asarray(mask, dtype=np.float32)[None]
+    maps = np.asarray(maps, dtype=np.float32)
+    weighted = maps * np.asarray(mask, dtype=np.float32)[None]
+    if unweighted:
+        weighted[-unweighted:] = maps[-unweighted:]
     return region, np.stack([warp_image(np.ascontiguousarray(m), to_roi, (x1 - x0, y1 - y0)) for m in weighted])
 
 
-def paste_delta(photo: np.ndarray, delta: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Add an aligned-frame change ``delta`` (S x S x 3 float, in 0-255 units), weighted by ``mask``, to a copy of ``photo``.
+def paste_delta(
+    photo: np.ndarray,
+    delta: np.ndarray,
+    matrix: np.ndarray,
+    mask: np.ndarray,
+    amount: float = 1.0,
+    cache: PasteCache | None = None,
+    shading: np.ndarray | None = None,
+) -> np.ndarray:
+    """Add an aligned-frame change ``amount`` x ``delta`` (S x S x 3 float, in 0-255 units), weighted by ``mask``, to a copy of ``photo``.
 
     The photo's own pixels carry everything the change leaves alone (texture, lighting, identity);
-    where the weighted change is 0 the photo is returned unchanged, bit for bit.
+    where the weighted change is 0 the photo is returned unchanged, bit for bit. ``shading`` (S, S)
+    in [0, 1]: where it is 1 the change, made for skin, is scaled at each photo pixel by its
+    luminance over the skin's (the median luminance where the mask is at least 0.5), at most 1, as a
+    ratio image would apply it, so that darker things there (a fringe, a hat) change in proportion
+    and not by the skin's amount; where it is 0 the change is whole. ``cache``: the change placed in
+    the photo is kept for other outputs with the same ``delta``, ``mask`` and ``shading`` arrays.
     """
     result = photo.copy()
-    placed = _maps_in_photo(np.moveaxis(np.asarray(delta, dtype=np.float32), -1, 0), matrix, mask, (photo.shape[1], photo.shape[0]))
-    if placed is None or not np.any(delta):
+    if amount == 0 or not np.any(delta):
+        return result
+    size = (photo.shape[1], photo.shape[0])
+    key = (*np.ravel(matrix), *size)
+    channels = np.moveaxis(np.asarray(delta, np.float32), -1, 0)
+    if shading is not None:  # carried into the photo beside the change
+        channels = np.concatenate([channels, np.asarray(shading, np.float32)[None]])
+    extra = int(shading is not None)
+    placed = _cached(cache, (delta, mask, shading), ("delta", *key), lambda: _maps_in_photo(channels, matrix, mask, size, unweighted=extra))
+    if placed is None:
         return result
     (x0, y0, x1, y1), change = placed
-    roi = result[y0:y1, x0:x1].astype(np.float32) + np.moveaxis(change, 0, -1)
-    result[y0:y1, x0:x1] = np.clip(np.rint(roi), 0, 255).astype(np.uint8)
+    roi = result[y0:y1, x0:x1].astype(np.float32)
+    if shading is not None:
+        change, shade = change[:3], change[3]
+        change = change * (1.0 - shade + shade * _shading(roi, matrix, mask, (x0, y0, x1, y1)))
+    result[y0:y1, x0:x1] = np.clip(np.rint(roi + np.moveaxis(change, 0, -1) * np.float32(amount)), 0, 255).astype(np.uint8)
     return result
 
 
-def paste_detail(photo: np.ndarray, log_gains: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """A copy of ``photo`` whose own fine detail is scaled band by band: ``log_gains`` (B, S, S) in
-    the aligned frame give, per detail band of :data:`faceflex.face.texture.BAND_SIGMAS` (aligned
-    pixels; in the photo that many times its pixels per aligned pixel), the log of the factor its
-    luminance detail is multiplied by, faded by ``mask`` (S, S). The change is added to all three
-    channels (detail without colour). Where the mask is 0 the photo is unchanged, bit for bit.
+def _shading(roi: np.ndarray, matrix: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """(h, w) float32 weight over ``roi`` (the photo's ``box``): luminance over the median luminance
+    where the aligned ``mask`` (S, S) is at least 0.5, at most 1."""
+    x0, y0, x1, y1 = box
+    to_roi = compose_affine(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]), invert_affine(matrix))
+    core = warp_image((np.asarray(mask) >= 0.5).astype(np.uint8) * 255, to_roi, (x1 - x0, y1 - y0)) >= 128
+    luma = luminance(roi)
+    reference = float(np.median(luma[core])) if core.any() else float(np.median(luma))
+    return np.clip(luma / max(reference, 1.0), 0.0, 1.0)
+
+
+def paste_detail(
+    photo: np.ndarray, log_gains: np.ndarray, matrix: np.ndarray, mask: np.ndarray, amount: float = 1.0, cache: PasteCache | None = None
+) -> np.ndarray:
+    """A copy of ``photo`` whose own fine detail is scaled band by band: ``amount`` x ``log_gains``
+    (B, S, S) in the aligned frame give, per detail band of :data:`faceflex.face.texture.BAND_SIGMAS`
+    (aligned pixels; in the photo that many times its pixels per aligned pixel), the log of the factor
+    its luminance detail is multiplied by (clipped to :data:`~faceflex.face.texture.MAX_LOG_GAIN`),
+    faded by ``mask`` (S, S). The change is added to all three channels (detail without colour). Where
+    the mask is 0 the photo is unchanged, bit for bit. ``cache``: the gains placed in the photo and
+    the photo's detail bands there are kept for other outputs of the same arrays.
     """
     result = photo.copy()
-    placed = _maps_in_photo(log_gains, matrix, mask, (photo.shape[1], photo.shape[0]))
-    if placed is None or not np.any(log_gains):
+    if amount == 0 or not np.any(log_gains):
+        return result
+    size = (photo.shape[1], photo.shape[0])
+    placed = _cached(cache, (log_gains, mask), ("gains", *np.ravel(matrix), *size), lambda: _maps_in_photo(log_gains, matrix, mask, size))
+    if placed is None:
         return result
     (x0, y0, x1, y1), gains = placed
     roi = result[y0:y1, x0:x1].astype(np.float32)
-    change = rescaled_detail(luminance(roi), gains, scale=1.0 / transform_scale(matrix))
+    scale = 1.0 / transform_scale(matrix)
+    widths = tuple(s * scale for s in BAND_SIGMAS)
+    bands = _cached(_read_from(cache, photo), (photo,), ("bands", x0, y0, x1, y1, scale), lambda: detail_bands(luminance(roi), widths))
+    change = rescaled_detail(bands, gains * np.float32(amount))
     result[y0:y1, x0:x1] = np.clip(np.rint(roi + change[..., None]), 0, 255).astype(np.uint8)
     return result
 

@@ -83,6 +83,14 @@ def eyes_mask(landmarks: np.ndarray, size: tuple[int, int] = (128, 128), grow: f
     return np.clip(gaussian_blur(hard, feather * face_scale(lm)), 0.0, 1.0)
 
 
+def forehead_mask(landmarks: np.ndarray, size: tuple[int, int] = (128, 128), feather: float = 0.04) -> np.ndarray:
+    """Soft (H, W) float32 mask in [0, 1] of the forehead, from the brows up to the face region's
+    top (:func:`forehead_points`): the part of the face region that a fringe or a hat often covers."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    hard = polygon_mask([convex_hull(np.vstack([lm[BROWS], forehead_points(lm)]))], size)
+    return np.clip(gaussian_blur(hard, feather * face_scale(lm)), 0.0, 1.0)
+
+
 def gaussian_blur(mask: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian blur truncated at 3 sigma (exactly zero beyond), zero padding."""
     if sigma <= 0:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 BAND_SIGMAS = (0.7, 1.4, 2.8, 5.6)  # aligned 128-px pixels: pores and fine lines ... wrinkles and folds
+MAX_LOG_GAIN = 1.5  # a band is scaled by at most exp(1.5), about 4.5x, either way (its energy about 20x)
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
 
 
@@ -68,12 +69,8 @@ def detail_bands(luma: np.ndarray, sigmas: tuple[float, ...] = BAND_SIGMAS) -> n
     return np.stack([levels[k] - levels[k + 1] for k in range(len(sigmas))])
 
 
-def rescaled_detail(luma: np.ndarray, log_gains: np.ndarray, scale: float = 1.0, sigmas: tuple[float, ...] = BAND_SIGMAS) -> np.ndarray:
-    """The change (H, W) float32 that multiplies band ``k`` of ``luma`` by ``exp(log_gains[k])``.
-
-    ``log_gains`` (len(sigmas), H, W) are per pixel. ``scale``: the frame's pixels per aligned pixel;
-    the bands are ``sigmas`` x ``scale`` wide, so the finest band also holds the detail finer than the
-    aligned frame shows (a photo sharper than it), which is scaled with that band's gain. 0 gains: no change.
-    """
-    bands = detail_bands(luma, tuple(s * scale for s in sigmas))
-    return np.einsum("khw,khw->hw", bands, np.expm1(np.asarray(log_gains, dtype=np.float32))).astype(np.float32)
+def rescaled_detail(bands: np.ndarray, log_gains: np.ndarray) -> np.ndarray:
+    """The change (H, W) float32 that multiplies each of ``bands`` (B, H, W; :func:`detail_bands`)
+    by ``exp(log_gains)`` (B, H, W, per pixel; clipped to +-:data:`MAX_LOG_GAIN`). 0 gains: no change."""
+    gains = np.expm1(np.clip(np.asarray(log_gains, dtype=np.float32), -MAX_LOG_GAIN, MAX_LOG_GAIN))
+    return np.einsum("khw,khw->hw", bands, gains).astype(np.float32)

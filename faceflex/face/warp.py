@@ -44,7 +44,13 @@ class ThinPlateSpline:
         system[:n, :n], system[:n, n:], system[n:, :n] = k, p, p.T
         rhs = np.zeros((n + 3, 2))
         rhs[:n] = values
-        solution = np.linalg.lstsq(system, rhs, rcond=None)[0]
+        try:  # a direct solve is ten times faster than least squares; points that coincide make the system singular
+            solution = np.linalg.solve(system, rhs)
+            exact = np.allclose(system @ solution, rhs, atol=1e-6 * max(1.0, float(np.abs(rhs).max())))
+        except np.linalg.LinAlgError:
+            exact = False
+        if not exact:
+            solution = np.linalg.lstsq(system, rhs, rcond=None)[0]
         return cls(centres, solution[:n], solution[n:])
 
     def __call__(self, points: np.ndarray) -> np.ndarray:

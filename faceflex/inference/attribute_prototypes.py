@@ -38,7 +38,6 @@ SHIPPED_PROTOTYPES = "attribute_prototypes.npz"
 BALANCED = PROTOTYPES_BALANCED  # the default; a file records its own in meta["balanced"]
 # one unit of edit strength is half the difference between the groups: strength 2 is the whole difference
 UNIT = 0.5
-MAX_LOG_GAIN = 1.5  # a band's energy ratio is clipped to exp(+-1.5)^2 (about 20x): rare attributes' noisy maps stay tame
 
 
 class PrototypesError(ValueError):
@@ -51,7 +50,7 @@ class PrototypeChange:
 
     move: np.ndarray  # (68, 2) landmark displacement
     colour: np.ndarray  # (128, 128, 3) float32 change in 0-255 units (at the moved landmarks)
-    log_gains: np.ndarray  # (len(BAND_SIGMAS), 128, 128) float32 (at the moved landmarks)
+    log_gains: np.ndarray  # (len(BAND_SIGMAS), 128, 128) float32 (at the moved landmarks; clipped where applied)
 
 
 @dataclass(frozen=True)
@@ -81,9 +80,7 @@ class AttributePrototypes:
         maps = np.concatenate([self.colour[a].astype(np.float32), np.moveaxis(self.detail[a].astype(np.float32), 0, -1)], axis=-1)
         # the mean-frame maps moved onto this face (content at the mean landmarks lands on the face's moved ones)
         placed = warp_points(maps, self.mean_landmarks, target, anchor_ring(target, scale=1.35), (0, 0, 128, 128))
-        return PrototypeChange(
-            move, amount * placed[..., :3], np.clip(amount * np.moveaxis(placed[..., 3:], -1, 0), -MAX_LOG_GAIN, MAX_LOG_GAIN)
-        )
+        return PrototypeChange(move, amount * placed[..., :3], amount * np.moveaxis(placed[..., 3:], -1, 0))
 
     def save(self, path: str | Path) -> Path:
         arrays = {

@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from faceflex.face.align import AlignedFace, align_face, invert_affine, transform_points
-from faceflex.face.blend import paste_back, paste_back_with_grain, paste_delta, paste_detail, paste_over, paste_warp
+from faceflex.face.blend import PasteCache, paste_back, paste_back_with_grain, paste_delta, paste_detail, paste_over, paste_warp
 from faceflex.face.detect import DetectSettings, Face, detect_faces
 from faceflex.face.tracking import FaceTracker
 
@@ -56,6 +56,8 @@ class Layer:
     patch's top-left pixel, the part outside the photo dropped (``mask`` unused; the face needs no aligned crop);
     ``"detail"``: ``pixels`` (B, S, S) float32 are log gains of the photo's own detail bands, applied at
     the photo's resolution through ``mask`` (:func:`faceflex.face.blend.paste_detail`).
+    ``amount`` (``"add"`` and ``"detail"``) multiplies ``pixels``: outputs that differ only by it share
+    the arrays, which :func:`compose` then places into the photo once (its ``cache``).
     """
 
     face: int
@@ -64,6 +66,8 @@ class Layer:
     mode: str = "replace"
     origin: tuple[int, int] = (0, 0)  # "over" only
     grain: bool = False  # "replace" only: painted pixels get the photo's fine grain where they are enlarged (paste_back_with_grain)
+    amount: float = 1.0  # "add" and "detail" only: the change (log gains) multiplied by it
+    shading: np.ndarray | None = None  # "add" only, (S, S): where a change made for skin is scaled by each pixel's luminance (paste_delta)
 
 
 @dataclass(frozen=True)
@@ -143,9 +147,10 @@ class PhotoResult:
         ]
 
     def images(self) -> Iterator[tuple[Variant, np.ndarray]]:
-        """Each variant composed at full resolution, one at a time."""
+        """Each variant composed at full resolution, one at a time (what they share placed once)."""
+        cache = PasteCache(self.photo)
         for variant in self.output.variants:
-            yield variant, compose(self.photo, self.crops, variant.layers())
+            yield variant, compose(self.photo, self.crops, variant.layers(), cache)
 
 
 def _inside(patch: np.ndarray, origin: tuple[int, int], shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, int]]:
@@ -158,8 +163,9 @@ def _inside(patch: np.ndarray, origin: tuple[int, int], shape: tuple[int, ...]) 
     return patch[top:bottom, left:right], (x0 + left, y0 + top)
 
 
-def compose(photo: np.ndarray, crops: Sequence[FaceCrop], layers: Iterable[Layer]) -> np.ndarray:
-    """The photo with each layer pasted back through its face's inverse alignment (a new array)."""
+def compose(photo: np.ndarray, crops: Sequence[FaceCrop], layers: Iterable[Layer], cache: PasteCache | None = None) -> np.ndarray:
+    """The photo with each layer pasted back through its face's inverse alignment (a new array).
+    ``cache``: one made for ``photo``, passed for each of its outputs, keeps what they share (:class:`PasteCache`)."""
     result = photo
     for layer in layers:
         if layer.mode == "over":
@@ -172,9 +178,9 @@ def compose(photo: np.ndarray, crops: Sequence[FaceCrop], layers: Iterable[Layer
             to_photo = invert_affine(aligned.matrix)
             result = paste_warp(result, transform_points(layer.pixels[0], to_photo), transform_points(layer.pixels[1], to_photo))
         elif layer.mode == "add":
-            result = paste_delta(result, layer.pixels, aligned.matrix, layer.mask)
+            result = paste_delta(result, layer.pixels, aligned.matrix, layer.mask, layer.amount, cache, layer.shading)
         elif layer.mode == "detail":
-            result = paste_detail(result, layer.pixels, aligned.matrix, layer.mask)
+            result = paste_detail(result, layer.pixels, aligned.matrix, layer.mask, layer.amount, cache)
         elif layer.mode == "replace" and layer.grain:
             result = paste_back_with_grain(result, layer.pixels, aligned.matrix, layer.mask)
         elif layer.mode == "replace":

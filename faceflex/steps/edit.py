@@ -43,7 +43,7 @@ from faceflex.face.align import transform_scale
 from faceflex.face.blend import matched_chroma, seamless_change
 from faceflex.face.glasses import GLASSES_STYLES, render_glasses
 from faceflex.face.identity import SAME_PERSON, face_descriptors
-from faceflex.face.masks import eyes_mask, gaussian_blur, polygon_mask, region_mask
+from faceflex.face.masks import eyes_mask, forehead_mask, gaussian_blur, polygon_mask, region_mask
 from faceflex.face.moustache import hair_color, render_moustache
 from faceflex.face.warp import anchor_ring, warp_points
 from faceflex.inference.attribute_painting import PAINTED, AttributePainter, changed_weight, load_attribute_painter
@@ -635,15 +635,29 @@ class EditStep:
 
     def _prototype(self, face: int, crop: FaceCrop, mask: np.ndarray, strength: float) -> list[Layer]:
         """The prototype transform (:mod:`faceflex.inference.attribute_prototypes`): the photo's own
-        pixels warped by the shape difference (lips keep their opening), the colour difference added
-        (over the whole face made seamless, as in residual mode) and the photo's own detail scaled
-        band by band; the eyes' openings keep their colour and detail."""
-        change = self.prototypes.change(self.attribute, crop.aligned.landmarks, strength)
-        colour, kept = change.colour, mask
-        if self.region == "face":
-            outside_eyes = 1.0 - eyes_mask(crop.aligned.landmarks + change.move)
-            colour, kept = seamless_change(colour, mask) * outside_eyes[..., None], mask * outside_eyes
-        return [self._warp(face, crop, change.move), Layer(face, colour, mask, "add"), Layer(face, change.log_gains, kept, "detail")]
+        detail scaled band by band, the colour difference added (over the whole face made seamless,
+        as in residual mode; the eyes' openings keep their colour and detail), then the photo's own
+        pixels warped by the shape difference (lips keep their opening), carrying both changes along.
+
+        The change is linear in the strength, so every strength shares one placement, made once per
+        face: the maps on the face's own landmarks at strength 1, scaled by each output's strength
+        (``Layer.amount``: the photo's bands and the maps in it are then computed once per photo)."""
+        entry = self._paintings.get((id(crop.aligned), "prototype"))
+        if entry is None or entry[0] is not crop.aligned:  # the id of a crop no longer alive may be reused
+            landmarks = crop.aligned.landmarks
+            unit = self.prototypes.change(self.attribute, landmarks, 1.0, moved=landmarks)
+            colour, kept = unit.colour, mask
+            if self.region == "face":
+                outside_eyes = 1.0 - eyes_mask(landmarks)
+                colour, kept = seamless_change(colour, mask) * outside_eyes[..., None], mask * outside_eyes
+            forehead = forehead_mask(landmarks)  # a fringe or a hat there keeps its darkness
+            entry = self._paintings[(id(crop.aligned), "prototype")] = (crop.aligned, unit.move, colour, unit.log_gains, kept, forehead)
+        _, move, colour, gains, kept, forehead = entry
+        return [
+            Layer(face, gains, kept, "detail", amount=strength),
+            Layer(face, colour, mask, "add", amount=strength, shading=forehead),
+            self._warp(face, crop, move * strength),
+        ]
 
     @staticmethod
     def _residual(face: int, decoded: np.ndarray, mask: np.ndarray, base: np.ndarray, region: str, crop: FaceCrop, move=None) -> Layer:
