@@ -263,7 +263,10 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             f"{section}.lr": _number(float, 1e-7, 1.0),
             f"{section}.flip": _boolean,
             f"{section}.max_hours": _number(float, 0.0, 1000.0),
-            **{f"{section}.{key}": _number(float, 0.0, 1e6) for key in ("l1_weight", "ssim_weight", "laplacian_weight")},
+            **{
+                f"{section}.{key}": _number(float, 0.0, 1e6)
+                for key in ("l1_weight", "ssim_weight", "laplacian_weight", "identity_weight", "perceptual_weight")
+            },
             f"{section}.l1_lowpass": _number(int, 1, 32),
             f"{section}.adversarial_weight": _number(float, 0.0, 100.0),
             f"{section}.adversarial_start": _number(int, 0, 10000),

@@ -204,7 +204,7 @@ def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, 
     )
     monkeypatch.setattr("faceflex.train.anonymizer_trainer.AnonymizerTrainer.evaluate", lambda self: {})
     cache = fake_faces(align_face(demo_rgb, demo_faces[0].landmarks).image)
-    settings = AnonymizerSettings(epochs=2, batch_size=8, adversarial_start=1)
+    settings = AnonymizerSettings(epochs=2, batch_size=8, adversarial_start=1, identity_weight=0.5, perceptual_weight=0.5)
 
     def trainer(out: Path) -> AnonymizerTrainer:
         return AnonymizerTrainer(cache, tmp_path / "cache", TINY, settings, out, torch.device("cpu"))
@@ -296,3 +296,32 @@ def test_the_evaluation_draws_the_landmarks_it_measures(demo_rgb, demo_faces, mo
     report = summary(figures)["generate"]
     assert report["landmark_error_iod"] == 0.0 and report["reidentified"] == 1.0
     assert len(drawn) == 8  # still the person: every one of the eight codes tried
+
+
+def test_the_identity_loss_reads_dlibs_chip_and_measures_what_a_blur_loses(demo_rgb, demo_faces):
+    import dlib
+
+    from faceflex.face.identity import chip_matrix, face_descriptors
+    from faceflex.train.identity_loss import IdentityLoss, chip_grid
+
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    face, landmarks = aligned.image, aligned.landmarks
+    parts = dlib.points([dlib.point(*np.round(p).astype(int).tolist()) for p in landmarks])
+    shape = dlib.full_object_detection(dlib.rectangle(0, 0, 1, 1), parts)
+    chip = np.asarray(dlib.get_face_chip(np.ascontiguousarray(face), shape, size=150, padding=0.25)).astype(np.float32)
+    grid = chip_grid(chip_matrix(landmarks)[None], face.shape[:2])
+    image = torch.from_numpy(face.transpose(2, 0, 1)[None].astype(np.float32) / 255)
+    read = torch.nn.functional.grid_sample(image * 255, grid, align_corners=True)[0].permute(1, 2, 0).numpy()
+    assert np.abs(read - chip).mean() < 1.0  # dlib's own chip, to its uint8 rounding (measured 0.5 on the 1024-px photo)
+    loss = IdentityLoss()
+    same = loss(image, image, grid, torch.ones(1))
+    assert float(same[0]) < 1e-4 and float(same[1]) < 1e-4
+    blurred = torch.nn.functional.avg_pool2d(image, 5, 1, 2, count_include_pad=False).requires_grad_(True)
+    identity, perceptual = loss(blurred, image, grid, torch.ones(1))
+    # blurred: its detail lost (measured 0.49), still her (0.03)
+    assert float(perceptual.detach()) > 0.1 and 0.01 < float(identity.detach()) < 0.1
+    (identity + perceptual).backward()
+    assert float(blurred.grad.abs().sum()) > 0
+    assert float(loss(blurred, image, grid, torch.zeros(1))[0]) == 0  # a face that does not count
+    descriptor = face_descriptors([face], [landmarks])[0]
+    assert np.isfinite(descriptor).all()

@@ -27,6 +27,27 @@ def face_chip(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return np.asarray(dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING))
 
 
+def chip_matrix(landmarks: np.ndarray) -> np.ndarray:
+    """(2, 3) float64 affine map from dlib's 150-px face chip to the image the 68 ``landmarks`` are in
+    (pixel centres at integers; ``p = M[:, :2] @ q + M[:, 2]``, q a chip pixel, p an image point):
+    the chip ``dlib.get_face_chip`` extracts for these points (rounded to whole pixels, as dlib keeps
+    them; no refit), so a network can
+    read the same chip differentiably (``grid_sample``). dlib's chip spans its rectangle edge to
+    edge: 150 samples from its left to its right side, rotated about its centre."""
+    import dlib
+
+    points = np.asarray(landmarks, dtype=np.float64)
+    parts = dlib.points([dlib.point(int(round(x)), int(round(y))) for x, y in points])
+    shape = dlib.full_object_detection(dlib.rectangle(0, 0, 1, 1), parts)
+    details = dlib.get_face_chip_details(shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+    rect = details.rect
+    centre = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])
+    step = (rect.right() - rect.left()) / (CHIP_SIZE - 1)
+    c, s = np.cos(details.angle), np.sin(details.angle)
+    linear = step * np.array([[c, -s], [s, c]])
+    return np.hstack([linear, (centre - linear @ np.full(2, (CHIP_SIZE - 1) / 2))[:, None]])
+
+
 @torch.inference_mode()
 def face_descriptors(images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray:
     """(N, 128) float64 descriptors of the faces with these landmarks in these RGB images (one face

@@ -84,9 +84,18 @@ class FaceDescriptorNet(nn.Module):
         self.register_buffer("mean", torch.tensor(INPUT_MEAN).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, chips: torch.Tensor) -> torch.Tensor:
-        x = (chips - self.mean) / INPUT_SCALE
-        x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
-        return self.project(self.blocks(x).mean(dim=(2, 3)))
+        return self.features(chips)[1]
+
+    def features(self, chips: torch.Tensor, taps: tuple[int, ...] = ()) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(the activations after the residual blocks numbered ``taps``, the descriptors): what a
+        training loss compares between a painted face and the true one."""
+        x = F.max_pool2d(F.relu(self.stem((chips - self.mean) / INPUT_SCALE)), 3, 2)
+        tapped = []
+        for k, block in enumerate(self.blocks):
+            x = block(x)
+            if k in taps:
+                tapped.append(x)
+        return tapped, self.project(x.mean(dim=(2, 3)))
 
 
 def _packed_int(value: int) -> bytes:

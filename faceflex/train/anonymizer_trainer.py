@@ -13,7 +13,9 @@ Loss per batch = l1_weight x L1 inside the hole (with ``l1_lowpass`` k > 1, of k
 + ssim_weight x (1 - SSIM) + laplacian_weight x Laplacian-pyramid L1 of the composite (the input
 with the painted face blended in through the hole) [+ the patch critic's adaptively weighted hinge
 + feature-matching term on the composite from ``adversarial_start`` on, as for the VAE and the
-unmasking network]. A warm start (``--init``) can take an unmasking network's weights: the layers
+unmasking network] [+ identity_weight x the identity loss and perceptual_weight x the perceptual
+loss of dlib's face recognition network on the composite (:mod:`faceflex.train.identity_loss`),
+for the faces painted from their own code]. A warm start (``--init``) can take an unmasking network's weights: the layers
 that match are copied (the first convolution's RGB part included) and the new ones start so that
 the network begins as that one was.
 """
@@ -26,13 +28,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faceflex.face.identity import chip_matrix
 from faceflex.face.sketch import SKETCH_CHANNELS, painter_input, region_hole
 from faceflex.inference.anonymizing import Anonymizer
 from faceflex.inference.face_painting import IdentityPrior
+from faceflex.inference.unmasking import composite
 from faceflex.io.images import save_image
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.train.adversarial import AdversarialTerm
 from faceflex.train.cache import CachedFaces
+from faceflex.train.identity_loss import IdentityLoss, chip_grid
 from faceflex.train.trainer import Trainer
 from faceflex.train.unmask_trainer import FacePool, composite_loss, region_l1
 
@@ -57,6 +62,8 @@ class AnonymizerSettings:
     adversarial_start: int = 1
     critic_lr: float = 2e-4
     code_dropout: float = 0.1
+    identity_weight: float = 0.0
+    perceptual_weight: float = 0.0
     utkface: str | None = None
     seed: int = 0
 
@@ -168,6 +175,7 @@ class AnonymizerTrainer(Trainer):
         self.test_rows = cache.split("test")
         self.setup(model, torch.optim.Adam(model.parameters(), lr=settings.lr), train_rows, settings, out, device, warmup_steps=200)
         self.adversarial = AdversarialTerm(settings.adversarial_weight, settings.critic_lr, device) if settings.adversarial_weight else None
+        self.identity_loss = IdentityLoss(device) if settings.identity_weight or settings.perceptual_weight else None
 
     def training_rows(self, rows: np.ndarray, settings: AnonymizerSettings) -> np.ndarray:
         """The rows trained on, from the training faces with landmarks (all of them here)."""
@@ -176,27 +184,45 @@ class AnonymizerTrainer(Trainer):
     def export_meta(self) -> dict:
         return {"identity_prior": self.prior.to_dict()}
 
-    def batch(self, rows: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(inputs, true faces, codes) of a training batch: each face with its whole face region as
-        the hole and its own identity code (the mean code for a ``code_dropout`` share)."""
+    def batch(self, rows: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray | None]:
+        """(inputs, true faces, codes, which faces are mirrored) of a training batch: each face with
+        its whole face region as the hole and its own identity code (the mean code for a
+        ``code_dropout`` share)."""
         s = self.settings
         flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if s.flip else None
         inputs, truth = painting_batch(self.pool, rows, flips)
         codes = torch.from_numpy(self.codes[rows])
         if s.code_dropout:
             codes = codes * (torch.rand(len(rows), 1, generator=generator) >= s.code_dropout)
-        return inputs, truth, codes
+        return inputs, truth, codes, flips
+
+    def chip_grid(self, rows: np.ndarray, flips: np.ndarray | None) -> torch.Tensor:
+        """Where dlib's chip of each face of the batch lies in its (mirrored) 128-px image: the chip of
+        a mirrored face is read mirrored back, so painted and true faces are read alike either way."""
+        size = np.asarray(self.pool.faces[rows[0]]).shape[:2]
+        matrices = np.stack([chip_matrix(np.asarray(self.pool.landmarks[row], np.float64)) for row in rows])
+        if flips is not None:
+            mirror = np.array([[-1.0, 0.0, size[1] - 1.0], [0.0, 1.0, 0.0]])
+            matrices[flips] = np.einsum("ij,njk->nik", mirror[:, :2], matrices[flips])
+            matrices[flips, :, 2] += mirror[:, 2]
+        return chip_grid(matrices, size)
 
     def step_loss(self, rows: np.ndarray, generator: torch.Generator):
         s = self.settings
-        inputs, truth, codes = self.batch(rows, generator)
+        inputs, truth, codes, flips = self.batch(rows, generator)
         inputs, truth = (t.to(self.device).contiguous(memory_format=torch.channels_last) for t in (inputs, truth))
         _, painted = self.net(inputs, codes.to(self.device))
         painted = painted.float()
         hole = inputs[:, 3:4]
         l1 = region_l1(painted, truth, hole, s.l1_lowpass)
         logged = {"l1": l1}
-        return composite_loss(self, s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth), logged
+        loss = s.l1_weight * l1
+        if self.identity_loss is not None:  # read as dlib reads faces; faces painted from the mean code are not anyone
+            painted_faces = composite(inputs[:, :3], painted, hole)
+            identity, perceptual = self.identity_loss(painted_faces, truth, self.chip_grid(rows, flips), (codes != 0).any(dim=1))
+            loss = loss + s.identity_weight * identity + s.perceptual_weight * perceptual
+            logged.update(identity=identity, perceptual=perceptual)
+        return composite_loss(self, loss, logged, inputs[:, :3], painted, hole, truth), logged
 
     def anonymizer(self) -> Anonymizer:
         return Anonymizer(self.model, self.prior, self.device)

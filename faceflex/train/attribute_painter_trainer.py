@@ -35,7 +35,6 @@ from faceflex.inference.attribute_painting import HOLES, PAINTED, SHARED_PREFIXE
 from faceflex.io.images import save_image
 from faceflex.train.anonymizer_trainer import AnonymizerSettings, AnonymizerTrainer, painting_batch
 from faceflex.train.cache import CachedFaces
-from faceflex.train.unmask_trainer import composite_loss, region_l1
 
 ONE_SEX = 0.9  # an attribute this share of whose training faces are of one sex is removed by painting faces of that sex
 
@@ -101,23 +100,13 @@ class AttributePainterTrainer(AnonymizerTrainer):
         s = self.settings
         return {**super().export_meta(), "target": target_name(s.attribute, s.direction), "holes": list(self.holes)}
 
-    def batch(self, rows: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(inputs, true faces, codes): each face with one of the target's holes (drawn per face), and the mean identity code."""
+    def batch(self, rows: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray | None]:
+        """(inputs, true faces, codes, which faces are mirrored): each face with one of the target's
+        holes (drawn per face), and the mean identity code."""
         flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if self.settings.flip else None
         holes = [self.holes[i] for i in torch.randint(len(self.holes), (len(rows),), generator=generator).tolist()]
         inputs, truth = painting_batch(self.pool, rows, flips, holes)
-        return inputs, truth, torch.zeros(len(rows), self.model.config.code_size)
-
-    def step_loss(self, rows: np.ndarray, generator: torch.Generator):
-        s = self.settings
-        inputs, truth, codes = self.batch(rows, generator)
-        inputs, truth = (t.to(self.device).contiguous(memory_format=torch.channels_last) for t in (inputs, truth))
-        _, painted = self.net(inputs, codes.to(self.device))
-        painted = painted.float()
-        hole = inputs[:, 3:4]
-        l1 = region_l1(painted, truth, hole, s.l1_lowpass)
-        logged = {"l1": l1}
-        return composite_loss(self, s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth), logged
+        return inputs, truth, torch.zeros(len(rows), self.model.config.code_size), flips
 
     def painter(self) -> AttributePainter:
         s = self.settings
