@@ -244,6 +244,8 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "train_unmask.ear_loops": _number(float, 0.0, 1.0),
     "train_unmask.utkface": _path,
     "train_unmask.upper_frame": _number(float, 0.0, 1.0),
+    "train_unmask.identity_weight": _number(float, 0.0, 1e6),
+    "train_unmask.perceptual_weight": _number(float, 0.0, 1e6),
     "anonymize.method": _choice(*ANONYMIZE_METHODS),
     "anonymize.seed": _number(int, 0, 2**63 - 1),
     "anonymize.save_parts": _boolean,

@@ -28,16 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceflex.face.identity import chip_matrix
 from faceflex.face.sketch import SKETCH_CHANNELS, painter_input, region_hole
 from faceflex.inference.anonymizing import Anonymizer
 from faceflex.inference.face_painting import IdentityPrior
-from faceflex.inference.unmasking import composite
 from faceflex.io.images import save_image
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.train.adversarial import AdversarialTerm
 from faceflex.train.cache import CachedFaces
-from faceflex.train.identity_loss import IdentityLoss, chip_grid
+from faceflex.train.identity_loss import IdentityLoss, chip_grid_of
 from faceflex.train.trainer import Trainer
 from faceflex.train.unmask_trainer import FacePool, composite_loss, region_l1
 
@@ -196,17 +194,6 @@ class AnonymizerTrainer(Trainer):
             codes = codes * (torch.rand(len(rows), 1, generator=generator) >= s.code_dropout)
         return inputs, truth, codes, flips
 
-    def chip_grid(self, rows: np.ndarray, flips: np.ndarray | None) -> torch.Tensor:
-        """Where dlib's chip of each face of the batch lies in its (mirrored) 128-px image: the chip of
-        a mirrored face is read mirrored back, so painted and true faces are read alike either way."""
-        size = np.asarray(self.pool.faces[rows[0]]).shape[:2]
-        matrices = np.stack([chip_matrix(np.asarray(self.pool.landmarks[row], np.float64)) for row in rows])
-        if flips is not None:
-            mirror = np.array([[-1.0, 0.0, size[1] - 1.0], [0.0, 1.0, 0.0]])
-            matrices[flips] = np.einsum("ij,njk->nik", mirror[:, :2], matrices[flips])
-            matrices[flips, :, 2] += mirror[:, 2]
-        return chip_grid(matrices, size)
-
     def step_loss(self, rows: np.ndarray, generator: torch.Generator):
         s = self.settings
         inputs, truth, codes, flips = self.batch(rows, generator)
@@ -216,13 +203,11 @@ class AnonymizerTrainer(Trainer):
         hole = inputs[:, 3:4]
         l1 = region_l1(painted, truth, hole, s.l1_lowpass)
         logged = {"l1": l1}
-        loss = s.l1_weight * l1
+        chips = None
         if self.identity_loss is not None:  # read as dlib reads faces; faces painted from the mean code are not anyone
-            painted_faces = composite(inputs[:, :3], painted, hole)
-            identity, perceptual = self.identity_loss(painted_faces, truth, self.chip_grid(rows, flips), (codes != 0).any(dim=1))
-            loss = loss + s.identity_weight * identity + s.perceptual_weight * perceptual
-            logged.update(identity=identity, perceptual=perceptual)
-        return composite_loss(self, loss, logged, inputs[:, :3], painted, hole, truth), logged
+            landmarks = np.asarray(self.pool.landmarks[rows], np.float64)
+            chips = (chip_grid_of(landmarks, truth.shape[-2:], flips), (codes != 0).any(dim=1).float())
+        return composite_loss(self, s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth, chips), logged
 
     def anonymizer(self) -> Anonymizer:
         return Anonymizer(self.model, self.prior, self.device)

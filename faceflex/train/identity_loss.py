@@ -37,6 +37,20 @@ def chip_grid(matrices: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(normalised.reshape(len(matrices), CHIP_SIZE, CHIP_SIZE, 2).astype(np.float32))
 
 
+def chip_grid_of(landmarks: np.ndarray, size: tuple[int, int], flips: np.ndarray | None = None) -> torch.Tensor:
+    """:func:`chip_grid` of faces with 68 ``landmarks`` (N, 68, 2) in images of ``size`` (height,
+    width), the chosen ones (``flips``) shown mirrored: their chip is read mirrored back, so a painted
+    and a true face are read alike either way."""
+    from faceflex.face.identity import chip_matrix
+
+    matrices = np.stack([chip_matrix(np.asarray(points, np.float64)) for points in landmarks])
+    if flips is not None:
+        mirror = np.array([[-1.0, 0.0], [0.0, 1.0]])
+        matrices[flips, :, :2] = np.einsum("ij,njk->nik", mirror, matrices[flips, :, :2])
+        matrices[flips, :, 2] = matrices[flips, :, 2] @ mirror.T + [size[1] - 1.0, 0.0]
+    return chip_grid(matrices, size)
+
+
 class IdentityLoss(torch.nn.Module):
     """(identity, perceptual) losses of painted faces against true ones; the network is frozen."""
 

@@ -38,6 +38,7 @@ from faceflex.metrics import laplacian_pyramid_l1, ssim
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.train.adversarial import AdversarialTerm
 from faceflex.train.cache import CachedFaces
+from faceflex.train.identity_loss import IdentityLoss, chip_grid_of
 from faceflex.train.trainer import Trainer
 
 
@@ -62,6 +63,8 @@ class UnmaskSettings:
     ear_loops: float = 0.0
     utkface: str | None = None  # the shared data's utkface/ folder: its training part joins the training faces
     upper_frame: float = 0.0  # share of faces re-aligned on the brows, nose bridge and eyes alone, as unmask aligns photos
+    identity_weight: float = 0.0  # dlib's face recognition network on the unmasked face (faceflex.train.identity_loss)
+    perceptual_weight: float = 0.0
     seed: int = 0
 
 
@@ -146,12 +149,22 @@ def region_l1(painted: torch.Tensor, truth: torch.Tensor, region: torch.Tensor, 
 
 
 def composite_loss(
-    trainer: Trainer, loss: torch.Tensor, logged: dict, images: torch.Tensor, painted: torch.Tensor, region: torch.Tensor, truth
+    trainer: Trainer,
+    loss: torch.Tensor,
+    logged: dict,
+    images: torch.Tensor,
+    painted: torch.Tensor,
+    region: torch.Tensor,
+    truth,
+    chips: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``loss`` plus the terms a painting trainer (unmasking, anonymizing, attribute painting) puts on
     the composite (the ``images`` with ``painted`` blended in through ``region``): ssim_weight x
-    (1 - SSIM) + laplacian_weight x Laplacian-pyramid L1 (in fp32), and from ``adversarial_start`` on
-    the patch critic's term; the values are added to ``logged``."""
+    (1 - SSIM) + laplacian_weight x Laplacian-pyramid L1 (in fp32), from ``adversarial_start`` on
+    the patch critic's term, and with ``chips`` ((grid, weight per face): where dlib's chip of each face
+    lies, :func:`~faceflex.train.identity_loss.chip_grid_of`, and how much it counts) and the trainer's
+    ``identity_loss``, identity_weight x the identity loss + perceptual_weight x the perceptual loss;
+    the values are added to ``logged``."""
     s = trainer.settings
     with torch.autocast(trainer.device.type, enabled=False):
         result = composite(images, painted, region)
@@ -161,6 +174,10 @@ def composite_loss(
         if s.laplacian_weight:
             detail = laplacian_pyramid_l1(result, truth).mean()
             loss, logged["lap"] = loss + s.laplacian_weight * detail, detail
+    if getattr(trainer, "identity_loss", None) is not None and chips is not None:
+        identity, perceptual = trainer.identity_loss(result, truth, *chips)
+        loss = loss + s.identity_weight * identity + s.perceptual_weight * perceptual
+        logged.update(identity=identity, perceptual=perceptual)
     if trainer.adversarial and trainer.epoch >= s.adversarial_start:
         loss = loss + trainer.adversarial(result, truth, loss, trainer.model.to_face.weight, logged)
     return loss
@@ -202,6 +219,7 @@ class UnmaskTrainer(Trainer):
         self.test_rows = cache.split("test")
         self.setup(model, torch.optim.Adam(model.parameters(), lr=settings.lr), train_rows, settings, out, device, warmup_steps=200)
         self.adversarial = AdversarialTerm(settings.adversarial_weight, settings.critic_lr, device) if settings.adversarial_weight else None
+        self.identity_loss = IdentityLoss(device) if settings.identity_weight or settings.perceptual_weight else None
 
     def step_loss(self, rows: np.ndarray, generator: torch.Generator):
         s = self.settings
@@ -218,7 +236,12 @@ class UnmaskTrainer(Trainer):
         segmentation = mask_loss(logits, alpha)
         loss = s.mask_weight * segmentation + s.l1_weight * l1
         logged = {"seg": segmentation, "l1": l1}
-        return composite_loss(self, loss, logged, masked, painted, region, truth), logged
+        chips = None
+        if self.identity_loss is not None:  # read as dlib reads faces, in each face's training frame
+            frames = [framed(self.pool.faces[r], self.pool.landmarks[r], "upper" if u else "all")[1] for r, u in zip(rows, upper)]
+            counted = torch.ones(len(rows)) if bare is None else torch.from_numpy(~bare).float()
+            chips = (chip_grid_of(np.stack(frames), truth.shape[-2:], flips), counted)
+        return composite_loss(self, loss, logged, masked, painted, region, truth, chips), logged
 
     def evaluate(self) -> dict:
         from faceflex.evaluation.unmasking import held_out_figures, summary
