@@ -294,7 +294,7 @@ def test_the_evaluation_draws_the_landmarks_it_measures(demo_rgb, demo_faces, mo
     expected = np.stack([_landmarks_in(np.asarray(cache.faces[r]), cache.landmarks[r]) for r in rows])
     assert np.allclose(drawn[0], expected) and not np.allclose(drawn[0], cache.landmarks[rows], atol=1.0)
     report = summary(figures)["generate"]
-    assert report["landmark_error_iod"] == 0.0 and report["reidentified"] == 1.0
+    assert report["landmark_error_iod"] == 0.0 and report["reidentified"] == 1.0 and report["sharpness"] == 1.0
     assert len(drawn) == 8  # still the person: every one of the eight codes tried
 
 

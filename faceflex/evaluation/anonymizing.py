@@ -20,6 +20,9 @@ anonymizer with identities seeded by (seed, row), tried in turn as ``faceflex an
 - expression kept: the shipped expression classifier's label, the attribute model's Smiling
   (p >= 0.5) and the mouth open (inner-lip gap >= 0.1 inter-ocular distances, from dlib's points),
   each the same on input and output;
+- sharpness: the fine detail (3x3 Laplacian energy of the luma) inside the face region, 2 px in
+  from its edge, over the original face's there (1.0: as detailed; the mean of each over the mean of
+  the other);
 - time: the method's own time per face (the descriptors and classifiers of the measurement excluded).
 """
 
@@ -29,11 +32,15 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from faceflex.face.blend import paste_over
 from faceflex.face.identity import SAME_PERSON, face_descriptors
+from faceflex.face.masks import region_mask
 from faceflex.face.obscure import obscure_patch
 from faceflex.inference.anonymizing import Anonymizer, Judge, aligned_distances
+from faceflex.metrics import high_frequency_energy
 from faceflex.models.labels import ATTRIBUTES
 from faceflex.train.cache import CachedFaces
 
@@ -125,6 +132,8 @@ def held_out_figures(
         nearest = np.linalg.norm(descriptors[:, None] - originals[None], axis=2).argmin(axis=1)
         marks = np.stack([_landmarks_in(face, lm) for face, lm in zip(out, given)])
         after = expression_facts(out, marks)
+        core = torch.from_numpy(np.stack([region_mask(lm, "face") >= 0.99 for lm in points])[:, None].astype(np.float32))
+        core = -F.max_pool2d(-core, 5, stride=1, padding=2)  # 2 px in from the region's edge
         figures[method] = {
             "distance": distances,
             "rank1": nearest == np.arange(len(rows)),
@@ -132,6 +141,8 @@ def held_out_figures(
             "detected_original": detected_before,
             "landmark_error": np.array([np.linalg.norm(a - b, axis=1).mean() / _iod(b) for a, b in zip(marks, points)]),
             "seconds": np.full(len(rows), seconds),
+            "detail": high_frequency_energy(torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255, core).numpy(),
+            "true_detail": high_frequency_energy(torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255, core).numpy(),
             **{f"{key}_kept": after[key] == before[key] for key in after},
         }
         if progress:
@@ -141,7 +152,7 @@ def held_out_figures(
 
 def summary(figures: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
     """Per method: re-identified and rank-1 identified shares, detection rates, landmark error
-    (IOD), the expression-kept shares, milliseconds per face."""
+    (IOD), the expression-kept shares, sharpness, milliseconds per face."""
     report = {}
     for method, f in figures.items():
         report[method] = {
@@ -153,6 +164,7 @@ def summary(figures: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
             "detected_original": round(float(f["detected_original"].mean()), 4),
             "landmark_error_iod": round(float(f["landmark_error"].mean()), 4),
             **{key: round(float(f[key].mean()), 4) for key in ("expression_kept", "smiling_kept", "mouth_open_kept") if key in f},
+            "sharpness": round(float(f["detail"].mean() / max(float(f["true_detail"].mean()), 1e-12)), 4),
             "ms_per_face": round(1000 * float(f["seconds"].mean()), 1),
         }
     return report
