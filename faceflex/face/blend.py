@@ -20,7 +20,7 @@ class PasteCache:
 
     A step that scales one change by each output's strength (``Layer.amount``) hands every output
     the same arrays: they are warped into the photo once. What is read from the photo itself (its
-    detail bands, its shading) is kept only while the image pasted on is ``photo``, the input photo
+    detail bands) is kept only while the image pasted on is ``photo``, the input photo
     the cache was made for (an image made by earlier layers is new in each output). Keys are the ids
     of the objects a value was made from, and the cache holds those objects, so an id cannot be
     reused while its value is kept. At most ``max_bytes`` of values and of the objects held for
