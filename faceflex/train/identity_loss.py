@@ -56,9 +56,11 @@ class IdentityLoss(torch.nn.Module):
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         super().__init__()
-        from faceflex.face.dlib_models import face_descriptor_net
+        from faceflex.face.dlib_models import FACE_DESCRIPTOR, model_path
+        from faceflex.models.face_descriptor_net import load_face_descriptor_net
 
-        self.net = face_descriptor_net().to(device)
+        # its own copy: the one `face_descriptors` shares may have been made under inference mode
+        self.net = load_face_descriptor_net(model_path(FACE_DESCRIPTOR)).to(device)
         for parameter in self.net.parameters():
             parameter.requires_grad_(False)
 
