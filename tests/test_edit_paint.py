@@ -146,7 +146,7 @@ def test_training_a_target_paints_its_region_and_leaves_the_shared_encoder_alone
     trainer = AttributePainterTrainer(cache, tmp_path / "cache", TINY, settings, tmp_path / "out", torch.device("cpu"), init=str(init))
     assert set(trainer.train_rows) == {r for r in cache.split("train") if r % 4 == 0}
     assert trainer.prior.to_dict() == PRIOR.to_dict()  # the anonymizer's codes, which its code layers learned
-    inputs, truth, codes = trainer.batch(trainer.train_rows[:4], torch.Generator().manual_seed(0))
+    inputs, truth, codes, _ = trainer.batch(trainer.train_rows[:4], torch.Generator().manual_seed(0))
     assert torch.all(codes == 0)  # the mean identity: a descriptor would tell whether the face wore glasses
     points = cache.landmarks[0].astype(np.float64)
     mirrored = np.column_stack([128 - points[:, 0], points[:, 1]])
