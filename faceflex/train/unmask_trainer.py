@@ -174,7 +174,7 @@ def composite_loss(
         if s.laplacian_weight:
             detail = laplacian_pyramid_l1(result, truth).mean()
             loss, logged["lap"] = loss + s.laplacian_weight * detail, detail
-    if getattr(trainer, "identity_loss", None) is not None and chips is not None:
+    if trainer.identity_loss is not None and chips is not None:
         identity, perceptual = trainer.identity_loss(result, truth, *chips)
         loss = loss + s.identity_weight * identity + s.perceptual_weight * perceptual
         logged.update(identity=identity, perceptual=perceptual)
