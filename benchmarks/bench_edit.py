@@ -3,7 +3,8 @@
     python benchmarks/bench_edit.py [--repeats 10] [--large]
 
 After start-up (models loaded, one warm-up call), excluding file writing; median of the repeats.
-The same pipeline and step as `faceflex edit` (faceflex.pipeline.flow.run_step + EditStep).
+The same pipeline and step as `faceflex edit` (faceflex.pipeline.flow.run_step + EditStep), with
+numpy's BLAS on one thread as the batch runner sets it (faceflex.pipeline.executors.one_blas_thread).
 Also the peak resident memory over a stream of edits (flat = streaming), and with --large the
 peak memory of one 40-megapixel photo at 6 strengths and of a 1,000-strength range.
 Record in docs/BENCHMARKS.md.
@@ -25,6 +26,7 @@ from faceflex.inference.attribute_vectors import load_vectors
 from faceflex.inference.vae_codec import load_vae
 from faceflex.io.images import load_image
 from faceflex.io.inputs import demo_image_path
+from faceflex.pipeline.executors import one_blas_thread
 from faceflex.pipeline.flow import run_step
 from faceflex.steps.edit import EditSettings, EditStep
 
@@ -108,4 +110,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_blas_thread():
+        main()

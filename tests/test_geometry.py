@@ -15,6 +15,7 @@ from faceflex.face.align import (
     transform_points,
     transform_scale,
     warp_image,
+    warp_maps,
 )
 from faceflex.face.blend import paste_back
 from faceflex.face.masks import REGIONS, convex_hull, gaussian_blur, region_mask
@@ -89,6 +90,23 @@ def test_warp_uses_integer_pixel_centres():
     np.testing.assert_allclose(doubled[::2, ::2][:10, :10], grey[:10, :10], atol=1e-3)
     # half-way between two source pixels is their mean
     assert doubled[0, 1] == pytest.approx((grey[0, 0] + grey[0, 1]) / 2, abs=1e-3)
+
+
+def test_warping_a_stack_of_maps_matches_warping_each_inside_the_source():
+    rng = np.random.default_rng(3)
+    maps = rng.normal(size=(5, 32, 32)).astype(np.float32)
+    angle, scale = 0.3, 4.2
+    matrix = np.array([[scale * np.cos(angle), -scale * np.sin(angle), 40.0], [scale * np.sin(angle), scale * np.cos(angle), -7.0]])
+    stacked = warp_maps(maps, matrix, (150, 160))
+    each = np.stack([warp_image(m, matrix, (150, 160)) for m in maps])
+    ys, xs = np.mgrid[:160, :150]
+    source = transform_points(np.stack([xs.ravel(), ys.ravel()], 1), invert_affine(matrix)).reshape(160, 150, 2)
+    inside = np.all((source >= 0) & (source <= 31), axis=-1)  # between the outer pixel centres
+    assert inside.sum() > 5000
+    np.testing.assert_allclose(stacked[:, inside], each[:, inside], atol=1e-4)
+    assert np.all(stacked[:, ~np.all((source > -1) & (source < 32), axis=-1)] == 0)  # beyond the source: 0
+    shrunk = np.array([[0.4, 0.0, 1.0], [0.0, 0.4, 2.0]])  # shrinking: box-averaged first, as warp_image does
+    np.testing.assert_array_equal(warp_maps(maps, shrunk, (12, 12)), np.stack([warp_image(m, shrunk, (12, 12)) for m in maps]))
 
 
 def test_template_properties():

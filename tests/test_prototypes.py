@@ -191,7 +191,8 @@ def test_outputs_that_share_a_change_are_composed_as_without_the_cache_and_their
     cache = PasteCache(demo_rgb)
     for layers in variants:
         assert np.array_equal(compose(demo_rgb, result.crops, layers, cache), compose(demo_rgb, result.crops, layers))
-    assert len(cache._entries) == 3  # the detail and colour maps and the photo's bands, kept once for all outputs
+    # kept once for all outputs: the detail and colour maps, the photo's bands, the skin core the shading reads, the warp's fade
+    assert len(cache._entries) == 5
     scaled = [dataclasses.replace(la, pixels=la.pixels * la.amount, amount=1.0) if la.mode == "detail" else la for la in variants[1]]
     difference = np.abs(compose(demo_rgb, result.crops, scaled).astype(int) - compose(demo_rgb, result.crops, variants[1]))
     assert difference.max() <= 1  # float rounding only

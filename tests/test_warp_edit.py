@@ -32,6 +32,17 @@ def test_thin_plate_spline_passes_through_its_points_and_is_affine_without_bendi
     )
 
 
+def test_the_moves_between_grid_nodes_are_torchs_bicubic_interpolation():
+    import torch
+    import torch.nn.functional as F
+
+    from faceflex.face.warp import _bicubic_rows
+
+    nodes = torch.randn(2, 9, 7, generator=torch.Generator().manual_seed(0))
+    expected = F.interpolate(nodes[None], size=(8 * 6 + 1, 6 * 6 + 1), mode="bicubic", align_corners=True)[0]
+    assert torch.allclose(_bicubic_rows(9, 49) @ nodes @ _bicubic_rows(7, 37).T, expected, atol=1e-5)
+
+
 def test_zero_displacement_is_the_identity_bit_for_bit(demo_rgb, demo_faces):
     landmarks = demo_faces[0].landmarks
     assert np.array_equal(paste_warp(demo_rgb, landmarks, landmarks), demo_rgb)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from faceflex.shipped import shipped_array
@@ -99,6 +101,27 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], res
     filters = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST}
     warped = source.transform(size, Image.Transform.AFFINE, coefficients, resample=filters[resample], fillcolor=0)
     return np.asarray(warped)
+
+
+def warp_maps(maps: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """:func:`warp_image` for a stack of float maps (K, H, W) at once: (K, height, width) float32,
+    ``size`` = (width, height); output pixel ``q`` shows source point ``matrix^-1 q`` (bilinear,
+    pixel centres at integers), 0 beyond the source's outer pixel centres. One pass for every map;
+    when the warp shrinks by 2x or more, each map goes through :func:`warp_image` (box-averaged first)."""
+    maps = np.asarray(maps, dtype=np.float32)
+    if transform_scale(matrix) <= 0.5:
+        return np.stack([warp_image(np.ascontiguousarray(m), matrix, size) for m in maps])
+    (a, b, c), (d, e, f) = invert_affine(matrix)
+    width, height = size
+    xs = torch.arange(width, dtype=torch.float64)[None, :]
+    ys = torch.arange(height, dtype=torch.float64)[:, None]
+    rows, columns = maps.shape[1:]
+    # grid_sample's frame (align_corners): -1 and 1 are the centres of the first and last pixels
+    gx = (a * xs + b * ys + c) * (2 / max(columns - 1, 1)) - 1
+    gy = (d * xs + e * ys + f) * (2 / max(rows - 1, 1)) - 1
+    grid = torch.stack([gx, gy], dim=-1).to(torch.float32)[None]
+    out = F.grid_sample(torch.from_numpy(maps)[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out[0].numpy()
 
 
 @dataclass(frozen=True)

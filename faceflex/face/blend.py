@@ -9,7 +9,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
-from faceflex.face.align import compose_affine, invert_affine, transform_points, transform_scale, warp_image
+from faceflex.face.align import compose_affine, invert_affine, transform_points, transform_scale, warp_image, warp_maps
 from faceflex.face.texture import BAND_SIGMAS, detail_bands, luminance, rescaled_detail
 
 T = TypeVar("T")
@@ -179,7 +179,7 @@ def _maps_in_photo(maps: np.ndarray, matrix: np.ndarray, mask: np.ndarray, photo
     weighted = maps * np.asarray(mask, dtype=np.float32)[None]
     if unweighted:
         weighted[-unweighted:] = maps[-unweighted:]
-    return region, np.stack([warp_image(np.ascontiguousarray(m), to_roi, (x1 - x0, y1 - y0)) for m in weighted])
+    return region, warp_maps(weighted, to_roi, (x1 - x0, y1 - y0))
 
 
 def paste_delta(
@@ -210,24 +210,35 @@ def paste_delta(
     if shading is not None:  # carried into the photo beside the change
         channels = np.concatenate([channels, np.asarray(shading, np.float32)[None]])
     extra = int(shading is not None)
-    placed = _cached(cache, (delta, mask, shading), ("delta", *key), lambda: _maps_in_photo(channels, matrix, mask, size, unweighted=extra))
+
+    def place():  # the change channel-last, and the shading weight, in the photo's box around the mask
+        found = _maps_in_photo(channels, matrix, mask, size, unweighted=extra)
+        return None if found is None else (found[0], np.ascontiguousarray(np.moveaxis(found[1][:3], 0, -1)), found[1][3] if extra else None)
+
+    placed = _cached(cache, (delta, mask, shading), ("delta", *key), place)
     if placed is None:
         return result
-    (x0, y0, x1, y1), change = placed
+    (x0, y0, x1, y1), change, shade = placed
     roi = result[y0:y1, x0:x1].astype(np.float32)
-    if shading is not None:
-        change, shade = change[:3], change[3]
-        change = change * (1.0 - shade + shade * _shading(roi, matrix, mask, (x0, y0, x1, y1)))
-    result[y0:y1, x0:x1] = np.clip(np.rint(roi + np.moveaxis(change, 0, -1) * np.float32(amount)), 0, 255).astype(np.uint8)
+    if shade is not None:
+        core = _cached(cache, (mask,), ("core", *key), lambda: _core(matrix, mask, (x0, y0, x1, y1)))
+        roi += change * ((1.0 - shade + shade * _shading(roi, core)) * np.float32(amount))[..., None]
+    else:
+        roi += change * np.float32(amount)
+    result[y0:y1, x0:x1] = np.clip(np.rint(roi, out=roi), 0, 255, out=roi)  # whole numbers in 0-255: cast exactly
     return result
 
 
-def _shading(roi: np.ndarray, matrix: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """(h, w) float32 weight over ``roi`` (the photo's ``box``): luminance over the median luminance
-    where the aligned ``mask`` (S, S) is at least 0.5, at most 1."""
+def _core(matrix: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """(h, w) bool over the photo's ``box``: where the aligned ``mask`` (S, S) is at least 0.5."""
     x0, y0, x1, y1 = box
     to_roi = compose_affine(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]), invert_affine(matrix))
-    core = warp_image((np.asarray(mask) >= 0.5).astype(np.uint8) * 255, to_roi, (x1 - x0, y1 - y0)) >= 128
+    return warp_image((np.asarray(mask) >= 0.5).astype(np.uint8) * 255, to_roi, (x1 - x0, y1 - y0)) >= 128
+
+
+def _shading(roi: np.ndarray, core: np.ndarray) -> np.ndarray:
+    """(h, w) float32 weight over ``roi``: luminance over the median luminance where ``core`` (h, w
+    bool, :func:`_core`) is True, at most 1."""
     luma = luminance(roi)
     reference = float(np.median(luma[core])) if core.any() else float(np.median(luma))
     return np.clip(luma / max(reference, 1.0), 0.0, 1.0)
@@ -256,8 +267,8 @@ def paste_detail(
     scale = 1.0 / transform_scale(matrix)
     widths = tuple(s * scale for s in BAND_SIGMAS)
     bands = _cached(_read_from(cache, photo), (photo,), ("bands", x0, y0, x1, y1, scale), lambda: detail_bands(luminance(roi), widths))
-    change = rescaled_detail(bands, gains * np.float32(amount))
-    result[y0:y1, x0:x1] = np.clip(np.rint(roi + change[..., None]), 0, 255).astype(np.uint8)
+    roi += rescaled_detail(bands, gains * np.float32(amount))[..., None]
+    result[y0:y1, x0:x1] = np.clip(np.rint(roi, out=roi), 0, 255, out=roi)  # whole numbers in 0-255: cast exactly
     return result
 
 
@@ -273,10 +284,12 @@ def warp_weight(points: np.ndarray, box: tuple[int, int, int, int], inner: float
     return (t * t * (3 - 2 * t)).astype(np.float32)  # smoothstep: no visible edge
 
 
-def paste_warp(photo: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+def paste_warp(photo: np.ndarray, sources: np.ndarray, targets: np.ndarray, cache: PasteCache | None = None) -> np.ndarray:
     """A copy of ``photo`` with its own pixels moved so that the points at ``sources`` (N, 2, photo
-    pixels) appear at ``targets``: a thin-plate spline anchored on a ring around the points, blended
-    in by :func:`warp_weight`, so pixels beyond 1.3 x the points' extent stay bit for bit."""
+    pixels) appear at ``targets``: a thin-plate spline anchored on a ring around the points, its
+    moves faded out by :func:`warp_weight` (no cross-fade of two images: no ghosted edges), so
+    pixels beyond 1.3 x the points' extent stay bit for bit.
+    ``cache``: the blend weight is kept for other outputs with the same ``sources``."""
     from faceflex.face.warp import anchor_ring, warp_points
 
     sources, targets = np.asarray(sources, dtype=np.float64), np.asarray(targets, dtype=np.float64)
@@ -290,11 +303,10 @@ def paste_warp(photo: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> n
     box = (max(int(x0), 0), max(int(y0), 0), min(int(x1), width), min(int(y1), height))
     if box[0] >= box[2] or box[1] >= box[3]:
         return result
-    weight = warp_weight(sources, box)[..., None]
-    warped = warp_points(photo, sources, targets, anchors, box)
-    roi = result[box[1] : box[3], box[0] : box[2]].astype(np.float32)
-    blended = roi + weight * (warped - roi)
-    result[box[1] : box[3], box[0] : box[2]] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    weight = _cached(cache, (), ("warp weight", sources.tobytes(), *box), lambda: warp_weight(sources, box))
+    warped = np.clip(np.rint(warp_points(photo, sources, targets, anchors, box, fade=weight)), 0, 255).astype(np.uint8)
+    roi = result[box[1] : box[3], box[0] : box[2]]
+    result[box[1] : box[3], box[0] : box[2]] = np.where(weight[..., None] > 0, warped, roi)
     return result
 
 

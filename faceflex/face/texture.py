@@ -20,8 +20,10 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
-    """(H, W) float32 luminance of an (H, W, 3) RGB image."""
-    return np.asarray(rgb, dtype=np.float32) @ LUMA
+    """(H, W) float32 luminance of an (H, W, 3) RGB image (a weighted sum, not a matrix product:
+    OpenBLAS would spread it over threads whose spinning slows the single-threaded work after it)."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    return rgb[..., 0] * LUMA[0] + rgb[..., 1] * LUMA[1] + rgb[..., 2] * LUMA[2]
 
 
 def _blur(image: torch.Tensor, sigma: float, factor: int, vertical: bool = True, horizontal: bool = True) -> torch.Tensor:

@@ -10,6 +10,7 @@ nothing at the anchors (a ring around the face) and outside them the photo is un
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -61,6 +62,16 @@ class ThinPlateSpline:
         return u @ self.weights + np.hstack([np.ones((len(points), 1)), points]) @ self.affine
 
 
+@lru_cache(maxsize=64)
+def _bicubic_rows(nodes: int, size: int) -> torch.Tensor:
+    """(size, nodes) float32: row i holds the weights of the ``nodes`` values that bicubic
+    interpolation (``F.interpolate``, align_corners=True, clamped at the ends) gives output i, so
+    that a separable 2-D interpolation is ``rows_y @ values @ rows_x.T`` (exactly what
+    ``F.interpolate(mode="bicubic")`` computes, as two small matrix products)."""
+    identity = torch.eye(nodes, dtype=torch.float32)[None, None]
+    return F.interpolate(identity, size=(size, nodes), mode="bicubic", align_corners=True)[0, 0]
+
+
 def anchor_ring(points: np.ndarray, scale: float = 1.35, count: int = 24) -> np.ndarray:
     """``count`` fixed points on an ellipse around ``points`` (their spread grown by ``scale``)."""
     points = np.asarray(points, dtype=np.float64)
@@ -71,11 +82,17 @@ def anchor_ring(points: np.ndarray, scale: float = 1.35, count: int = 24) -> np.
 
 
 def warp_points(
-    image: np.ndarray, sources: np.ndarray, targets: np.ndarray, anchors: np.ndarray, box: tuple[int, int, int, int]
+    image: np.ndarray,
+    sources: np.ndarray,
+    targets: np.ndarray,
+    anchors: np.ndarray,
+    box: tuple[int, int, int, int],
+    fade: np.ndarray | None = None,
 ) -> np.ndarray:
     """The pixels of ``box`` = (x0, y0, x1, y1) (exclusive end) in ``image`` (H, W, C) after moving
     the points at ``sources`` to ``targets`` (``anchors`` fixed): float32 (y1 - y0, x1 - x0, C).
-    With no movement this is the box itself (float error only).
+    With no movement this is the box itself (float error only). ``fade`` (y1 - y0, x1 - x0) in
+    [0, 1], optional: each output pixel's move scaled by it (where it is 0 the pixel stays put).
 
     The spline is evaluated on a grid of cells (the points' extent / :data:`GRID_CELLS`, 4-16 px),
     interpolated bicubically in between (it is smooth at that scale: 0.3 px at the 99th percentile
@@ -93,9 +110,12 @@ def warp_points(
     # only the part of the image the reads can reach (bicubic overshoot and the bilinear neighbour: +2 px)
     sx0, sy0 = np.maximum(np.floor(reads.reshape(-1, 2).min(axis=0)).astype(int) - 2, 0)
     sx1, sy1 = np.minimum(np.ceil(reads.reshape(-1, 2).max(axis=0)).astype(int) + 3, [width, height])
-    moves = torch.from_numpy((reads - nodes).astype(np.float32)).permute(2, 0, 1)[None]
-    size = ((len(ys) - 1) * step + 1, (len(xs) - 1) * step + 1)
-    dense = F.interpolate(moves, size=size, mode="bicubic", align_corners=True)[0, :, : y1 - y0, : x1 - x0]
+    moves = torch.from_numpy((reads - nodes).astype(np.float32)).permute(2, 0, 1)
+    rows = _bicubic_rows(len(ys), (len(ys) - 1) * step + 1)[: y1 - y0]
+    columns = _bicubic_rows(len(xs), (len(xs) - 1) * step + 1)[: x1 - x0]
+    dense = rows @ moves @ columns.T  # (2, y1 - y0, x1 - x0): the bicubic interpolation of the nodes' moves
+    if fade is not None:
+        dense = dense * torch.from_numpy(np.asarray(fade, dtype=np.float32))
     # grid_sample's frame (align_corners): -1 and 1 are the centres of the first and last pixels
     gx = (torch.arange(x0 - sx0, x1 - sx0, dtype=torch.float32)[None, :] + dense[0]) * (2 / max(sx1 - sx0 - 1, 1)) - 1
     gy = (torch.arange(y0 - sy0, y1 - sy0, dtype=torch.float32)[:, None] + dense[1]) * (2 / max(sy1 - sy0 - 1, 1)) - 1

@@ -70,13 +70,27 @@ def resolve_workers(value: int | str, inputs: int) -> int:
 
 
 class InProcess:
-    """Runs each task here, one after another."""
+    """Runs each task here, one after another, with numpy's BLAS on one thread (:func:`one_blas_thread`)."""
 
     def __init__(self, job: Job, inputs: InputFiles) -> None:
         self.job, self.inputs = job, inputs
 
     def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
-        return (execute(self.job, task, self.inputs) for task in tasks)
+        with one_blas_thread():
+            for task in tasks:
+                yield execute(self.job, task, self.inputs)
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager:
+    """numpy's BLAS (OpenBLAS) on one thread until the context ends; torch keeps its threads.
+    The flow's matrices are small (landmarks, spline systems), and OpenBLAS's other threads, woken
+    by a product or a solve, then spin beside torch's and the main thread's work: on this 2-core
+    CPU a 1024-px prototype edit took 20 % longer with them (``benchmarks/bench_edit.py``).
+    Switching per call does not help (each switch back wakes the threads), so a whole batch runs
+    under one limit."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def limit_threads(threads: int) -> None:

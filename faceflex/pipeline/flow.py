@@ -176,7 +176,7 @@ def compose(photo: np.ndarray, crops: Sequence[FaceCrop], layers: Iterable[Layer
             raise ValueError("a layer needs its face's aligned crop (the step's aligned_size is None)")
         if layer.mode == "warp":
             to_photo = invert_affine(aligned.matrix)
-            result = paste_warp(result, transform_points(layer.pixels[0], to_photo), transform_points(layer.pixels[1], to_photo))
+            result = paste_warp(result, transform_points(layer.pixels[0], to_photo), transform_points(layer.pixels[1], to_photo), cache)
         elif layer.mode == "add":
             result = paste_delta(result, layer.pixels, aligned.matrix, layer.mask, layer.amount, cache, layer.shading)
         elif layer.mode == "detail":
