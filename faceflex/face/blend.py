@@ -303,11 +303,17 @@ def paste_warp(photo: np.ndarray, sources: np.ndarray, targets: np.ndarray, cach
     box = (max(int(x0), 0), max(int(y0), 0), min(int(x1), width), min(int(y1), height))
     if box[0] >= box[2] or box[1] >= box[3]:
         return result
-    weight = _cached(cache, (), ("warp weight", sources.tobytes(), *box), lambda: warp_weight(sources, box))
-    warped = np.clip(np.rint(warp_points(photo, sources, targets, anchors, box, fade=weight)), 0, 255).astype(np.uint8)
-    roi = result[box[1] : box[3], box[0] : box[2]]
-    result[box[1] : box[3], box[0] : box[2]] = np.where(weight[..., None] > 0, warped, roi)
+    weight, moved = _cached(cache, (), ("warp weight", sources.tobytes(), *box), lambda: _fade(sources, box))
+    warped = warp_points(photo, sources, targets, anchors, box, fade=weight)
+    np.clip(np.rint(warped, out=warped), 0, 255, out=warped)  # whole numbers in 0-255: cast exactly
+    np.copyto(result[box[1] : box[3], box[0] : box[2]], warped, casting="unsafe", where=moved)
     return result
+
+
+def _fade(sources: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`warp_weight` over ``box`` and where it is positive ((h, w, 1) bool)."""
+    weight = warp_weight(sources, box)
+    return weight, (weight > 0)[..., None]
 
 
 def harmonic_fill(values: np.ndarray, fixed: np.ndarray, iterations: int = 60) -> np.ndarray:
