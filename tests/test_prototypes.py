@@ -126,6 +126,27 @@ def test_prototype_edits_move_what_classify_reads_and_keep_the_person(demo_rgb):
 
 
 @needs_prototypes
+def test_an_attributes_recipe_scales_its_shape_and_adds_its_counter_changes():
+    from faceflex.inference.attribute_prototypes import RECIPES, UNIT
+
+    prototypes = load_prototypes()
+    recipe = RECIPES["Male"]
+    assert recipe.shape < 1 and recipe.counter  # Male ages a face unless Young counters it
+    male, young = prototypes.names.index("Male"), prototypes.names.index("Young")
+    landmarks = prototypes.mean_landmarks
+    change = prototypes.change("Male", landmarks, 3.0, moved=landmarks)
+    ((name, k),) = recipe.counter
+    assert name == "Young"
+    expected = 3.0 * UNIT * (recipe.shape * prototypes.shape[male] + k * prototypes.shape[young])
+    np.testing.assert_allclose(change.move, expected, atol=1e-5)
+    inside = (slice(20, 108), slice(20, 108))  # on the mean landmarks the maps are placed as they are
+    colour = 3.0 * UNIT * (prototypes.colour[male].astype(np.float32) + k * prototypes.colour[young].astype(np.float32))
+    np.testing.assert_allclose(change.colour[inside], colour[inside], atol=0.05)
+    plain = prototypes.change("Smiling", landmarks, 2.0, moved=landmarks)  # no recipe: the prototypes' difference as it is
+    np.testing.assert_allclose(plain.move, 2.0 * UNIT * prototypes.shape[prototypes.names.index("Smiling")], atol=1e-5)
+
+
+@needs_prototypes
 def test_prototype_mode_takes_no_vector_versions_and_knows_every_attribute(demo_rgb):
     from faceflex.steps.edit import EditSettings, EditStep, auto_mode
 
