@@ -137,6 +137,34 @@ def test_a_slow_input_does_not_hold_back_the_workers(tmp_path, backend):
     assert all(r["done_at"] < records[0]["done_at"] for r in records[1:])
 
 
+class BlasThreadsJob:
+    """Records how many threads numpy's BLAS may use while the job runs."""
+
+    def __call__(self, item, outputs) -> dict:
+        from threadpoolctl import threadpool_info
+
+        outputs.text("seen", "txt", item.path.name)
+        return {"face_count": 0, "blas_threads": [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]}
+
+
+def test_in_process_runs_keep_numpys_blas_on_one_thread_and_give_it_back(tmp_path):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"p{i}.jpg").write_text(str(i))
+    out = tmp_path / "out"
+    with threadpool_limits(limits=2, user_api="blas"):  # as on a 2-core machine
+        Runner({"faceflex": "test", "command": "seen"}, RunSettings(out, str(out / "seen.json"), quiet=True), writes_files=True).run(
+            list(iter_inputs([folder])), [], BlasThreadsJob()
+        )
+        after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    records = json.loads((out / "seen.json").read_text())["inputs"]
+    assert records and all(r["blas_threads"] and set(r["blas_threads"]) == {1} for r in records)
+    assert set(after) == {2}  # the limit ends with the batch
+
+
 def test_workers_split_the_cores_and_auto_means_one_for_a_single_input(monkeypatch):
     assert threads_per_worker(2, cores=2) == 1 and threads_per_worker(1, cores=8) == 8 and threads_per_worker(16, cores=2) == 1
     monkeypatch.setattr("faceflex.pipeline.executors.machine_cores", lambda: 6)
