@@ -8,7 +8,7 @@ whichever runs the batch. The job (its step with the models loaded) and the batc
 models once. Workers split the machine's cores: each runs torch and the BLAS libraries on
 ``cores // workers`` threads (at least 1).
 
-- ``local``, 1 worker: in this process.
+- ``local``, 1 worker: in this process, numpy's BLAS on one thread for the batch (:func:`one_blas_thread`).
 - ``local``, N workers: a ``spawn`` process pool (no fork of a process that already runs torch
   threads). ``2 N`` inputs are in the workers' hands at a time, and a worker that finishes takes
   the next input even while an earlier, slower one (a group photo) still runs: up to ``AHEAD``
