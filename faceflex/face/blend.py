@@ -289,7 +289,7 @@ def paste_warp(photo: np.ndarray, sources: np.ndarray, targets: np.ndarray, cach
     pixels) appear at ``targets``: a thin-plate spline anchored on a ring around the points, its
     moves faded out by :func:`warp_weight` (no cross-fade of two images: no ghosted edges), so
     pixels beyond 1.3 x the points' extent stay bit for bit.
-    ``cache``: the blend weight is kept for other outputs with the same ``sources``."""
+    ``cache``: the fade is kept for other outputs with the same ``sources``."""
     from faceflex.face.warp import anchor_ring, warp_points
 
     sources, targets = np.asarray(sources, dtype=np.float64), np.asarray(targets, dtype=np.float64)

@@ -50,10 +50,9 @@ class Recipe:
     counter: tuple[tuple[str, float], ...] = ()
 
 
-# Male: its average change also ages a face (the judge read 24 % of edited faces as older at 3, and
-# dlib's descriptor moved past 0.6 for 38 % of the women it masculinised); a quarter less of its
-# shape and half a unit of Young per unit of Male kept 95 % (was 62 %) of them the same person
-# (validation ids 27001-28000, 40 faces a side, strength 3)
+# Male: its average change also ages a face. Three quarters of its shape and half a unit of Young per
+# unit of Male: at 3, identity kept for 70 -> 92 % of the women masculinised, Young's leakage
+# 26 -> 9.5 % (validation ids 27001-28000, 100 faces a side; docs/EDIT.md)
 RECIPES = {"Male": Recipe(shape=0.75, counter=(("Young", 0.5),))}
 
 
@@ -93,9 +92,10 @@ class AttributePrototypes:
         ``moved`` when the face is warped otherwise."""
         name = self.resolve(attribute)
         recipe = RECIPES.get(name, Recipe())
-        parts = [(self.names.index(name), 1.0), *((self.names.index(self.resolve(n)), k) for n, k in recipe.counter)]
+        own = self.names.index(name)
+        parts = [(own, 1.0), *((self.names.index(self.resolve(n)), k) for n, k in recipe.counter)]
         amount = float(strength) * UNIT
-        shape = sum(k * self.shape[i].astype(np.float64) for i, k in parts) - (1.0 - recipe.shape) * self.shape[parts[0][0]]
+        shape = recipe.shape * self.shape[own].astype(np.float64) + sum(k * self.shape[i].astype(np.float64) for i, k in parts[1:])
         move = amount * shape
         target = np.asarray(landmarks, dtype=np.float64) + move if moved is None else np.asarray(moved, dtype=np.float64)
         colour = sum(k * self.colour[i].astype(np.float32) for i, k in parts)
