@@ -333,3 +333,72 @@ def test_the_upper_face_score_sees_brows_and_eyes_not_a_wall(demo_rgb, demo_face
     x0, y0, x1, y1 = box
     below = (x0, y0 + 1.5 * (y1 - y0), x1, y1 + 1.5 * (y1 - y0))  # her uniform, under the face
     assert upper_face_score(demo_rgb, below) < UPPER_FACE_FLOOR
+
+
+def test_the_high_pass_is_the_image_minus_its_border_renormalised_blur():
+    from faceflex.face.texture import high_pass, smooth
+
+    image = torch.rand(2, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    expected = image[1, 2].numpy() - smooth(image[1, 2].numpy(), 2.0)
+    assert np.abs(high_pass(image, 2.0)[1, 2].numpy() - expected).max() < 1e-5
+    assert high_pass(torch.full((1, 3, 32, 32), 0.7), 2.0).abs().max() < 1e-5  # flat: no detail, border included
+
+
+def test_the_detail_stage_adds_only_fine_detail_inside_the_paint_region():
+    from faceflex.inference.unmasking import with_detail
+
+    config = FaceUNetConfig(channels=(8, 8, 16), bottleneck_blocks=1, in_channels=4, mask_head=False, detail_output=True)
+    torch.manual_seed(0)
+    net = FaceUNet(config).eval()
+    faces = torch.rand(2, 3, 128, 128)
+    region = torch.zeros(2, 1, 128, 128)
+    region[..., 70:110, 30:100] = 1.0
+    with torch.no_grad():
+        assert torch.equal(with_detail(net, faces, region), faces)  # untrained (zero last layer): nothing added
+        net.to_face.weight.normal_(0, 0.5)
+        net.to_face.bias.fill_(0.3)  # a flat offset is colour, not detail: it must not come through
+        refined = with_detail(net, faces, region)
+    assert torch.equal(refined[..., region[0, 0] == 0], faces[..., region[0, 0] == 0])
+    change = (refined - faces)[..., 70:110, 30:100]
+    assert change.abs().mean() > 0.01
+    assert change.mean(dim=(2, 3)).abs().max() < 0.02  # no shift of colour over the region
+
+
+def test_the_detail_energy_asks_for_as_much_detail_wherever_it_lies():
+    from faceflex.face.texture import high_pass
+    from faceflex.train.unmask_trainer import detail_energy_l1
+
+    texture = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    detail = high_pass(texture, 2.0)
+    region = torch.ones(1, 1, 64, 64)
+    shifted = detail.roll(1, dims=-1)
+    none = torch.zeros_like(detail)
+    assert detail_energy_l1(detail, detail, region) < 1e-6
+    assert detail_energy_l1(shifted, detail, region) < 0.1 * detail_energy_l1(none, detail, region)
+
+
+def test_the_detail_stage_trains_on_a_frozen_first_stage_resumes_exactly_and_loads(tmp_path, demo_rgb, demo_faces):
+    from faceflex.models.weights import save_weights
+    from faceflex.train.unmask_trainer import UnmaskDetailSettings, UnmaskDetailTrainer
+
+    cache = face_cache(aligned_demo(demo_rgb, demo_faces))
+    torch.manual_seed(0)
+    base = save_weights(tmp_path / "base.pt", FaceUNet(TINY), TINY.to_dict())
+    config = FaceUNetConfig(channels=(8, 8, 16), bottleneck_blocks=1, in_channels=4, mask_head=False, detail_output=True)
+    settings = UnmaskDetailSettings(base=str(base), epochs=2, batch_size=8, seed=1)
+    straight = UnmaskDetailTrainer(cache, config, settings, tmp_path / "a", torch.device("cpu"))
+    frozen = {k: v.clone() for k, v in straight.base.state_dict().items()}
+    straight.run()
+    assert all(np.isfinite(h["loss"]) for h in straight.history) and "held_out_upper_sharpness_inside_mask" in straight.history[-1]
+    assert all(torch.equal(v, straight.base.state_dict()[k]) for k, v in frozen.items())  # the first stage never moves
+    first = UnmaskDetailTrainer(cache, config, settings, tmp_path / "b", torch.device("cpu"))
+    first.run(stop_after=1)
+    resumed = UnmaskDetailTrainer(cache, config, settings, tmp_path / "c", torch.device("cpu"))
+    resumed.load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    resumed.run()
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    unmasker = load_unmasker(base, "cpu", detail=tmp_path / "a" / "unmask_detail.pt")
+    assert unmasker.detail is not None
+    assert np.array_equal(unmasker(cache.faces[:2])[0], unmasker(cache.faces[:2])[0])
+    assert (tmp_path / "a" / "epoch_002.png").is_file()

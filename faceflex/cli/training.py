@@ -29,7 +29,14 @@ def train(ctx: click.Context) -> None:
         ctx.exit(0)
 
 
-TRAINER_COMMANDS = ("vae", "unmask", "anonymize", "painter", "classifier")  # the commands on the shared Trainer (DDP under torchrun)
+TRAINER_COMMANDS = (
+    "vae",
+    "unmask",
+    "unmask-detail",
+    "anonymize",
+    "painter",
+    "classifier",
+)  # the commands on the shared Trainer (DDP under torchrun)
 
 
 def training_device(config: dict):
@@ -197,6 +204,36 @@ def train_unmask(session: Session, epochs, resume, out, cache, max_hours, init) 
     settings = UnmaskSettings(**{key: section[key] for key in fields}, seed=config["seed"])
     network = FaceUNetConfig(tuple(config["unmask_net"]["channels"]), config["unmask_net"]["bottleneck_blocks"])
     trainer = UnmaskTrainer(
+        open_cache(cache_dir),
+        network,
+        settings,
+        Path(section["out"]),
+        training_device(config),
+        init=section["init"],
+        utk_cache=cache_dir.parent,
+    )
+    _train(session, trainer, resume, section["max_hours"])
+
+
+@train.command("unmask-detail")
+@training_options
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, grids and weights.")
+@click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (built first if missing).")
+@click.option("--init", type=click.Path(dir_okay=False, exists=True), help="Warm start from a detail-stage weight file.")
+@click.option("--base", type=click.Path(dir_okay=False, exists=True), help="The unmasking network it refines (frozen).")
+@click.pass_obj
+def train_unmask_detail(session: Session, epochs, resume, out, cache, max_hours, init, base) -> None:
+    """Train the unmasking detail stage: fine detail drawn over the frozen unmasking network's faces."""
+    from faceflex.models.face_unet import FaceUNetConfig
+    from faceflex.train.cache import open_cache
+    from faceflex.train.unmask_trainer import UnmaskDetailSettings, UnmaskDetailTrainer
+
+    config, section, cache_dir = _face_training_config(session, "train_unmask_detail", epochs, out, cache, max_hours, init, {"base": base})
+    fields = [f for f in UnmaskDetailSettings.__dataclass_fields__ if f != "seed"]
+    settings = UnmaskDetailSettings(**{key: section[key] for key in fields}, seed=config["seed"])
+    net = config["unmask_detail_net"]
+    network = FaceUNetConfig(tuple(net["channels"]), net["bottleneck_blocks"], in_channels=4, mask_head=False, detail_output=True)
+    trainer = UnmaskDetailTrainer(
         open_cache(cache_dir),
         network,
         settings,

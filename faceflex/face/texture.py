@@ -10,6 +10,8 @@ is a weighted mean of the pixels inside the frame), so a band shows no edge at t
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -76,3 +78,23 @@ def rescaled_detail(bands: np.ndarray, log_gains: np.ndarray) -> np.ndarray:
     by ``exp(log_gains)`` (B, H, W, per pixel; clipped to +-:data:`MAX_LOG_GAIN`). 0 gains: no change."""
     gains = np.expm1(np.clip(np.asarray(log_gains, dtype=np.float32), -MAX_LOG_GAIN, MAX_LOG_GAIN))
     return np.einsum("khw,khw->hw", bands, gains).astype(np.float32)
+
+
+@functools.cache
+def _blur_matrix(size: int, sigma: float) -> torch.Tensor:
+    """(size, size) float32: row i holds the Gaussian weights (width ``sigma``, cut at 3 sigma) of
+    pixel i's neighbours inside the frame, summing to 1 (the blur renormalised at the border)."""
+    offsets = torch.arange(size, dtype=torch.float64)
+    distance = offsets[:, None] - offsets[None, :]
+    weights = torch.exp(-0.5 * (distance / sigma) ** 2) * (distance.abs() <= np.ceil(3.0 * sigma))
+    return (weights / weights.sum(dim=1, keepdim=True)).float()
+
+
+def high_pass(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``images`` (..., H, W) minus their Gaussian blur of width ``sigma`` pixels (weights
+    renormalised at the border, so the frame's edge adds no detail; computed as two matrix
+    products): the detail finer than about ``2 sigma`` px; what it leaves out holds every colour
+    and shading."""
+    rows = _blur_matrix(images.shape[-2], float(sigma)).to(images.device, images.dtype)
+    columns = _blur_matrix(images.shape[-1], float(sigma)).to(images.device, images.dtype)
+    return images - rows @ images @ columns.T

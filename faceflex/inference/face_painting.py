@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from faceflex.device import resolve_device
-from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
+from faceflex.models.face_unet import FaceUNet, face_unet_from_config
 from faceflex.models.weights import fingerprint, load_network
 from faceflex.shipped import require_shipped
 
@@ -80,7 +80,7 @@ class FacePainter:
     @classmethod
     def from_file(cls: type[Painter], path: str | Path, device: str = "auto") -> Painter:
         """Load weights (fp16 on disk, float32 in memory) with their identity prior (``meta``)."""
-        model, record = load_network(path, lambda config: FaceUNet(FaceUNetConfig.from_dict(config)), cls.what)
+        model, record = load_network(path, face_unet_from_config, cls.what)
         meta = record.get("meta", {})
         return cls(model, IdentityPrior.from_dict(meta["identity_prior"]), resolve_device(device), meta, fingerprint(path))
 

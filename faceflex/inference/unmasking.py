@@ -4,6 +4,11 @@ Deterministic (eval mode, no sampling). Only pixels inside the *paint region* ch
 predicted mask (probability >= 0.5) grown by ``GROW`` px and feathered by one, so the mask's
 antialiased rim, which mixes mask and skin colours, is repainted too.
 
+A second, optional network, the *detail stage*, then draws the fine detail the first one paints
+too softly (lip lines, nostrils, skin grain): only the part of its output finer than
+``DETAIL_SIGMA`` is added, inside the paint region, so it cannot change colour or shading
+(:func:`with_detail`).
+
 Whether a face wears a mask comes from the same segmentation (:func:`mask_presence`), for
 ``faceflex unmask`` and for ``faceflex classify``'s ``occlusion.mask`` alike.
 """
@@ -20,12 +25,14 @@ import torch.nn.functional as F
 from faceflex.device import cpu_has_bf16, resolve_device
 from faceflex.face.align import template_landmarks
 from faceflex.face.masks import region_mask
-from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
+from faceflex.face.texture import high_pass
+from faceflex.models.face_unet import FaceUNet, face_unet_from_config
 from faceflex.models.weights import fingerprint, load_network
 from faceflex.shipped import require_shipped
 
 SHIPPED_WEIGHTS = "unmask.pt"
 GROW = 2  # px (128-px frame) the paint region reaches beyond the mask
+DETAIL_SIGMA = 2.0  # px (128-px frame): the detail stage adds only detail finer than about twice this
 MIN_COVERAGE = 0.10  # the smallest share of the face a worn mask covers (presence is judged on that share)
 
 
@@ -44,6 +51,14 @@ def grown_softened(weight: torch.Tensor, grow: int) -> torch.Tensor:
 def composite(images: torch.Tensor, painted: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     """``images`` with ``painted`` blended in through ``region`` (all (N, C, H, W) in [0, 1])."""
     return images + region * (painted - images)
+
+
+def with_detail(detail_net: FaceUNet, unmasked: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """The detail stage on ``unmasked`` faces (N, 3, H, W) in [0, 1] (the first stage's composite)
+    and their paint ``region`` (N, 1, H, W): the high-pass part (:data:`DETAIL_SIGMA`) of the detail
+    layer ``detail_net`` draws from both, added inside the region; values in [0, 1]."""
+    _, detail = detail_net(torch.cat([unmasked, region.to(unmasked.dtype)], dim=1))
+    return (unmasked + region * high_pass(detail.float(), DETAIL_SIGMA)).clamp(0, 1)
 
 
 @functools.cache
@@ -67,8 +82,16 @@ def mask_presence(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class Unmasker:
     """A loaded unmasking network. Faces are (N, 128, 128, 3) uint8 RGB aligned faces."""
 
-    def __init__(self, model: FaceUNet, device: torch.device, meta: dict | None = None, fingerprint: str | None = None) -> None:
+    def __init__(
+        self,
+        model: FaceUNet,
+        device: torch.device,
+        meta: dict | None = None,
+        fingerprint: str | None = None,
+        detail: FaceUNet | None = None,
+    ) -> None:
         self.model = model.eval().to(device)
+        self.detail = detail.eval().to(device) if detail is not None else None  # the detail stage (with_detail)
         self.device = device
         self.meta = meta or {}
         self.fingerprint = fingerprint
@@ -93,7 +116,10 @@ class Unmasker:
         out, probabilities = np.array(faces), np.zeros(np.shape(faces)[:3], np.float32)
         for start, x, mask, painted in self._batches(faces, batch_size):
             region = paint_region(mask)
-            result = (composite(x, painted, region).permute(0, 2, 3, 1) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+            result = composite(x, painted, region)
+            if self.detail is not None:
+                result = with_detail(self.detail, result, region)
+            result = (result.permute(0, 2, 3, 1) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
             inside = region[:, 0].cpu().numpy() > 0
             block = out[start : start + len(x)]
             block[inside] = result[inside]
@@ -112,10 +138,12 @@ class Unmasker:
         return probabilities
 
 
-def unmasker_from_file(path: str | Path, device: str = "auto") -> Unmasker:
-    """Load unmasking weights (fp16 on disk, float32 in memory)."""
-    model, record = load_network(path, lambda config: FaceUNet(FaceUNetConfig.from_dict(config)), "unmasking weights")
-    return Unmasker(model, resolve_device(device), record.get("meta"), fingerprint(path))
+def unmasker_from_file(path: str | Path, device: str = "auto", detail: str | Path | None = None) -> Unmasker:
+    """Load unmasking weights (fp16 on disk, float32 in memory) [and a detail stage's]."""
+    model, record = load_network(path, face_unet_from_config, "unmasking weights")
+    detail_net = load_network(detail, face_unet_from_config, "unmasking detail weights")[0] if detail else None
+    prints = fingerprint(path) + (f"+{fingerprint(detail)}" if detail else "")
+    return Unmasker(model, resolve_device(device), record.get("meta"), prints, detail_net)
 
 
 @functools.cache
@@ -124,6 +152,7 @@ def _shipped(device: str) -> Unmasker:
     return unmasker_from_file(path, device)
 
 
-def load_unmasker(path: str | Path | None = None, device: str = "auto") -> Unmasker:
-    """The shipped unmasker (loaded once per process), or the weight file at ``path``."""
-    return _shipped(device) if path is None else unmasker_from_file(path, device)
+def load_unmasker(path: str | Path | None = None, device: str = "auto", detail: str | Path | None = None) -> Unmasker:
+    """The shipped unmasker (loaded once per process), or the weight file at ``path`` [with the
+    detail stage at ``detail``]."""
+    return _shipped(device) if path is None else unmasker_from_file(path, device, detail)

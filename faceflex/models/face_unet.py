@@ -5,7 +5,9 @@ Input: (N, in_channels, 128, 128) in [0, 1] (the first three are the RGB face); 
 ``code_size`` > 0 also a code (N, code_size) that modulates the bottleneck and the two coarsest
 decoder stages (FiLM: a per-channel scale and shift, zero-initialised so a warm start from a
 network without a code begins where that network was). Output: (mask logits (N, 1, H, W) or None
-without ``mask_head``, face (N, 3, H, W) in [0, 1]). The face is only meant to be used where it
+without ``mask_head``, face (N, 3, H, W) in [0, 1]); with ``detail_output`` the second output is
+instead an unbounded detail layer (N, 3, H, W) to be added to the input (its last convolution
+zero-initialised: an untrained network adds nothing). The face is only meant to be used where it
 is asked for: callers blend it into the input through a mask. The bottleneck at 8 px has dilated
 residual blocks, so that a painted region sees the whole face around it (eyes, brows, skin tone,
 hair) that it must agree with.
@@ -29,6 +31,7 @@ class FaceUNetConfig:
     in_channels: int = 3  # RGB, then any guide channels
     mask_head: bool = True  # a segmentation output (the unmasking network's)
     code_size: int = 0  # > 0: a code vector modulates the coarse stages (the anonymizer's identity)
+    detail_output: bool = False  # the second output is a detail layer to add (the unmasking detail stage's), not a face
 
     def to_dict(self) -> dict:
         return {**asdict(self), "channels": list(self.channels)}
@@ -42,6 +45,7 @@ class FaceUNetConfig:
             int(data.get("in_channels", 3)),
             bool(data.get("mask_head", True)),
             int(data.get("code_size", 0)),
+            bool(data.get("detail_output", False)),
         )
 
 
@@ -80,6 +84,9 @@ class FaceUNet(nn.Module):
             self.up.append(nn.Sequential(_conv(cin + cskip, cskip), _conv(cskip, cskip)))
         self.to_mask = nn.Conv2d(chans[0], 1, 3, padding=1) if config.mask_head else None
         self.to_face = nn.Conv2d(chans[0], 3, 3, padding=1)
+        if config.detail_output:
+            nn.init.zeros_(self.to_face.weight)
+            nn.init.zeros_(self.to_face.bias)
         if config.code_size:  # bottleneck input, then the outputs of the first two decoder stages
             self.film = nn.ModuleList(nn.Linear(config.code_size, 2 * c) for c in (chans[-1], chans[-2], chans[-3]))
             for layer in self.film:
@@ -103,4 +110,10 @@ class FaceUNet(nn.Module):
             skip = skips.pop()
             x = stage(torch.cat([nn.functional.interpolate(x, size=skip.shape[-2:], mode="nearest"), skip], dim=1))
             x = self._modulate(x, code, i + 1)
-        return (self.to_mask(x) if self.to_mask is not None else None), torch.sigmoid(self.to_face(x))
+        face = self.to_face(x)
+        return (self.to_mask(x) if self.to_mask is not None else None), (face if self.config.detail_output else torch.sigmoid(face))
+
+
+def face_unet_from_config(config: dict) -> FaceUNet:
+    """An untrained :class:`FaceUNet` of the architecture a weight file records (its ``config``)."""
+    return FaceUNet(FaceUNetConfig.from_dict(config))

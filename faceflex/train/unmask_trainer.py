@@ -32,10 +32,11 @@ import torch.nn.functional as F
 
 from faceflex.face.align import align_face
 from faceflex.face.mask_overlay import load_mask_templates, synthetic_mask
-from faceflex.inference.unmasking import composite, paint_region
+from faceflex.face.texture import high_pass
+from faceflex.inference.unmasking import DETAIL_SIGMA, composite, paint_region, with_detail
 from faceflex.io.images import save_image
 from faceflex.metrics import laplacian_pyramid_l1, ssim
-from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
+from faceflex.models.face_unet import FaceUNet, FaceUNetConfig, face_unet_from_config
 from faceflex.train.adversarial import AdversarialTerm
 from faceflex.train.cache import CachedFaces
 from faceflex.train.identity_loss import IdentityLoss, chip_grid_of
@@ -270,3 +271,126 @@ class UnmaskTrainer(Trainer):
         strips = [torch.cat(list(t.clamp(0, 1)), dim=2) for t in (masked, result, truth, probabilities.expand(-1, 3, -1, -1))]
         grid = (torch.cat(strips, dim=1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
         return save_image(grid, path)
+
+
+@dataclass(frozen=True)
+class UnmaskDetailSettings:
+    """The ``train_unmask_detail`` section of the config."""
+
+    base: str = "data/unmask.pt"  # the first stage (frozen): its unmasked faces are what the detail stage refines
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 5e-4
+    flip: bool = True
+    max_hours: float = 0.0
+    ear_loops: float = 0.5
+    upper_frame: float = 0.5
+    utkface: str | None = None
+    detail_l1_weight: float = 0.5  # L1 of the high-pass difference to the true face inside the paint region
+    energy_weight: float = 1.0  # L1 of the detail's local RMS (8 x 8 cells) against the true face's
+    adversarial_weight: float = 1.0  # the patch critic's term, weighted adaptively
+    critic_lr: float = 2e-4
+    seed: int = 0
+
+
+def detail_energy_l1(detail: torch.Tensor, true_detail: torch.Tensor, region: torch.Tensor, cell: int = 8) -> torch.Tensor:
+    """How far the amount of fine ``detail`` (a high-pass image, (N, C, H, W)) is from the true
+    face's, as RMS per ``cell`` x ``cell`` cell averaged over the paint ``region`` (N, 1, H, W): asks
+    for as much detail as the true face has there, wherever exactly it lies."""
+    weight = F.avg_pool2d(region, cell)
+    energy = [F.avg_pool2d(t.pow(2).sum(dim=1, keepdim=True) * region, cell) for t in (detail, true_detail)]
+    rms = [(e / weight.clamp(min=1e-6) + 1e-8).sqrt() for e in energy]
+    return (weight * (rms[0] - rms[1]).abs()).sum() / weight.sum().clamp(min=1e-6)
+
+
+class UnmaskDetailTrainer(Trainer):
+    """Trains the detail stage (:func:`faceflex.inference.unmasking.with_detail`) on the frozen first
+    stage's unmasked faces (synthetic masks over the training faces, as :class:`UnmaskTrainer`):
+    detail_l1_weight x the L1 of the high-pass difference to the true face + energy_weight x
+    :func:`detail_energy_l1` + the patch critic's adaptively weighted term on the refined face."""
+
+    name = "unmask_detail"
+
+    def __init__(
+        self,
+        cache: CachedFaces,
+        config: FaceUNetConfig,
+        settings: UnmaskDetailSettings,
+        out: Path,
+        device: torch.device,
+        init: str | None = None,
+        utk_cache: str | Path = "cache",
+    ):
+        from faceflex.models.weights import fingerprint, load_network
+
+        torch.manual_seed(settings.seed)
+        self.cache = cache
+        self.pool, train_rows = training_pool(cache, settings.utkface, utk_cache)
+        base, _ = load_network(settings.base, face_unet_from_config, "unmasking weights")
+        self.base = base.eval().requires_grad_(False).to(device).to(memory_format=torch.channels_last)
+        self.base_fingerprint = fingerprint(settings.base)
+        model = FaceUNet(config)
+        if init:
+            model.load_state_dict(load_network(init, face_unet_from_config, "unmasking detail weights")[0].state_dict())
+        model = model.to(device).to(memory_format=torch.channels_last)
+        self.test_rows = cache.split("test")
+        self.setup(model, torch.optim.Adam(model.parameters(), lr=settings.lr), train_rows, settings, out, device, warmup_steps=200)
+        self.adversarial = AdversarialTerm(settings.adversarial_weight, settings.critic_lr, device) if settings.adversarial_weight else None
+
+    def export_meta(self) -> dict:
+        return {"base": Path(self.settings.base).name, "base_fingerprint": self.base_fingerprint}
+
+    def step_loss(self, rows: np.ndarray, generator: torch.Generator):
+        s = self.settings
+        flips = (torch.rand(len(rows), generator=generator) < 0.5).numpy() if s.flip else None
+        upper = (torch.rand(len(rows), generator=generator) < s.upper_frame).tolist() if s.upper_frame else [False] * len(rows)
+        seeds = [[s.seed, self.epoch, int(r)] for r in rows]
+        batch = masked_batch(self.pool, rows, seeds, flips, None, s.ear_loops, ["upper" if u else "all" for u in upper])
+        masked, _, truth = (t.to(self.device).contiguous(memory_format=torch.channels_last) for t in batch)
+        with torch.no_grad():
+            logits, painted = self.base(masked)
+            region = paint_region(torch.sigmoid(logits.float()))
+            unmasked = composite(masked, painted.float(), region)
+        refined = with_detail(self.net, unmasked, region)
+        with torch.autocast(self.device.type, enabled=False):
+            detail, true_detail = high_pass(refined, DETAIL_SIGMA), high_pass(truth, DETAIL_SIGMA)
+            detail_l1 = region_l1(detail, true_detail, region)
+            energy = detail_energy_l1(detail, true_detail, region)
+        loss = s.detail_l1_weight * detail_l1 + s.energy_weight * energy
+        logged = {"detail_l1": detail_l1, "energy": energy}
+        if self.adversarial:
+            loss = loss + self.adversarial(refined, truth, loss, self.model.to_face.weight, logged)
+        return loss, logged
+
+    def unmasker(self):
+        from faceflex.inference.unmasking import Unmasker
+
+        return Unmasker(self.base, self.device, detail=self.model)
+
+    def evaluate(self) -> dict:
+        from faceflex.evaluation.unmasking import held_out_figures, summary
+
+        unmasker, logged = self.unmasker(), {}
+        wanted = ("psnr_db", "psnr_inside_mask_db", "ssim", "sharpness_inside_mask")
+        for frame, prefix in (("all", "held_out_"), ("upper", "held_out_upper_")):
+            figures = summary(held_out_figures(unmasker, self.cache, self.test_rows[:256], frame=frame))
+            logged.update({f"{prefix}{k}": v for k, v in figures.items() if k in wanted})
+        return logged
+
+    def after_epoch(self) -> None:
+        self.save_grid(self.out / f"epoch_{self.epoch:03d}.png")
+
+    @torch.no_grad()
+    def save_grid(self, path: Path) -> Path:
+        """PNG rows: 8 held-out faces masked, unmasked by the first stage alone, with the detail stage, the true faces."""
+        self.model.eval()
+        rows = self.test_rows[:8]
+        masked, _, truth = masked_batch(self.cache, rows, [[int(r)] for r in rows], frame="upper")
+        masked_u8 = (masked.permute(0, 2, 3, 1) * 255 + 0.5).to(torch.uint8).numpy()
+        from faceflex.inference.unmasking import Unmasker
+
+        first = Unmasker(self.base, self.device)(masked_u8)[0]
+        refined = self.unmasker()(masked_u8)[0]
+        true_u8 = (truth.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+        strips = [np.concatenate(list(t), axis=1) for t in (masked_u8, first, refined, true_u8)]
+        return save_image(np.concatenate(strips, axis=0), path)
