@@ -5,11 +5,15 @@ versus generated images; the generator's term is the critic's hinge loss on its 
 feature matching (L1 between the critic's feature maps of the generated and the real images),
 weighted adaptively as in VQGAN: ``weight`` x |grad of the rest of the loss| / |grad of the term|,
 both at the generator's last layer, so the term neither swamps nor vanishes beside the rest.
+Given a ``region`` (where the generator painted), both the critic's hinge losses and the
+generator's term count each patch by how much of the region (grown by 8 px) it covers (patches of untouched
+pixels, the same in both images, teach the critic nothing).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from faceflex.models.patch_critic import PatchCritic
 from faceflex.train.distributed import average_gradients
@@ -23,11 +27,27 @@ class AdversarialTerm:
         self.critic = PatchCritic().to(device).to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=(0.5, 0.9))
 
-    def __call__(self, fake: torch.Tensor, real: torch.Tensor, rest: torch.Tensor, last: torch.Tensor, logged: dict) -> torch.Tensor:
+    def __call__(
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor,
+        rest: torch.Tensor,
+        last: torch.Tensor,
+        logged: dict,
+        region: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """One critic step on (real, fake.detach()), then the generator's weighted term for ``fake``
-        (``rest``: the rest of the generator's loss; ``last``: its last layer's weight)."""
+        (``rest``: the rest of the generator's loss; ``last``: its last layer's weight; ``region``
+        (N, 1, H, W) in [0, 1]: the patches are counted by their share of it)."""
         self.critic.requires_grad_(True)
-        critic_loss = torch.relu(1 - self.critic(real)[0].float()).mean() + torch.relu(1 + self.critic(fake.detach())[0].float()).mean()
+        real_logits = self.critic(real)[0].float()
+        if region is not None:  # grown by 8 px: a patch that sees some of the region counts
+            weights = F.adaptive_avg_pool2d(F.max_pool2d(region.float(), 17, stride=1, padding=8), real_logits.shape[-2:])
+
+        def mean(values: torch.Tensor) -> torch.Tensor:
+            return values.mean() if region is None else (values * weights).sum() / weights.sum().clamp(min=1e-6)
+
+        critic_loss = mean(torch.relu(1 - real_logits)) + mean(torch.relu(1 + self.critic(fake.detach())[0].float()))
         self.optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         average_gradients(self.critic)  # under torchrun: the critic trains on every process's batch
@@ -37,7 +57,7 @@ class AdversarialTerm:
             real_features = self.critic(real)[1]
         fake_logits, fake_features = self.critic(fake)
         matching = sum((f.float() - r.float()).abs().mean() for f, r in zip(fake_features, real_features))
-        term = -fake_logits.float().mean() + matching
+        term = -mean(fake_logits.float()) + matching
         (rest_grad,) = torch.autograd.grad(rest, last, retain_graph=True)
         (term_grad,) = torch.autograd.grad(term, last, retain_graph=True)
         weight = (rest_grad.float().norm() / (term_grad.float().norm() + 1e-4)).clamp(0, 1e4).detach() * self.weight

@@ -287,20 +287,21 @@ class UnmaskDetailSettings:
     upper_frame: float = 0.5
     utkface: str | None = None
     detail_l1_weight: float = 0.5  # L1 of the high-pass difference to the true face inside the paint region
-    energy_weight: float = 1.0  # L1 of the detail's local RMS (8 x 8 cells) against the true face's
+    energy_weight: float = 0.25  # L1 of the detail's local RMS against the true face's
     adversarial_weight: float = 1.0  # the patch critic's term, weighted adaptively
     critic_lr: float = 2e-4
     seed: int = 0
 
 
-def detail_energy_l1(detail: torch.Tensor, true_detail: torch.Tensor, region: torch.Tensor, cell: int = 8) -> torch.Tensor:
+def detail_energy_l1(detail: torch.Tensor, true_detail: torch.Tensor, region: torch.Tensor, window: int = 7) -> torch.Tensor:
     """How far the amount of fine ``detail`` (a high-pass image, (N, C, H, W)) is from the true
-    face's, as RMS per ``cell`` x ``cell`` cell averaged over the paint ``region`` (N, 1, H, W): asks
-    for as much detail as the true face has there, wherever exactly it lies."""
-    weight = F.avg_pool2d(region, cell)
-    energy = [F.avg_pool2d(t.pow(2).sum(dim=1, keepdim=True) * region, cell) for t in (detail, true_detail)]
-    rms = [(e / weight.clamp(min=1e-6) + 1e-8).sqrt() for e in energy]
-    return (weight * (rms[0] - rms[1]).abs()).sum() / weight.sum().clamp(min=1e-6)
+    face's, as local RMS (over a sliding ``window`` x ``window`` px window, so there are no
+    cells whose grid could be imprinted) averaged over the paint ``region`` (N, 1, H, W): asks for
+    as much detail as the true face has there, wherever exactly it lies."""
+    pad = window // 2
+    energy = [F.avg_pool2d(t.pow(2).sum(dim=1, keepdim=True), window, 1, pad, count_include_pad=False) for t in (detail, true_detail)]
+    rms = [(e + 1e-6).sqrt() for e in energy]
+    return (region * (rms[0] - rms[1]).abs()).sum() / region.sum().clamp(min=1e-6)
 
 
 class UnmaskDetailTrainer(Trainer):
@@ -323,12 +324,12 @@ class UnmaskDetailTrainer(Trainer):
     ):
         from faceflex.models.weights import fingerprint, load_network
 
+        base, _ = load_network(settings.base, face_unet_from_config, "unmasking weights")  # (cached: before the seed)
+        self.base = base.eval().requires_grad_(False).to(device).to(memory_format=torch.channels_last)
+        self.base_fingerprint = fingerprint(settings.base)
         torch.manual_seed(settings.seed)
         self.cache = cache
         self.pool, train_rows = training_pool(cache, settings.utkface, utk_cache)
-        base, _ = load_network(settings.base, face_unet_from_config, "unmasking weights")
-        self.base = base.eval().requires_grad_(False).to(device).to(memory_format=torch.channels_last)
-        self.base_fingerprint = fingerprint(settings.base)
         model = FaceUNet(config)
         if init:
             model.load_state_dict(load_network(init, face_unet_from_config, "unmasking detail weights")[0].state_dict())
@@ -359,7 +360,7 @@ class UnmaskDetailTrainer(Trainer):
         loss = s.detail_l1_weight * detail_l1 + s.energy_weight * energy
         logged = {"detail_l1": detail_l1, "energy": energy}
         if self.adversarial:
-            loss = loss + self.adversarial(refined, truth, loss, self.model.to_face.weight, logged)
+            loss = loss + self.adversarial(refined, truth, loss, self.model.to_face.weight, logged, region)
         return loss, logged
 
     def unmasker(self):
