@@ -134,15 +134,23 @@ def mask_photo(
 
 
 def unmask_photo(
-    photo, *, weights: str | Path | None = None, device: str = "auto", detect: DetectSettings | None = None, faces: str = "all"
+    photo,
+    *,
+    weights: str | Path | None = None,
+    detail_weights: str | Path | None = None,
+    device: str = "auto",
+    detect: DetectSettings | None = None,
+    faces: str = "all",
 ) -> ProcessedPhoto:
     """The photo with every face mask taken off (as ``faceflex unmask``: dlib's HOG and faceflex's
     masked-face and upper-face HOG detectors merged, unless ``detect`` says otherwise; the lower face
-    is synthesised, not recovered)."""
+    is synthesised, not recovered). ``detail_weights``: a detail stage over the network."""
     from faceflex.steps.unmask import DETECTION, UnmaskStep
 
     detect = detect or DETECTION
-    return _painted(photo, UnmaskStep(weights=str(weights) if weights else None, device=device), detect, faces)
+    paths = [str(p) if p else None for p in (weights, detail_weights)]
+    step = UnmaskStep(weights=paths[0], detail_weights=paths[1], device=device)
+    return _painted(photo, step, detect, faces)
 
 
 def anonymize_photo(

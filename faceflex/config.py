@@ -201,6 +201,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "unmask.threshold": _number(float, -10.0, 10.0),
     "unmask.save_mask": _boolean,
     "unmask.weights": _path,
+    "unmask.detail_weights": _path,
     "mask.type": _choice(*MASK_TYPES),
     "mask.color": _optional_name,
     "mask.texture": _optional_name,

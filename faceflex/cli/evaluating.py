@@ -44,6 +44,7 @@ def evaluate_vae(session: Session, weights, cache, limit, out_dir) -> None:
 
 @evaluate.command("unmask")
 @click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="Unmasking weights (default: the shipped data/unmask.pt).")
+@click.option("--detail-weights", type=click.Path(dir_okay=False, exists=True), help="A detail stage over them (default: none).")
 @click.option("--cache", type=click.Path(file_okay=False), help="Aligned face cache (default from configs/train_unmask.yaml).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N held-out faces.")
 @click.option(
@@ -64,7 +65,7 @@ def evaluate_vae(session: Session, weights, cache, limit, out_dir) -> None:
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @verbosity_options
 @click.pass_obj
-def evaluate_unmask(session: Session, weights, cache, limit, photos, frame, out_dir, out_path) -> None:
+def evaluate_unmask(session: Session, weights, detail_weights, cache, limit, photos, frame, out_dir, out_path) -> None:
     """Unmasking on held-out CelebA-HQ faces with fixed synthetic masks, and on real masked photos."""
     from faceflex.evaluation.unmasking import IDENTITY_FACES, held_out_figures, real_photos, summary
     from faceflex.inference.unmasking import load_unmasker
@@ -73,7 +74,7 @@ def evaluate_unmask(session: Session, weights, cache, limit, photos, frame, out_
 
     config = session.config({"train_unmask.cache": cache})
     try:
-        unmasker = load_unmasker(weights, torch_device(config).type)
+        unmasker = load_unmasker(weights, torch_device(config).type, detail_weights)
         faces = open_cache(config["train_unmask"]["cache"])
     except (FileNotFoundError, WeightsError) as error:
         raise UsageProblem(str(error)) from None

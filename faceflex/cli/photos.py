@@ -83,8 +83,9 @@ def mask(session: Session, kind, color, texture, **kwargs) -> None:
 @photo_options
 @click.option("--save-mask", is_flag=True, default=None, help="Also save the predicted mask (<name>.mask.png, white = mask).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Unmasking weights (default: the shipped data/unmask.pt).")
+@click.option("--detail-weights", type=click.Path(dir_okay=False), help="A detail stage over them (faceflex train unmask-detail).")
 @click.pass_obj
-def unmask(session: Session, save_mask, weights, **kwargs) -> None:
+def unmask(session: Session, save_mask, weights, detail_weights, **kwargs) -> None:
     """Take face masks off: find the mask on every face and paint the face it hides.
 
     PATHS are images, folders or globs; with none, the demo face. The lower face is synthesised
@@ -98,14 +99,16 @@ def unmask(session: Session, save_mask, weights, **kwargs) -> None:
     from faceflex.steps.unmask import UnmaskStep
 
     args = PhotoArgs.take(kwargs)
-    config = session.config({**args.overrides(), "unmask.save_mask": save_mask, "unmask.weights": weights})
+    flags = {"unmask.save_mask": save_mask, "unmask.weights": weights, "unmask.detail_weights": detail_weights}
+    config = session.config({**args.overrides(), **flags})
     if args.detector is None:
         config["detect"]["detector"] = config["unmask"]["detector"]
     if args.threshold is None:
         config["detect"]["threshold"] = config["unmask"]["threshold"]
     section = config["unmask"]
     try:
-        step = UnmaskStep(save_mask=section["save_mask"], weights=section["weights"], device=torch_device(config).type)
+        weights = {"weights": section["weights"], "detail_weights": section["detail_weights"]}
+        step = UnmaskStep(save_mask=section["save_mask"], **weights, device=torch_device(config).type)
     except (FileNotFoundError, WeightsError) as error:
         raise UsageProblem(str(error)) from None
     run_photos(session, args, config, step, default_inputs=[str(demo_image_path())])

@@ -153,6 +153,9 @@ def _shipped(device: str) -> Unmasker:
 
 
 def load_unmasker(path: str | Path | None = None, device: str = "auto", detail: str | Path | None = None) -> Unmasker:
-    """The shipped unmasker (loaded once per process), or the weight file at ``path`` [with the
-    detail stage at ``detail``]."""
-    return _shipped(device) if path is None else unmasker_from_file(path, device, detail)
+    """The shipped unmasker (loaded once per process), or the weight file at ``path`` (default: the
+    shipped one) with the detail stage at ``detail`` (default: none)."""
+    if path is None and detail is None:
+        return _shipped(device)
+    base = path if path is not None else require_shipped(SHIPPED_WEIGHTS, "unmasking weights", "faceflex train unmask")
+    return unmasker_from_file(base, device, detail)

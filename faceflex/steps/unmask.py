@@ -40,6 +40,7 @@ class UnmaskStep:
 
     save_mask: bool = False
     weights: str | None = None
+    detail_weights: str | None = None  # a detail stage over the network (faceflex.inference.unmasking.with_detail)
     device: str = "auto"
     unmasker: Unmasker | None = field(default=None, repr=False)
 
@@ -51,7 +52,7 @@ class UnmaskStep:
 
     def __post_init__(self) -> None:
         if self.unmasker is None:
-            self.unmasker = load_unmasker(self.weights, self.device)
+            self.unmasker = load_unmasker(self.weights, self.device, self.detail_weights)
 
     def settings(self) -> dict:
         return {"save_mask": self.save_mask, "weights_fingerprint": self.unmasker.fingerprint}
