@@ -344,7 +344,8 @@ def test_the_high_pass_is_the_image_minus_its_border_renormalised_blur():
     assert high_pass(torch.full((1, 3, 32, 32), 0.7), 2.0).abs().max() < 1e-5  # flat: no detail, border included
 
 
-def test_the_detail_stage_adds_only_fine_detail_inside_the_paint_region():
+def test_the_detail_stage_redraws_only_fine_detail_inside_the_paint_region():
+    from faceflex.face.texture import high_pass
     from faceflex.inference.unmasking import with_detail
 
     config = FaceUNetConfig(channels=(8, 8, 16), bottleneck_blocks=1, in_channels=4, mask_head=False, detail_output=True)
@@ -354,7 +355,9 @@ def test_the_detail_stage_adds_only_fine_detail_inside_the_paint_region():
     region = torch.zeros(2, 1, 128, 128)
     region[..., 70:110, 30:100] = 1.0
     with torch.no_grad():
-        assert torch.equal(with_detail(net, faces, region), faces)  # untrained (zero last layer): nothing added
+        smoothed = with_detail(net, faces, region)  # untrained (zero last layer): the region's fine detail taken out
+        assert high_pass(smoothed, 2.0)[..., 80:100, 40:90].abs().mean() < 0.1 * high_pass(faces, 2.0)[..., 80:100, 40:90].abs().mean()
+        assert (smoothed - faces)[..., 70:110, 30:100].mean(dim=(2, 3)).abs().max() < 0.02  # and nothing else
         net.to_face.weight.normal_(0, 0.5)
         net.to_face.bias.fill_(0.3)  # a flat offset is colour, not detail: it must not come through
         refined = with_detail(net, faces, region)

@@ -4,10 +4,10 @@ Deterministic (eval mode, no sampling). Only pixels inside the *paint region* ch
 predicted mask (probability >= 0.5) grown by ``GROW`` px and feathered by one, so the mask's
 antialiased rim, which mixes mask and skin colours, is repainted too.
 
-A second, optional network, the *detail stage*, then draws the fine detail the first one paints
-too softly (lip lines, nostrils, skin grain): only the part of its output finer than
-``DETAIL_SIGMA`` is added, inside the paint region, so it cannot change colour or shading
-(:func:`with_detail`).
+A second, optional network, the *detail stage*, then redraws the fine detail the first one paints
+too softly (lip lines, nostrils, skin grain): inside the paint region the detail finer than
+``DETAIL_SIGMA`` is replaced by the part of its output that fine, so it cannot change colour or
+shading (:func:`with_detail`).
 
 Whether a face wears a mask comes from the same segmentation (:func:`mask_presence`), for
 ``faceflex unmask`` and for ``faceflex classify``'s ``occlusion.mask`` alike.
@@ -32,7 +32,7 @@ from faceflex.shipped import require_shipped
 
 SHIPPED_WEIGHTS = "unmask.pt"
 GROW = 2  # px (128-px frame) the paint region reaches beyond the mask
-DETAIL_SIGMA = 2.0  # px (128-px frame): the detail stage adds only detail finer than about twice this
+DETAIL_SIGMA = 2.0  # px (128-px frame): the detail stage redraws only detail finer than about twice this
 MIN_COVERAGE = 0.10  # the smallest share of the face a worn mask covers (presence is judged on that share)
 
 
@@ -55,10 +55,13 @@ def composite(images: torch.Tensor, painted: torch.Tensor, region: torch.Tensor)
 
 def with_detail(detail_net: FaceUNet, unmasked: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     """The detail stage on ``unmasked`` faces (N, 3, H, W) in [0, 1] (the first stage's composite)
-    and their paint ``region`` (N, 1, H, W): the high-pass part (:data:`DETAIL_SIGMA`) of the detail
-    layer ``detail_net`` draws from both, added inside the region; values in [0, 1]."""
-    _, detail = detail_net(torch.cat([unmasked, region.to(unmasked.dtype)], dim=1))
-    return (unmasked + region * high_pass(detail.float(), DETAIL_SIGMA)).clamp(0, 1)
+    and their paint ``region`` (N, 1, H, W): inside the region, the face's detail finer than
+    :data:`DETAIL_SIGMA` (the first stage's, with whatever mask texture it let through) is taken
+    out, and the high-pass part of the detail layer ``detail_net`` draws from that smoothed face
+    and the region is put in its place; values in [0, 1]."""
+    smoothed = unmasked - region * high_pass(unmasked, DETAIL_SIGMA)
+    _, detail = detail_net(torch.cat([smoothed, region.to(smoothed.dtype)], dim=1))
+    return (smoothed + region * high_pass(detail.float(), DETAIL_SIGMA)).clamp(0, 1)
 
 
 @functools.cache
