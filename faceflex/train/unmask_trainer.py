@@ -192,6 +192,19 @@ def mask_loss(logits: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     return bce + dice.mean()
 
 
+def held_out_log(unmasker, cache: CachedFaces, rows: np.ndarray, wanted: Sequence[str]) -> dict:
+    """The ``wanted`` summary figures (:func:`faceflex.evaluation.unmasking.summary`) of ``unmasker``
+    on held-out ``rows`` in both frames, keyed ``held_out_<figure>`` and ``held_out_upper_<figure>``:
+    what the unmasking trainers record after each epoch."""
+    from faceflex.evaluation.unmasking import held_out_figures, summary
+
+    logged = {}
+    for frame, prefix in (("all", "held_out_"), ("upper", "held_out_upper_")):
+        figures = summary(held_out_figures(unmasker, cache, rows, frame=frame))
+        logged.update({f"{prefix}{k}": v for k, v in figures.items() if k in wanted})
+    return logged
+
+
 class UnmaskTrainer(Trainer):
     """Trains the unmasking network on synthetic masks over the cache's training split."""
 
@@ -245,15 +258,10 @@ class UnmaskTrainer(Trainer):
         return composite_loss(self, loss, logged, masked, painted, region, truth, chips), logged
 
     def evaluate(self) -> dict:
-        from faceflex.evaluation.unmasking import held_out_figures, summary
         from faceflex.inference.unmasking import Unmasker
 
-        unmasker, logged = Unmasker(self.model, self.device), {}
         wanted = ("psnr_db", "psnr_inside_mask_db", "ssim", "mask_iou", "masks_found", "bare_faces_flagged")
-        for frame, prefix in (("all", "held_out_"), ("upper", "held_out_upper_")):
-            figures = summary(held_out_figures(unmasker, self.cache, self.test_rows[:256], frame=frame))
-            logged.update({f"{prefix}{k}": v for k, v in figures.items() if k in wanted})
-        return logged
+        return held_out_log(Unmasker(self.model, self.device), self.cache, self.test_rows[:256], wanted)
 
     def after_epoch(self) -> None:
         self.save_grid(self.out / f"epoch_{self.epoch:03d}.png")
@@ -369,14 +377,8 @@ class UnmaskDetailTrainer(Trainer):
         return Unmasker(self.base, self.device, detail=self.model)
 
     def evaluate(self) -> dict:
-        from faceflex.evaluation.unmasking import held_out_figures, summary
-
-        unmasker, logged = self.unmasker(), {}
         wanted = ("psnr_db", "psnr_inside_mask_db", "ssim", "sharpness_inside_mask")
-        for frame, prefix in (("all", "held_out_"), ("upper", "held_out_upper_")):
-            figures = summary(held_out_figures(unmasker, self.cache, self.test_rows[:256], frame=frame))
-            logged.update({f"{prefix}{k}": v for k, v in figures.items() if k in wanted})
-        return logged
+        return held_out_log(self.unmasker(), self.cache, self.test_rows[:256], wanted)
 
     def after_epoch(self) -> None:
         self.save_grid(self.out / f"epoch_{self.epoch:03d}.png")
