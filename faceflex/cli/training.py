@@ -187,6 +187,11 @@ def _face_training_config(session: Session, name: str, epochs, out, cache, max_h
     return config, section, cache_dir
 
 
+def _section_settings(settings_class, section: dict, seed: int):
+    """A trainer's settings dataclass filled from its config ``section`` (every field but the seed) and the global ``seed``."""
+    return settings_class(**{key: section[key] for key in settings_class.__dataclass_fields__ if key != "seed"}, seed=seed)
+
+
 @train.command("unmask")
 @training_options
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints, grids and weights.")
@@ -200,8 +205,7 @@ def train_unmask(session: Session, epochs, resume, out, cache, max_hours, init) 
     from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer
 
     config, section, cache_dir = _face_training_config(session, "train_unmask", epochs, out, cache, max_hours, init)
-    fields = [f for f in UnmaskSettings.__dataclass_fields__ if f != "seed"]
-    settings = UnmaskSettings(**{key: section[key] for key in fields}, seed=config["seed"])
+    settings = _section_settings(UnmaskSettings, section, config["seed"])
     network = FaceUNetConfig(tuple(config["unmask_net"]["channels"]), config["unmask_net"]["bottleneck_blocks"])
     trainer = UnmaskTrainer(
         open_cache(cache_dir),
@@ -229,8 +233,7 @@ def train_unmask_detail(session: Session, epochs, resume, out, cache, max_hours,
     from faceflex.train.unmask_trainer import UnmaskDetailSettings, UnmaskDetailTrainer
 
     config, section, cache_dir = _face_training_config(session, "train_unmask_detail", epochs, out, cache, max_hours, init, {"base": base})
-    fields = [f for f in UnmaskDetailSettings.__dataclass_fields__ if f != "seed"]
-    settings = UnmaskDetailSettings(**{key: section[key] for key in fields}, seed=config["seed"])
+    settings = _section_settings(UnmaskDetailSettings, section, config["seed"])
     net = config["unmask_detail_net"]
     network = FaceUNetConfig(tuple(net["channels"]), net["bottleneck_blocks"], in_channels=4, mask_head=False, detail_output=True)
     trainer = UnmaskDetailTrainer(
@@ -307,8 +310,7 @@ def _train_painter(
     from faceflex.train.cache import open_cache
 
     config, section, cache_dir = _face_training_config(session, name, epochs, out, cache, max_hours, init, flags)
-    fields = [f for f in trainer_class.settings_class.__dataclass_fields__ if f != "seed"]
-    settings = trainer_class.settings_class(**{key: section[key] for key in fields}, seed=config["seed"])
+    settings = _section_settings(trainer_class.settings_class, section, config["seed"])
     net = config[net_name]
     network = FaceUNetConfig(
         tuple(net["channels"]), net["bottleneck_blocks"], in_channels=IN_CHANNELS, mask_head=False, code_size=code_size
