@@ -285,9 +285,10 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             f"{section}.max_hours": _number(float, 0.0, 1000.0),
             **{
                 f"{section}.{key}": _number(float, 0.0, 1e6)
-                for key in ("l1_weight", "ssim_weight", "laplacian_weight", "identity_weight", "perceptual_weight")
+                for key in ("l1_weight", "rim_weight", "ssim_weight", "laplacian_weight", "identity_weight", "perceptual_weight")
             },
             f"{section}.l1_lowpass": _number(int, 1, 32),
+            f"{section}.rim_width": _number(int, 1, 32),
             f"{section}.adversarial_weight": _number(float, 0.0, 100.0),
             f"{section}.adversarial_start": _number(int, 0, 10000),
             f"{section}.critic_lr": _number(float, 1e-7, 1.0),

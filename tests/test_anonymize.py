@@ -204,7 +204,7 @@ def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, 
     )
     monkeypatch.setattr("faceflex.train.anonymizer_trainer.AnonymizerTrainer.evaluate", lambda self: {})
     cache = fake_faces(align_face(demo_rgb, demo_faces[0].landmarks).image)
-    settings = AnonymizerSettings(epochs=2, batch_size=8, adversarial_start=1, identity_weight=0.5, perceptual_weight=0.5)
+    settings = AnonymizerSettings(epochs=2, batch_size=8, adversarial_start=1, identity_weight=0.5, perceptual_weight=0.5, rim_weight=1.0)
 
     def trainer(out: Path) -> AnonymizerTrainer:
         return AnonymizerTrainer(cache, tmp_path / "cache", TINY, settings, out, torch.device("cpu"))
@@ -213,6 +213,9 @@ def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, 
     whole.run()
     half = trainer(tmp_path / "half")
     half.run(stop_after=1)
+    state = torch.load(tmp_path / "half" / "checkpoint.pt", weights_only=True)
+    del state["config"]["detail_output"]  # written before that field existed: it resumes with the field's default
+    torch.save(state, tmp_path / "half" / "checkpoint.pt")
     resumed = trainer(tmp_path / "half")
     resumed.load_checkpoint(tmp_path / "half" / "checkpoint.pt")
     resumed.run()

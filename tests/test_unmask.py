@@ -12,7 +12,7 @@ from faceflex.inference.unmasking import load_unmasker, paint_region
 from faceflex.metrics import mask_iou
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
 from faceflex.train.cache import CachedFaces
-from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer, framed, masked_batch, region_l1, training_pool
+from faceflex.train.unmask_trainer import UnmaskSettings, UnmaskTrainer, framed, inner_rim, masked_batch, region_l1, training_pool
 
 TINY = FaceUNetConfig(channels=(8, 8, 16, 16, 16), bottleneck_blocks=1)
 
@@ -91,6 +91,16 @@ def test_block_mean_l1_forgives_a_line_drawn_a_pixel_off_but_not_a_wrong_colour(
     outside = truth.clone()
     outside[..., 12:, :] = 0.0  # only the region counts
     assert float(region_l1(outside, truth, region, block=4)) == 0.0
+
+
+def test_the_inner_rim_is_the_regions_edge_band_inside_it():
+    region = torch.zeros(1, 1, 20, 20)
+    region[..., 5:15, 4:16] = 1.0
+    rim = inner_rim(region, 2)
+    assert float(rim.sum()) == 10 * 12 - 6 * 8  # the region less its core two pixels in
+    assert float(rim[..., 7:13, 6:14].sum()) == 0.0 and float((rim * (1 - region)).sum()) == 0.0
+    whole = torch.ones(1, 1, 8, 8)  # the image border counts as outside
+    assert float(inner_rim(whole, 1)[0, 0, 0].sum()) == 8 and float(inner_rim(whole, 1)[0, 0, 1:7, 1:7].sum()) == 0.0
 
 
 def test_the_upper_frame_puts_brows_and_eyes_where_unmask_puts_them(demo_rgb, demo_faces):

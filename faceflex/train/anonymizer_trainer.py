@@ -10,6 +10,7 @@ plausible average face), and must paint the face back. At use the code is a rand
 face painted is someone else with the same landmarks: the same expression and pose.
 
 Loss per batch = l1_weight x L1 inside the hole (with ``l1_lowpass`` k > 1, of k x k block means)
+[+ rim_weight x L1 over the hole's inner rim, ``rim_width`` px wide, pixel for pixel]
 + ssim_weight x (1 - SSIM) + laplacian_weight x Laplacian-pyramid L1 of the composite (the input
 with the painted face blended in through the hole) [+ the patch critic's adaptively weighted hinge
 + feature-matching term on the composite from ``adversarial_start`` on, as for the VAE and the
@@ -37,7 +38,7 @@ from faceflex.train.adversarial import AdversarialTerm
 from faceflex.train.cache import CachedFaces
 from faceflex.train.identity_loss import IdentityLoss, chip_grid_of
 from faceflex.train.trainer import Trainer
-from faceflex.train.unmask_trainer import FacePool, composite_loss, region_l1
+from faceflex.train.unmask_trainer import FacePool, composite_loss, inner_rim, region_l1
 
 IN_CHANNELS = 3 + 1 + SKETCH_CHANNELS  # RGB with the hole, the hole, the landmark drawing
 CODE_SIZE = 128  # dlib's descriptor
@@ -54,6 +55,8 @@ class AnonymizerSettings:
     max_hours: float = 0.0
     l1_weight: float = 1.0
     l1_lowpass: int = 1
+    rim_weight: float = 0.0
+    rim_width: int = 6
     ssim_weight: float = 0.5
     laplacian_weight: float = 0.02
     adversarial_weight: float = 0.5
@@ -202,12 +205,15 @@ class AnonymizerTrainer(Trainer):
         painted = painted.float()
         hole = inputs[:, 3:4]
         l1 = region_l1(painted, truth, hole, s.l1_lowpass)
-        logged = {"l1": l1}
+        loss, logged = s.l1_weight * l1, {"l1": l1}
+        if s.rim_weight:  # the painting's edge held to the face, pixel for pixel, where it meets the surroundings
+            rim = region_l1(painted, truth, inner_rim(hole, s.rim_width))
+            loss, logged["rim"] = loss + s.rim_weight * rim, rim
         chips = None
         if self.identity_loss is not None:  # read as dlib reads faces; faces painted from the mean code are not anyone
             landmarks = np.asarray(self.pool.landmarks[rows], np.float64)
             chips = (chip_grid_of(landmarks, truth.shape[-2:], flips), (codes != 0).any(dim=1).float())
-        return composite_loss(self, s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth, chips), logged
+        return composite_loss(self, loss, logged, inputs[:, :3], painted, hole, truth, chips), logged
 
     def anonymizer(self) -> Anonymizer:
         return Anonymizer(self.model, self.prior, self.device)

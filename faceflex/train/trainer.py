@@ -114,7 +114,8 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> dict:
         """Restore everything saved each epoch; returns the checkpoint's settings."""
         state = torch.load(path, map_location=self.device, weights_only=True)
-        if state["config"] != self.architecture():
+        saved = type(self.model.config).from_dict(state["config"]).to_dict()  # fields added since: their defaults
+        if saved != self.architecture():
             raise ValueError(f"{path}: checkpoint architecture {state['config']} differs from the config's")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -149,6 +149,15 @@ def region_l1(painted: torch.Tensor, truth: torch.Tensor, region: torch.Tensor, 
     return difference.abs().sum() / (3 * weight.sum()).clamp(min=1e-6)
 
 
+def inner_rim(region: torch.Tensor, width: int) -> torch.Tensor:
+    """The band of a paint ``region`` (N, 1, H, W), values 0-1, within ``width`` pixels of its edge,
+    inside it: the region minus its erosion by a (2 width + 1)-px square (pixels beyond the image
+    border count as outside)."""
+    outside = F.pad(1 - region, (width,) * 4, value=1.0)
+    eroded = 1 - F.max_pool2d(outside, 2 * width + 1, stride=1)
+    return (region - eroded).clamp(min=0)
+
+
 def composite_loss(
     trainer: Trainer,
     loss: torch.Tensor,
