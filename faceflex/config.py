@@ -236,8 +236,12 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "train_unmask.lr": _number(float, 1e-7, 1.0),
     "train_unmask.flip": _boolean,
     "train_unmask.max_hours": _number(float, 0.0, 1000.0),
-    **{f"train_unmask.{key}": _number(float, 0.0, 1e6) for key in ("mask_weight", "l1_weight", "ssim_weight", "laplacian_weight")},
+    **{
+        f"train_unmask.{key}": _number(float, 0.0, 1e6)
+        for key in ("mask_weight", "l1_weight", "rim_weight", "ssim_weight", "laplacian_weight")
+    },
     "train_unmask.l1_lowpass": _number(int, 1, 32),
+    "train_unmask.rim_width": _number(int, 1, 32),
     "train_unmask.adversarial_weight": _number(float, 0.0, 100.0),
     "train_unmask.adversarial_start": _number(int, 0, 10000),
     "train_unmask.critic_lr": _number(float, 1e-7, 1.0),

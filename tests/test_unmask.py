@@ -146,10 +146,11 @@ def test_utkface_training_faces_join_the_pool_but_never_its_test_part_or_faces_d
 
 def test_training_runs_resumes_exactly_and_exports_loadable_weights(tmp_path, demo_rgb, demo_faces):
     cache = face_cache(aligned_demo(demo_rgb, demo_faces))
-    settings = UnmaskSettings(epochs=2, batch_size=8, seed=1, upper_frame=0.5, identity_weight=0.5, perceptual_weight=0.5)
+    settings = UnmaskSettings(epochs=2, batch_size=8, seed=1, upper_frame=0.5, identity_weight=0.5, perceptual_weight=0.5, rim_weight=1.0)
     straight = UnmaskTrainer(cache, TINY, settings, tmp_path / "a", torch.device("cpu"))
     straight.run()
     assert all(np.isfinite(h["loss"]) for h in straight.history) and 0 <= straight.history[-1]["held_out_mask_iou"] <= 1
+    assert straight.history[-1]["rim"] > 0  # the rim term is in the loss
     first = UnmaskTrainer(cache, TINY, settings, tmp_path / "b", torch.device("cpu"))
     first.run(stop_after=1)
     resumed = UnmaskTrainer(cache, TINY, settings, tmp_path / "c", torch.device("cpu"))

@@ -38,7 +38,7 @@ from faceflex.train.adversarial import AdversarialTerm
 from faceflex.train.cache import CachedFaces
 from faceflex.train.identity_loss import IdentityLoss, chip_grid_of
 from faceflex.train.trainer import Trainer
-from faceflex.train.unmask_trainer import FacePool, composite_loss, inner_rim, region_l1
+from faceflex.train.unmask_trainer import FacePool, composite_loss, region_l1
 
 IN_CHANNELS = 3 + 1 + SKETCH_CHANNELS  # RGB with the hole, the hole, the landmark drawing
 CODE_SIZE = 128  # dlib's descriptor
@@ -205,15 +205,12 @@ class AnonymizerTrainer(Trainer):
         painted = painted.float()
         hole = inputs[:, 3:4]
         l1 = region_l1(painted, truth, hole, s.l1_lowpass)
-        loss, logged = s.l1_weight * l1, {"l1": l1}
-        if s.rim_weight:  # the painting's edge held to the face, pixel for pixel, where it meets the surroundings
-            rim = region_l1(painted, truth, inner_rim(hole, s.rim_width))
-            loss, logged["rim"] = loss + s.rim_weight * rim, rim
+        logged = {"l1": l1}
         chips = None
         if self.identity_loss is not None:  # read as dlib reads faces; faces painted from the mean code are not anyone
             landmarks = np.asarray(self.pool.landmarks[rows], np.float64)
             chips = (chip_grid_of(landmarks, truth.shape[-2:], flips), (codes != 0).any(dim=1).float())
-        return composite_loss(self, loss, logged, inputs[:, :3], painted, hole, truth, chips), logged
+        return composite_loss(self, s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth, chips), logged
 
     def anonymizer(self) -> Anonymizer:
         return Anonymizer(self.model, self.prior, self.device)

@@ -55,6 +55,8 @@ class UnmaskSettings:
     mask_weight: float = 1.0
     l1_weight: float = 1.0
     l1_lowpass: int = 1
+    rim_weight: float = 0.0  # L1 over the paint region's inner rim, pixel for pixel (composite_loss)
+    rim_width: int = 6
     ssim_weight: float = 0.5
     laplacian_weight: float = 0.02
     adversarial_weight: float = 0.0
@@ -169,13 +171,18 @@ def composite_loss(
     chips: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``loss`` plus the terms a painting trainer (unmasking, anonymizing, attribute painting) puts on
-    the composite (the ``images`` with ``painted`` blended in through ``region``): ssim_weight x
-    (1 - SSIM) + laplacian_weight x Laplacian-pyramid L1 (in fp32), from ``adversarial_start`` on
-    the patch critic's term, and with ``chips`` ((grid, weight per face): where dlib's chip of each face
-    lies, :func:`~faceflex.train.identity_loss.chip_grid_of`, and how much it counts) and the trainer's
+    the composite (the ``images`` with ``painted`` blended in through ``region``): rim_weight x the L1
+    of ``painted`` over the region's inner rim, ``rim_width`` px wide, pixel for pixel (the painting's
+    edge held to the face where it meets what is kept) + ssim_weight x (1 - SSIM) + laplacian_weight x
+    Laplacian-pyramid L1 (in fp32), from ``adversarial_start`` on the patch critic's term, and with
+    ``chips`` ((grid, weight per face): where dlib's chip of each face lies,
+    :func:`~faceflex.train.identity_loss.chip_grid_of`, and how much it counts) and the trainer's
     ``identity_loss``, identity_weight x the identity loss + perceptual_weight x the perceptual loss;
     the values are added to ``logged``."""
     s = trainer.settings
+    if s.rim_weight:
+        rim = region_l1(painted, truth, inner_rim(region, s.rim_width))
+        loss, logged["rim"] = loss + s.rim_weight * rim, rim
     with torch.autocast(trainer.device.type, enabled=False):
         result = composite(images, painted, region)
         if s.ssim_weight:
