@@ -297,6 +297,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             f"{section}.adversarial_start": _number(int, 0, 10000),
             f"{section}.critic_lr": _number(float, 1e-7, 1.0),
             f"{section}.code_dropout": _number(float, 0.0, 1.0),
+            f"{section}.chip_jitter": _number(float, 0.0, 0.5),
             f"{section}.utkface": _path,
         }.items()
     },

@@ -204,7 +204,9 @@ def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, 
     )
     monkeypatch.setattr("faceflex.train.anonymizer_trainer.AnonymizerTrainer.evaluate", lambda self: {})
     cache = fake_faces(align_face(demo_rgb, demo_faces[0].landmarks).image)
-    settings = AnonymizerSettings(epochs=2, batch_size=8, adversarial_start=1, identity_weight=0.5, perceptual_weight=0.5, rim_weight=1.0)
+    settings = AnonymizerSettings(
+        epochs=2, batch_size=8, adversarial_start=1, identity_weight=0.5, perceptual_weight=0.5, rim_weight=1.0, chip_jitter=0.05
+    )
 
     def trainer(out: Path) -> AnonymizerTrainer:
         return AnonymizerTrainer(cache, tmp_path / "cache", TINY, settings, out, torch.device("cpu"))
@@ -328,3 +330,20 @@ def test_the_identity_loss_reads_dlibs_chip_and_measures_what_a_blur_loses(demo_
     assert float(loss(blurred, image, grid, torch.zeros(1))[0].detach()) == 0  # a face that does not count
     descriptor = face_descriptors([face], [landmarks])[0]
     assert np.isfinite(descriptor).all()
+
+
+def test_a_jittered_chip_is_a_small_random_similarity_of_dlibs_chip(demo_rgb, demo_faces):
+    from faceflex.face.identity import chip_matrix
+    from faceflex.train.identity_loss import jittered
+
+    landmarks = align_face(demo_rgb, demo_faces[0].landmarks).landmarks
+    matrices = np.repeat(chip_matrix(landmarks)[None], 64, axis=0)
+    assert np.allclose(jittered(matrices, np.random.default_rng(0), 0.0), matrices)
+    moved = jittered(matrices, np.random.default_rng(0), 0.05)
+    scale = np.sqrt(np.abs(np.linalg.det(matrices[0, :, :2])))  # image px per chip px
+    ratios = np.sqrt(np.abs(np.linalg.det(moved[:, :, :2]))) / scale
+    assert np.all((ratios > 0.95 - 1e-9) & (ratios < 1.05 + 1e-9)) and ratios.std() > 0.01
+    centre = np.full(2, 74.5)
+    shifts = np.linalg.norm((moved[:, :, :2] @ centre + moved[:, :, 2]) - (matrices[:, :, :2] @ centre + matrices[:, :, 2]), axis=1)
+    assert shifts.max() <= np.sqrt(2) * 0.05 * 150 * scale + 1e-6 and shifts.mean() > 1.0  # image pixels
+    assert np.allclose(jittered(matrices, np.random.default_rng(5), 0.05), jittered(matrices, np.random.default_rng(5), 0.05))

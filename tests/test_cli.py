@@ -236,3 +236,24 @@ def test_enhance_py_runs_the_main_job(tmp_path):
     assert manifest["settings"]["attribute"] == "Smiling" and manifest["settings"]["strengths"] == [0.0, 1.0, 2.0]
     products = [o["product"] for o in manifest["inputs"][0]["outputs"]]
     assert sum(p.startswith("Smiling.mean.") for p in products) == 3 and (tmp_path / "grace_hopper.face0.mask.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "section, settings_class",
+    [
+        ("train_unmask", "faceflex.train.unmask_trainer.UnmaskSettings"),
+        ("train_unmask_detail", "faceflex.train.unmask_trainer.UnmaskDetailSettings"),
+        ("train_anonymize", "faceflex.train.anonymizer_trainer.AnonymizerSettings"),
+        ("train_paint", "faceflex.train.attribute_painter_trainer.PainterSettings"),
+    ],
+)
+def test_every_painting_trainer_is_filled_from_the_default_config(section, settings_class):
+    """Each setting a trainer has is a key of its config section (a missing one broke `train painter`)."""
+    import importlib
+
+    from faceflex.cli.training import _section_settings
+    from faceflex.config import load_config
+
+    module, name = settings_class.rsplit(".", 1)
+    settings = _section_settings(getattr(importlib.import_module(module), name), load_config(None)[section], 7)
+    assert settings.seed == 7

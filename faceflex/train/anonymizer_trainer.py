@@ -65,6 +65,7 @@ class AnonymizerSettings:
     code_dropout: float = 0.1
     identity_weight: float = 0.0
     perceptual_weight: float = 0.0
+    chip_jitter: float = 0.0  # > 0: dlib's chip moved at random for those terms (faceflex.train.identity_loss.jittered)
     utkface: str | None = None
     seed: int = 0
 
@@ -209,7 +210,8 @@ class AnonymizerTrainer(Trainer):
         chips = None
         if self.identity_loss is not None:  # read as dlib reads faces; faces painted from the mean code are not anyone
             landmarks = np.asarray(self.pool.landmarks[rows], np.float64)
-            chips = (chip_grid_of(landmarks, truth.shape[-2:], flips), (codes != 0).any(dim=1).float())
+            rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator))) if s.chip_jitter else None
+            chips = (chip_grid_of(landmarks, truth.shape[-2:], flips, rng, s.chip_jitter), (codes != 0).any(dim=1).float())
         return composite_loss(self, s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth, chips), logged
 
     def anonymizer(self) -> Anonymizer:

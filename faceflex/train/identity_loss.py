@@ -37,10 +37,33 @@ def chip_grid(matrices: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(normalised.reshape(len(matrices), CHIP_SIZE, CHIP_SIZE, 2).astype(np.float32))
 
 
-def chip_grid_of(landmarks: np.ndarray, size: tuple[int, int], flips: np.ndarray | None = None) -> torch.Tensor:
+def jittered(matrices: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Chip -> image maps (N, 2, 3) each composed with a random similarity of the chip about its
+    centre: a shift of up to ``amount`` of the chip's size, a scale within 1 +- ``amount``, a turn of up
+    to ``amount`` radians. A painting network then finds no fixed chip border to paint against (with
+    a fixed chip, a strong identity loss drew a band along the chip's top edge across the forehead)."""
+    count = len(matrices)
+    centre = np.full(2, (CHIP_SIZE - 1) / 2)
+    scale = 1 + rng.uniform(-amount, amount, count)
+    angle = rng.uniform(-amount, amount, count)
+    shift = rng.uniform(-amount, amount, (count, 2)) * CHIP_SIZE
+    turn = np.stack([np.stack([np.cos(angle), -np.sin(angle)], -1), np.stack([np.sin(angle), np.cos(angle)], -1)], 1) * scale[:, None, None]
+    linear = np.einsum("nij,njk->nik", matrices[:, :, :2], turn)  # chip q -> turn (q - c) + c + shift -> image
+    offset = np.einsum("nij,nj->ni", matrices[:, :, :2], centre + shift - np.einsum("nij,j->ni", turn, centre)) + matrices[:, :, 2]
+    return np.concatenate([linear, offset[:, :, None]], axis=2)
+
+
+def chip_grid_of(
+    landmarks: np.ndarray,
+    size: tuple[int, int],
+    flips: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+    jitter: float = 0.0,
+) -> torch.Tensor:
     """:func:`chip_grid` of faces with 68 ``landmarks`` (N, 68, 2) in images of ``size`` (height,
     width), the chosen ones (``flips``) shown mirrored: their chip is read mirrored back, so a painted
-    and a true face are read alike either way."""
+    and a true face are read alike either way; with ``jitter`` > 0, each chip moved at random
+    (:func:`jittered`, drawn from ``rng``)."""
     from faceflex.face.identity import chip_matrix
 
     matrices = np.stack([chip_matrix(np.asarray(points, np.float64)) for points in landmarks])
@@ -48,6 +71,8 @@ def chip_grid_of(landmarks: np.ndarray, size: tuple[int, int], flips: np.ndarray
         mirror = np.array([[-1.0, 0.0], [0.0, 1.0]])
         matrices[flips, :, :2] = np.einsum("ij,njk->nik", mirror, matrices[flips, :, :2])
         matrices[flips, :, 2] = matrices[flips, :, 2] @ mirror.T + [size[1] - 1.0, 0.0]
+    if jitter:
+        matrices = jittered(matrices, rng, jitter)
     return chip_grid(matrices, size)
 
 
