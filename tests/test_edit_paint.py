@@ -350,6 +350,7 @@ def test_an_enlarged_painted_region_gets_the_photos_grain_and_nothing_else_chang
 
 
 def test_a_drawn_moustache_sits_between_the_nose_and_the_lip_in_the_hair_colour(demo_rgb, demo_faces):
+    from faceflex.face.glasses import eye_frame
     from faceflex.face.moustache import hair_color, render_moustache
 
     landmarks = demo_faces[0].landmarks
@@ -362,6 +363,11 @@ def test_a_drawn_moustache_sits_between_the_nose_and_the_lip_in_the_hair_colour(
     ys, xs = np.nonzero(alpha > 0.5)
     assert len(ys) > 200
     assert landmarks[33, 1] - 3 <= ys.min() and ys.max() <= landmarks[57, 1]  # from the nose's base to the lips
+    d = eye_frame(landmarks)[3]
+    hair_y, hair_x = np.nonzero(alpha > 0.04)
+    middle = (hair_x >= landmarks[50, 0]) & (hair_x <= landmarks[52, 0])
+    # tips stop just below the upper lip's top edge (uncut, they reach 0.17 d below it; the face is a little tilted)
+    assert hair_y[middle].max() <= landmarks[50:53, 1].max() + 0.1 * d
     assert landmarks[48, 0] - 0.2 * np.ptp(landmarks[:, 0]) < xs.min() and xs.max() < landmarks[54, 0] + 0.2 * np.ptp(landmarks[:, 0])
     painted = patch[..., :3][patch[..., 3] > 128].astype(float).mean(axis=0)
     assert np.abs(painted - color).max() < 40  # in the hair's colour

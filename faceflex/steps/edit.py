@@ -159,7 +159,7 @@ INNER_LIPS = list(range(60, 68))  # the 68 landmarks' inner lip line: between th
 # judge), against 76 % / 98 % for the warp alone. Eyeglasses are drawn
 # (added) or repainted by the attribute painter (removed): 98 % / 95 % added and 97 % / 92 % removed at
 # strength 1, against residual's dark goggles (42 % at 2). A moustache is drawn (added) or repainted
-# (removed): the classifier reads a drawn moustache on 72 % of men but 3 % of women (it learned
+# (removed): `classify` reads a drawn moustache on 70 % of men but on no woman (it learned
 # moustaches from men), below residual's 55 % at 1, but residual paints a dark band, not hair.
 # Gender and age are the prototypes' difference (shape, colour, the photo's own detail scaled): Male at 3
 # 88 % success with identity kept for 82 % (residual: 93 % / 40 %), Young at 6 78 % / 92 % with 8 %
