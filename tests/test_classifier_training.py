@@ -68,6 +68,23 @@ def test_training_step_is_finite_and_loss_falls_on_a_repeated_batch(task, tmp_pa
     assert third["loss"] < first["loss"]
 
 
+@pytest.mark.parametrize("mixed", [False, True])
+def test_training_steps_run_in_fp32_and_under_autocast(mixed, tmp_path, monkeypatch):
+    # CPUs without native bfloat16 train in fp32: in the default layout, since torch 2.13 segfaults in
+    # the fp32 channels_last backward of a 1x1 stride-2 convolution
+    import faceflex.train.classifier_trainer as classifier_trainer
+    import faceflex.train.trainer as trainer_module
+
+    for module in (classifier_trainer, trainer_module):
+        monkeypatch.setattr(module, "mixed_precision", lambda device: mixed)
+    data = synthetic("attributes")
+    trainer = ClassifierTrainer(TASKS["attributes"], data, TINY, tmp_path, torch.device("cpu"))
+    trainer.steps_per_epoch = 2
+    assert np.isfinite(trainer.train_epoch()["loss"])
+    weight = next(p for p in trainer.model.parameters() if p.ndim == 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last if mixed else torch.contiguous_format)
+
+
 def test_resume_gives_the_same_state_as_uninterrupted_training(tmp_path):
     data = synthetic("expression")
     straight = ClassifierTrainer(TASKS["expression"], data, TINY, tmp_path / "a", torch.device("cpu"))

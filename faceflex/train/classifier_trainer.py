@@ -7,8 +7,9 @@ age as a distribution over whole years, trained by label-distribution learning: 
 Gaussian around the true age plus the L1 error of the expected age).
 Each exported weight file carries per-head temperatures fitted on the validation part
 (:mod:`faceflex.evaluation.calibration`).
-CPU: channels_last + bf16 autocast (also avoids torch 2.13's segfault in the fp32 channels_last
-backward of the first 1x1 stride-2 shortcut); CUDA: fp16 autocast.
+CPU with native bfloat16: channels_last + bf16 autocast; other CPUs: fp32 in the default layout
+(torch 2.13 segfaults in the fp32 channels_last backward of the first 1x1 stride-2 shortcut);
+CUDA: channels_last + fp16 autocast.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from faceflex.evaluation.calibration import binary_ece, fit_temperature, softmax
 from faceflex.models.classifier_nets import ClassifierConfig, ClassifierNet, build_classifier, predict, to_tensor
 from faceflex.models.labels import AGE_BANDS, AGE_MAX, AGE_UNIT, ATTRIBUTES, EXPRESSIONS, GENDERS, UTK_RACES, expected_age
 from faceflex.train.face_sets import LabelledSet
-from faceflex.train.trainer import Trainer
+from faceflex.train.trainer import Trainer, mixed_precision
 
 
 @dataclass(frozen=True)
@@ -371,7 +372,8 @@ class ClassifierTrainer(Trainer):
             settings.convs,
             settings.flip_average,
         )
-        model = build_classifier(config).to(device).to(memory_format=torch.channels_last)
+        self.layout = torch.channels_last if mixed_precision(device) else torch.contiguous_format
+        model = build_classifier(config).to(device).to(memory_format=self.layout)
         decay = [p for p in model.parameters() if p.ndim > 1]
         rest = [p for p in model.parameters() if p.ndim <= 1]
         optimizer = torch.optim.AdamW(
@@ -387,7 +389,7 @@ class ClassifierTrainer(Trainer):
 
     def step_loss(self, rows: np.ndarray, generator: torch.Generator):
         rows = np.sort(rows)
-        x = augment(to_tensor(self.data.images[rows], self.device), self.settings, generator).contiguous(memory_format=torch.channels_last)
+        x = augment(to_tensor(self.data.images[rows], self.device), self.settings, generator).contiguous(memory_format=self.layout)
         targets = {k: torch.from_numpy(v[rows]).to(self.device) for k, v in self.data.targets.items()}
         return task_loss(self.spec, self.net(x), targets, self.settings, self.class_weights), {}
 
