@@ -300,7 +300,22 @@ def test_the_evaluation_draws_the_landmarks_it_measures(demo_rgb, demo_faces, mo
     assert np.allclose(drawn[0], expected) and not np.allclose(drawn[0], cache.landmarks[rows], atol=1.0)
     report = summary(figures)["generate"]
     assert report["landmark_error_iod"] == 0.0 and report["reidentified"] == 1.0 and report["sharpness"] == 1.0
+    assert report["colour_cast"] == 0.0
     assert len(drawn) == 8  # still the person: every one of the eight codes tried
+
+
+def test_the_colour_cast_figure_sees_a_tinted_patch_not_fine_detail(demo_rgb, demo_faces):
+    from faceflex.evaluation.anonymizing import colour_cast
+    from faceflex.face.masks import region_mask
+
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    face, region = aligned.image, region_mask(aligned.landmarks, "face") >= 0.99
+    greenish = face.astype(int)
+    greenish[55:80, 45:80] += np.array([-15, 20, -15])  # a greenish patch on the cheeks and nose
+    speckled = face.astype(int) + np.where(np.indices(face.shape[:2]).sum(axis=0) % 2, 20, -20)[..., None]  # grey checkerboard
+    assert colour_cast(face, face, region) == 0.0
+    assert colour_cast(np.clip(greenish, 0, 255).astype(np.uint8), face, region) > 10
+    assert colour_cast(np.clip(speckled, 0, 255).astype(np.uint8), face, region) < 3
 
 
 def test_the_identity_loss_reads_dlibs_chip_and_measures_what_a_blur_loses(demo_rgb, demo_faces):

@@ -23,6 +23,11 @@ anonymizer with identities seeded by (seed, row), tried in turn as ``faceflex an
 - sharpness: the fine detail (3x3 Laplacian energy of the luma) inside the face region, 2 px in
   from its edge, over the original face's there (1.0: as detailed; the mean of each over the mean of
   the other);
+- colour cast: how far the anonymised face's colour strays from the original's, coarsely: the 95th
+  percentile over the face region (2 px in from its edge) of the CbCr distance (0-255 scale) between
+  the two faces' chroma, each smoothed by a Gaussian of :data:`CAST_SIGMA` px. A new person under
+  the same light and beside the same neck and ears has about the same skin tone; a greenish
+  patch or a tinted face raises it, fine detail (eyes, lips, stubble) barely does;
 - time: the method's own time per face (the descriptors and classifiers of the measurement excluded).
 """
 
@@ -39,12 +44,14 @@ from faceflex.face.blend import paste_over
 from faceflex.face.identity import SAME_PERSON, face_descriptors
 from faceflex.face.masks import region_mask
 from faceflex.face.obscure import obscure_patch
+from faceflex.face.texture import chroma, smooth
 from faceflex.inference.anonymizing import Anonymizer, Judge, aligned_distances
 from faceflex.metrics import high_frequency_energy
 from faceflex.models.labels import ATTRIBUTES
 from faceflex.train.cache import CachedFaces
 
 METHODS = ("generate", "blur", "pixelate")
+CAST_SIGMA = 4.0  # px (128-px frame): the colour-cast figure compares chroma coarser than this
 
 
 def anonymized(
@@ -74,6 +81,14 @@ def _landmarks_in(rgb: np.ndarray, box_from: np.ndarray) -> np.ndarray:
 
 def _iod(points: np.ndarray) -> float:
     return float(np.linalg.norm(points[36:42].mean(axis=0) - points[42:48].mean(axis=0)))
+
+
+def colour_cast(image: np.ndarray, original: np.ndarray, region: np.ndarray) -> float:
+    """The colour-cast figure (module docstring) of ``image`` against ``original`` (both (H, W, 3)
+    uint8) over ``region`` ((H, W) bool): the 95th percentile of their coarse chroma distance."""
+    difference = chroma(image) - chroma(original)
+    coarse = np.stack([smooth(difference[..., k], CAST_SIGMA) for k in range(2)], axis=-1)
+    return float(np.percentile(np.linalg.norm(coarse[region], axis=1), 95)) if region.any() else 0.0
 
 
 def _detected(rgb: np.ndarray) -> bool:
@@ -143,6 +158,7 @@ def held_out_figures(
             "seconds": np.full(len(rows), seconds),
             "detail": high_frequency_energy(torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255, core).numpy(),
             "true_detail": high_frequency_energy(torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255, core).numpy(),
+            "colour_cast": np.array([colour_cast(o, f, c[0] > 0) for o, f, c in zip(out, faces, core.numpy())]),
             **{f"{key}_kept": after[key] == before[key] for key in after},
         }
         if progress:
@@ -152,7 +168,7 @@ def held_out_figures(
 
 def summary(figures: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
     """Per method: re-identified and rank-1 identified shares, detection rates, landmark error
-    (IOD), the expression-kept shares, sharpness, milliseconds per face."""
+    (IOD), the expression-kept shares, sharpness, the colour cast, milliseconds per face."""
     report = {}
     for method, f in figures.items():
         report[method] = {
@@ -165,6 +181,7 @@ def summary(figures: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
             "landmark_error_iod": round(float(f["landmark_error"].mean()), 4),
             **{key: round(float(f[key].mean()), 4) for key in ("expression_kept", "smiling_kept", "mouth_open_kept") if key in f},
             "sharpness": round(float(f["detail"].mean() / max(float(f["true_detail"].mean()), 1e-12)), 4),
+            "colour_cast": round(float(f["colour_cast"].mean()), 2),
             "ms_per_face": round(1000 * float(f["seconds"].mean()), 1),
         }
     return report

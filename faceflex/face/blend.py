@@ -349,15 +349,10 @@ def matched_chroma(painted: np.ndarray, photo: np.ndarray, region: np.ndarray, s
     membrane (harmonic fill) of the photo's chroma from outside the region. A painting tinted by what
     it saw (skin painted yellow beside lenses tinted yellow) comes out in the person's skin tone;
     outside the region it is unchanged. S must halve down to 16 px (the 128-px aligned frame)."""
-    from faceflex.face.texture import luminance, smooth
+    from faceflex.face.texture import chroma, luminance, smooth
 
     if not region.any():
         return painted
-
-    def chroma(image: np.ndarray) -> np.ndarray:
-        rgb = np.asarray(image, dtype=np.float32)
-        y = luminance(rgb)
-        return np.dstack([(rgb[..., 2] - y) * 0.564, (rgb[..., 0] - y) * 0.713])
 
     y = luminance(painted)
     own = chroma(painted)

@@ -28,6 +28,14 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * LUMA[0] + rgb[..., 1] * LUMA[1] + rgb[..., 2] * LUMA[2]
 
 
+def chroma(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 2) float32 chroma (Cb, Cr of BT.601, centred on 0, in the 0-255 scale of the input) of an
+    (H, W, 3) RGB image; with :func:`luminance` it gives the image back."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    y = luminance(rgb)
+    return np.dstack([(rgb[..., 2] - y) * 0.564, (rgb[..., 0] - y) * 0.713])
+
+
 def _blur(image: torch.Tensor, sigma: float, factor: int, vertical: bool = True, horizontal: bool = True) -> torch.Tensor:
     """(1, 1, H, W) zero-padded Gaussian blur along the chosen axes, computed on a grid ``factor``
     times coarser (block means, the frame padded with zeros to whole blocks) and interpolated back."""
