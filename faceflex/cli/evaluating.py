@@ -101,7 +101,7 @@ def evaluate_unmask(session: Session, weights, detail_weights, cache, limit, pho
 @verbosity_options
 @click.pass_obj
 def evaluate_anonymize(session: Session, weights, cache, limit, methods, seed, normalise_shape, out_path) -> None:
-    """Re-identification, detection, landmark error, expression kept, sharpness and time per face, per method,
+    """Re-identification, detection, landmark error, expression kept, sharpness, colour cast and time per face, per method,
     on held-out CelebA-HQ faces (docs/ANONYMIZE.md)."""
     from faceflex.evaluation.anonymizing import METHODS, held_out_figures, summary
     from faceflex.inference.anonymizing import load_anonymizer
