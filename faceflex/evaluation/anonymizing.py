@@ -24,10 +24,11 @@ anonymizer with identities seeded by (seed, row), tried in turn as ``faceflex an
   from its edge, over the original face's there (1.0: as detailed; the mean of each over the mean of
   the other);
 - colour cast: how far the anonymised face's colour strays from the original's, coarsely: the 95th
-  percentile over the face region (2 px in from its edge) of the CbCr distance (0-255 scale) between
+  percentile over the face's skin (the face region 2 px in from its edge, less the eyes, brows and
+  mouth: :func:`skin`) of the CbCr distance (0-255 scale) between
   the two faces' chroma, each smoothed by a Gaussian of :data:`CAST_SIGMA` px. A new person under
   the same light and beside the same neck and ears has about the same skin tone; a greenish
-  patch or a tinted face raises it, fine detail (eyes, lips, stubble) barely does;
+  patch or a tinted face raises it, fine detail (pores, stubble) barely does;
 - time: the method's own time per face (the descriptors and classifiers of the measurement excluded).
 """
 
@@ -89,6 +90,12 @@ def colour_cast(image: np.ndarray, original: np.ndarray, region: np.ndarray) -> 
     difference = chroma(image) - chroma(original)
     coarse = np.stack([smooth(difference[..., k], CAST_SIGMA) for k in range(2)], axis=-1)
     return float(np.percentile(np.linalg.norm(coarse[region], axis=1), 95)) if region.any() else 0.0
+
+
+def skin(landmarks: np.ndarray) -> np.ndarray:
+    """(128, 128) bool: the aligned face less its eyes and brows and its mouth (where a new person
+    legitimately differs in colour)."""
+    return (region_mask(landmarks, "eyes") < 0.5) & (region_mask(landmarks, "mouth") < 0.5)
 
 
 def _detected(rgb: np.ndarray) -> bool:
@@ -158,7 +165,7 @@ def held_out_figures(
             "seconds": np.full(len(rows), seconds),
             "detail": high_frequency_energy(torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255, core).numpy(),
             "true_detail": high_frequency_energy(torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255, core).numpy(),
-            "colour_cast": np.array([colour_cast(o, f, c[0] > 0) for o, f, c in zip(out, faces, core.numpy())]),
+            "colour_cast": np.array([colour_cast(o, f, (c[0] > 0) & skin(lm)) for o, f, c, lm in zip(out, faces, core.numpy(), points)]),
             **{f"{key}_kept": after[key] == before[key] for key in after},
         }
         if progress:
