@@ -85,6 +85,18 @@ def test_training_steps_run_in_fp32_and_under_autocast(mixed, tmp_path, monkeypa
     assert weight.is_contiguous(memory_format=torch.channels_last if mixed else torch.contiguous_format)
 
 
+def test_an_epoch_is_checkpointed_before_its_evaluation_runs(tmp_path, monkeypatch):
+    trainer = ClassifierTrainer(TASKS["expression"], synthetic("expression"), TINY, tmp_path, torch.device("cpu"))
+
+    def broken():
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(trainer, "evaluate", broken)
+    with pytest.raises(RuntimeError):
+        trainer.run()
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
 def test_resume_gives_the_same_state_as_uninterrupted_training(tmp_path):
     data = synthetic("expression")
     straight = ClassifierTrainer(TASKS["expression"], data, TINY, tmp_path / "a", torch.device("cpu"))

@@ -186,6 +186,8 @@ class Trainer:
             epoch_start = time.perf_counter()
             with progress_factory(self.epoch, self.steps_per_epoch) if progress_factory else contextlib.nullcontext() as bar:
                 means = self.train_epoch(bar)
+            if self.ranks.main:
+                self.save_checkpoint()  # the epoch is kept before its evaluation runs (which may fail)
             record = {
                 "epoch": self.epoch,
                 **{k: round(v, 4) for k, v in means.items()},
