@@ -9,8 +9,8 @@ The moustache fills the band between the nose's base (landmarks 31-35) and the t
 (48-54), a little past the mouth's corners. Strands root in that band (seeded), grow down and
 outward (more outward the further from the middle), slightly curved, each of its own length and
 shade, their tips cut off just below the upper lip's top edge (teeth stay in view); under them a
-soft fill of the same colour gives the moustache body. The colour is the
-person's hair colour, read from the darker pixels of their eyebrows.
+soft fill of the same colour gives the moustache body. The colour is the person's hair colour, read
+from the darker pixels of their eyebrows.
 """
 
 from __future__ import annotations
@@ -41,12 +41,7 @@ def hair_color(photo: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return 0.85 * pixels[luminance <= np.quantile(luminance, 1 / 6)].mean(axis=0)
 
 
-def render_moustache(
-    landmarks: np.ndarray,
-    color: np.ndarray,
-    seed: int = 0,
-    density: float = 1.0,
-) -> tuple[np.ndarray, tuple[int, int]]:
+def render_moustache(landmarks: np.ndarray, color: np.ndarray, seed: int = 0, density: float = 1.0) -> tuple[np.ndarray, tuple[int, int]]:
     """(RGBA patch (h, w, 4) uint8, straight alpha; (x0, y0): the photo pixel of its top-left, which
     may lie outside the photo) of a moustache of hair ``color`` (RGB 0-255) on the face with 68
     ``landmarks`` (photo pixels); ``seed`` places the strands, ``density`` scales their number."""
