@@ -26,7 +26,7 @@ PROTOTYPES_BALANCED = ("Male", "Young", "Smiling", "Mouth_Slightly_Open", "Eyegl
 EDIT_MODES = ("auto", "residual", "replace", "warp", "hybrid", "paint", "prototype")
 GLASSES_KINDS = ("rectangle", "round", "wayfarer", "metal", "sunglasses")  # frames drawn by paint mode (faceflex.face.glasses)
 # what paint mode edits (faceflex.inference.attribute_painting.PAINTED)
-PAINTED_ATTRIBUTES = ("Eyeglasses", "Mustache", "Smiling", "Wearing_Lipstick", "Male", "Young")
+PAINTED_ATTRIBUTES = ("Eyeglasses", "Mustache", "Smiling", "Wearing_Lipstick", "Male", "Young", "No_Beard")
 EDIT_REGIONS = ("auto", *REGIONS)  # auto: the region where the attribute lives (faceflex.steps.edit.AUTO_REGIONS)
 BACKENDS = ("local", "ray")  # where batch jobs run: local processes (--workers) or Ray actors (faceflex.pipeline.executors)
 CLASSIFIER_TASKS = ("attributes", "expression", "age", "face")

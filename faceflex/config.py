@@ -304,6 +304,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "train_paint.attribute": _spelt(*PAINTED_ATTRIBUTES),
     "train_paint.direction": _choice("add", "remove"),
     "train_paint.max_faces": _number(int, 0, 10_000_000),
+    "train_paint.init_target": _optional_name,
     "train_classifier.data": _path,
     "train_classifier.cache": _path,
     "train_classifier.out": _path,

@@ -79,6 +79,20 @@ def test_gender_repaints_below_the_nose_and_age_all_the_skin_but_eyes_and_brows(
     assert np.all(skin <= face) and np.all(lower <= face)
 
 
+def test_shaving_repaints_below_the_nose_and_under_the_chin_and_keeps_the_lips(demo_rgb, demo_faces):
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    lm = aligned.landmarks
+    beard, lower = region_hole(lm, "beard"), region_hole(lm, "lower-face")
+    assert HOLES["No_Beard"] == ("beard",)
+    y, x = np.round(lm[[51, 57, 62, 66]]).astype(int).T[::-1]
+    assert np.all(beard[y, x] == 0) and np.all(lower[y, x] == 1)  # the lips stay the person's
+    chin = np.round(lm[8] + (0, 4)).astype(int)
+    assert beard[chin[1], chin[0]] == 1 and lower[chin[1], chin[0]] == 0  # a beard grows under the chin too
+    cheek, stubble = np.round((lm[4] + lm[48]) / 2).astype(int), np.round((lm[33] + lm[51]) / 2).astype(int)
+    assert beard[cheek[1], cheek[0]] == 1 and beard[stubble[1], stubble[0]] == 1
+    assert beard[tuple(np.round(lm[29]).astype(int)[::-1])] == 0  # not the nose
+
+
 def test_behind_dark_lenses_the_eyes_are_repainted_too(demo_rgb, demo_faces):
     from faceflex.face.masks import polygon_mask
     from faceflex.inference.attribute_painting import hole_for, lenses_hide_eyes
@@ -96,7 +110,7 @@ NAMES = [f"a{i}" for i in range(40 - len(ATTRIBUTES))] + ATTRIBUTES
 
 
 def synthetic_cache(demo_aligned: np.ndarray, n: int = 24) -> CachedFaces:
-    """n faces (the last 8 held out); Eyeglasses on every third, Mustache on every fourth (all men), Male on even rows."""
+    """n faces (the last 8 held out); Eyeglasses on every third, Mustache and a beard on every fourth (all men), Male on even rows."""
     faces = np.stack([np.clip(demo_aligned.astype(int) + (i % 7) - 3, 0, 255).astype(np.uint8) for i in range(n)])
     landmarks = np.repeat(template_landmarks()[None].astype(np.float32), n, axis=0)
     ids = np.concatenate([np.arange(1, n - 7), np.arange(28001, 28009)])
@@ -105,6 +119,7 @@ def synthetic_cache(demo_aligned: np.ndarray, n: int = 24) -> CachedFaces:
     attributes[rows % 3 == 0, NAMES.index("Eyeglasses")] = 1
     attributes[rows % 4 == 0, NAMES.index("Mustache")] = 1
     attributes[rows % 2 == 0, NAMES.index("Male")] = 1
+    attributes[rows % 4 != 0, NAMES.index("No_Beard")] = 1
     return CachedFaces(faces, attributes, landmarks, ids, NAMES)
 
 
@@ -115,6 +130,8 @@ def test_a_target_learns_only_from_faces_that_show_its_outcome(demo_rgb, demo_fa
     assert np.array_equal(target_rows(cache, train, "Eyeglasses", "remove", 0, 0), train[train % 3 != 0])  # glasses: either sex
     # every moustache is a man's: removing one learns from men without
     assert np.array_equal(target_rows(cache, train, "Mustache", "remove", 0, 0), train[(train % 4 != 0) & (train % 2 == 0)])
+    # every beard is a man's: shaving one (No_Beard added) learns from beardless men, not from women
+    assert np.array_equal(target_rows(cache, train, "No_Beard", "add", 0, 0), train[train % 4 == 2])
     # a sex is no outcome's "one sex": making a man a woman learns from women, and the other way round
     assert np.array_equal(target_rows(cache, train, "Male", "remove", 0, 0), train[train % 2 != 0])
     assert np.array_equal(target_rows(cache, train, "Male", "add", 0, 0), train[train % 2 == 0])
@@ -204,6 +221,32 @@ def test_targets_pack_into_one_file_that_paints_as_each_did(tmp_path, demo_rgb, 
         pack_targets([paths[0], tmp_path / "stranger.pt"], tmp_path / "bad.pt")
     with pytest.raises(WeightsError, match="twice"):
         pack_targets([paths[0], paths[0]], tmp_path / "bad.pt")
+
+
+def test_a_new_target_starts_from_a_packed_painters_encoder_and_packs_with_its_targets(tmp_path, demo_rgb, demo_faces, no_descriptors):
+    init = torch.load(tiny_anonymizer(tmp_path / "anonymizer.pt"), weights_only=True)
+    paths = []
+    for k, target in enumerate(("Eyeglasses:remove", "Mustache:remove")):
+        model = _model(init)
+        torch.manual_seed(k)
+        for name, parameter in model.named_parameters():
+            if name.startswith("up."):
+                parameter.data += 0.05 * torch.randn_like(parameter)
+        paths.append(save_weights(tmp_path / f"t{k}.pt", model, TINY.to_dict(), {"identity_prior": PRIOR.to_dict(), "target": target}))
+    packed = pack_targets(paths, tmp_path / "packed.pt")
+    cache = synthetic_cache(align_face(demo_rgb, demo_faces[0].landmarks).image)
+    settings = PainterSettings(attribute="No_Beard", direction="add", epochs=1, batch_size=4, max_faces=0, init_target="Mustache:remove")
+    trainer = AttributePainterTrainer(cache, tmp_path / "cache", TINY, settings, tmp_path / "out", torch.device("cpu"), init=str(packed))
+    started = trainer.model.state_dict()
+    chosen = torch.load(paths[1], weights_only=True)["state_dict"]
+    assert all(torch.equal(started[k], chosen[k].to(started[k].dtype)) for k in started)  # the encoder and Mustache:remove's decoder
+    trainer.train_epoch()
+    shaver = pack_targets([packed, trainer.export()], tmp_path / "again.pt")  # the encoder stayed the packed one
+    assert AttributePainter.from_file(shaver, "cpu").targets == ["Eyeglasses:remove", "Mustache:remove", "No_Beard:add"]
+    with pytest.raises(ValueError, match="no target 'Smiling:add'"):
+        AttributePainterTrainer(
+            cache, tmp_path / "c", TINY, PainterSettings(init_target="Smiling:add"), tmp_path / "o", torch.device("cpu"), init=str(packed)
+        )
 
 
 def _model(record: dict) -> FaceUNet:

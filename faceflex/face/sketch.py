@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from faceflex.face.masks import polygon_mask, region_polygons
+from faceflex.face.masks import convex_hull, polygon_mask, region_polygons
 
 # The parts drawn, one channel each: (landmark indices, closed outline?)
 SKETCH_PARTS: tuple[tuple[tuple[int, ...], bool], ...] = (
@@ -61,7 +61,15 @@ def region_hole(landmarks: np.ndarray, region: str = "face", size: int = 128, gr
     and forehead, where the anonymizer paints a new face) grown by ``grow`` px, hard-edged; or
     "frames": the "eyes" region (temple to temple) without the eyes themselves (their lids grown by
     ``grow`` px), where glasses' frames lie: the eyes behind clear lenses stay the person's own; or
-    "skin": the "face" region without the eyes and brows (grown by ``grow`` px), where age shows."""
+    "skin": the "face" region without the eyes and brows (grown by ``grow`` px), where age shows; or
+    "beard": the "lower-face" region reaching 5 % of the frame below the jaw (a beard grows under the
+    chin too), without the lips (grown by ``grow`` px)."""
+    if region == "beard":
+        points = np.asarray(landmarks, np.float64)
+        under_chin = points[4:13] + (0, 0.05 * size)
+        lower = polygon_mask([convex_hull(np.vstack([points[2:15], points[31:36], under_chin]))], (size, size))
+        lips = polygon_mask([points[list(_MOUTH[:12])]], (size, size))
+        return (_grown(lower, grow) * (1 - _grown(lips, grow))).astype(np.float32)
     if region in ("frames", "skin"):
         points = np.asarray(landmarks, np.float64)
         kept = [points[list(eye)] for eye in _EYES]

@@ -39,11 +39,13 @@ PAINTED = {
     "Wearing_Lipstick": "mouth",
     "Male": "lower-face",
     "Young": "face",
+    "No_Beard": "lower-face",
 }
 # the holes a painter is trained to fill for each (faceflex.face.sketch.region_hole); at use the first,
 # or for glasses whose lenses hide the eyes (sunglasses) the second: around the eyes with the eyes
 # behind clear lenses kept, or the eyes too; the upper lip; the mouth (a smile's edit keeps only the
-# space between the lips); below the nose; the skin but eyes and brows (Male and Young: tried, not shipped)
+# space between the lips); below the nose; the skin but eyes and brows (Male and Young: tried, not shipped);
+# below the nose, the lips kept (No_Beard added: a beard shaved off)
 HOLES = {
     "Eyeglasses": ("frames", "eyes"),
     "Mustache": ("upper-lip",),
@@ -51,6 +53,7 @@ HOLES = {
     "Wearing_Lipstick": ("mouth",),
     "Male": ("lower-face",),
     "Young": ("skin",),
+    "No_Beard": ("beard",),
 }
 PAINT_REGIONS = tuple(dict.fromkeys(hole for holes in HOLES.values() for hole in holes))
 HIDDEN_EYES = 0.2  # eyes darker than this share of the nose bridge are behind dark lenses (bare faces: 1.8 % below, glasses: 25 %)
@@ -167,6 +170,19 @@ class AttributePainter:
         return self.painters[name].fill(faces, make_input, codes, batch_size)
 
 
+def lightened_weight(painted: np.ndarray, face: np.ndarray, low: float = 4.0, high: float = 16.0) -> np.ndarray:
+    """Where a painting makes a face lighter (both (S, S, 3) uint8, the same frame): (S, S) float32 in
+    [0, 1], 0 where the painting's luminance is at most ``low`` (0-255 units) above the face's, 1 from
+    ``high`` on, linear between, grown and softened by a pixel. A beard's hairs are darker than the
+    skin under them: blending a shave through it takes the hairs away and keeps the person's own skin
+    (and collars, shadows and light beards, which it does not lighten)."""
+    from faceflex.face.texture import luminance
+
+    lighter = luminance(painted.astype(np.float32)) - luminance(face.astype(np.float32))
+    weight = torch.from_numpy(np.clip((lighter - low) / (high - low), 0.0, 1.0).astype(np.float32))[None, None]
+    return grown_softened(weight, 1)[0, 0].numpy()
+
+
 def changed_weight(painted: np.ndarray, face: np.ndarray, low: float = 5.0, high: float = 25.0) -> np.ndarray:
     """Where a painting really changes a face (both (S, S, 3) uint8, the same frame): (S, S) float32 in
     [0, 1], 0 where every channel is within ``low`` (0-255 units) of the face, 1 from ``high`` on,
@@ -182,7 +198,7 @@ def _unprefixed(state: dict, prefix: str) -> dict:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def _target_records(path: str | Path) -> list[tuple[str, dict, dict, dict]]:
+def target_records(path: str | Path) -> list[tuple[str, dict, dict, dict]]:
     """(target, state, config, meta) of each target in a weight file: one target as ``faceflex train
     painter`` exports it, or every target of a packed file (its meta: the identity prior and how it was trained)."""
     record = load_weights(path)
@@ -208,12 +224,13 @@ def pack_targets(paths: list[str | Path], out: str | Path) -> Path:
     targets are taken over) that share an encoder: the encoder once, then each target's other tensors
     under ``targets.<target>.``. Refuses files whose encoders, architectures or identity priors
     differ, or two of the same target."""
-    records = [(path, *record) for path in paths for record in _target_records(path)]
+    records = [(path, *record) for path in paths for record in target_records(path)]
     _, _, first_state, first_config, first_meta = records[0]
     shared = {k: v for k, v in first_state.items() if k.startswith(SHARED_PREFIXES)}
     state, targets = dict(shared), []
     for path, target, tensors, config, meta in records:
-        if config != first_config or meta.get("identity_prior") != first_meta.get("identity_prior"):
+        same_net = FaceUNetConfig.from_dict(config) == FaceUNetConfig.from_dict(first_config)  # keys added later take their defaults
+        if not same_net or meta.get("identity_prior") != first_meta.get("identity_prior"):
             raise WeightsError(f"{path}: another architecture or identity prior than {paths[0]}")
         if any(not torch.equal(tensors[k], v) for k, v in shared.items()):
             raise WeightsError(f"{path}: its encoder differs from {paths[0]}'s (targets must start from the same anonymizer)")

@@ -159,12 +159,9 @@ class AnonymizerTrainer(Trainer):
         model = FaceUNet(config)
         self.init_note, meta = None, {}
         if init:
-            from faceflex.models.weights import load_weights
-
-            record = load_weights(init)
-            copied = warm_start(model, record["state_dict"])
+            state, meta = self.warm_start_state(init, settings)
+            copied = warm_start(model, state)
             self.init_note = f"warm start from {init}: {copied} of {len(model.state_dict())} tensors copied"
-            meta = record.get("meta", {})
         if "identity_prior" in meta:  # a face painter's: its code layers were trained on these codes
             self.prior = IdentityPrior.from_dict(meta["identity_prior"])
         elif self.uses_identity:
@@ -178,6 +175,13 @@ class AnonymizerTrainer(Trainer):
         self.setup(model, torch.optim.Adam(model.parameters(), lr=settings.lr), train_rows, settings, out, device, warmup_steps=200)
         self.adversarial = AdversarialTerm(settings.adversarial_weight, settings.critic_lr, device) if settings.adversarial_weight else None
         self.identity_loss = IdentityLoss(device) if settings.identity_weight or settings.perceptual_weight else None
+
+    def warm_start_state(self, init: str, settings: AnonymizerSettings) -> tuple[dict, dict]:
+        """(state dict, meta) of the weight file ``init`` to start from."""
+        from faceflex.models.weights import load_weights
+
+        record = load_weights(init)
+        return record["state_dict"], record.get("meta", {})
 
     def training_rows(self, rows: np.ndarray, settings: AnonymizerSettings) -> np.ndarray:
         """The rows trained on, from the training faces with landmarks (all of them here)."""

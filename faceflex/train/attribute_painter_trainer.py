@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceflex.inference.attribute_painting import HOLES, PAINTED, SHARED_PREFIXES, AttributePainter, target_name
+from faceflex.inference.attribute_painting import HOLES, PAINTED, SHARED_PREFIXES, AttributePainter, target_name, target_records
 from faceflex.io.images import save_image
 from faceflex.train.anonymizer_trainer import AnonymizerSettings, AnonymizerTrainer, painting_batch
 from faceflex.train.cache import CachedFaces
@@ -48,18 +48,21 @@ class PainterSettings(AnonymizerSettings):
     attribute: str = "Eyeglasses"  # one of PAINTED
     direction: str = "add"  # add: learn from faces that have it; remove: from faces that lack it
     max_faces: int = 4000  # a seeded sample of at most this many training faces (0: all)
+    init_target: str | None = None  # --init a packed painter: the target whose decoder the new one starts from (None: its first)
 
 
 def target_rows(cache: CachedFaces, rows: np.ndarray, attribute: str, direction: str, max_faces: int, seed: int) -> np.ndarray:
     """The training rows that show ``direction`` of ``attribute`` (CelebA labels): faces with it to
-    add it, faces without it to remove it (of one sex when >= ONE_SEX of the faces with it are);
-    a seeded sample of ``max_faces`` (0: all), sorted."""
+    add it, faces without it to remove it, of one sex when >= ONE_SEX of the faces the target
+    changes are (a moustache is taken off men: painted from men without one; No_Beard is added,
+    a beard shaved, on men: painted from beardless men); a seeded sample of ``max_faces`` (0: all), sorted."""
     labels = np.asarray(cache.attributes[rows])
     has = labels[:, cache.attribute_names.index(attribute)] > 0
     chosen = has if direction == "add" else ~has
-    if direction == "remove" and attribute != "Male":
+    if attribute != "Male":
         male = labels[:, cache.attribute_names.index("Male")] > 0
-        share = male[has].mean() if has.any() else 0.5
+        changed = ~chosen
+        share = male[changed].mean() if changed.any() else 0.5
         if share >= ONE_SEX or share <= 1 - ONE_SEX:
             chosen &= male == (share >= ONE_SEX)
     picked = rows[chosen]
@@ -87,6 +90,19 @@ class AttributePainterTrainer(AnonymizerTrainer):
         super().__init__(cache, cache_dir, config, settings, out, device, init)
         for name, parameter in self.model.named_parameters():
             parameter.requires_grad_(not name.startswith(SHARED_PREFIXES))
+
+    def warm_start_state(self, init: str, settings: PainterSettings) -> tuple[dict, dict]:
+        """The anonymizer's (or a target's) weights, or, from a packed painter, its shared encoder with the
+        decoder of ``settings.init_target`` (so that a new target shares the shipped targets' encoder and packs with them)."""
+        from faceflex.models.weights import load_weights
+
+        if "targets" not in load_weights(init).get("meta", {}):
+            return super().warm_start_state(init, settings)
+        records = {target: (state, meta) for target, state, _, meta in target_records(init)}
+        chosen = settings.init_target or next(iter(records))
+        if chosen not in records:
+            raise ValueError(f"{init} has no target {chosen!r} (it has {', '.join(records)})")
+        return records[chosen]
 
     def training_rows(self, rows: np.ndarray, settings: PainterSettings) -> np.ndarray:
         """The training faces that show the target's outcome (:func:`target_rows`)."""
