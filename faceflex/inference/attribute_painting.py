@@ -45,7 +45,7 @@ PAINTED = {
 # or for glasses whose lenses hide the eyes (sunglasses) the second: around the eyes with the eyes
 # behind clear lenses kept, or the eyes too; the upper lip; the mouth (a smile's edit keeps only the
 # space between the lips); below the nose; the skin but eyes and brows (Male and Young: tried, not shipped);
-# below the nose, the lips kept (No_Beard added: a beard shaved off)
+# below the nose, the lips kept (No_Beard added: a beard shaved off; tried, not shipped)
 HOLES = {
     "Eyeglasses": ("frames", "eyes"),
     "Mustache": ("upper-lip",),
@@ -168,19 +168,6 @@ class AttributePainter:
 
         codes = np.zeros((len(faces), self.painters[name].model.config.code_size), np.float32)  # the mean identity
         return self.painters[name].fill(faces, make_input, codes, batch_size)
-
-
-def lightened_weight(painted: np.ndarray, face: np.ndarray, low: float = 4.0, high: float = 16.0) -> np.ndarray:
-    """Where a painting makes a face lighter (both (S, S, 3) uint8, the same frame): (S, S) float32 in
-    [0, 1], 0 where the painting's luminance is at most ``low`` (0-255 units) above the face's, 1 from
-    ``high`` on, linear between, grown and softened by a pixel. A beard's hairs are darker than the
-    skin under them: blending a shave through it takes the hairs away and keeps the person's own skin
-    (and collars, shadows and light beards, which it does not lighten)."""
-    from faceflex.face.texture import luminance
-
-    lighter = luminance(painted.astype(np.float32)) - luminance(face.astype(np.float32))
-    weight = torch.from_numpy(np.clip((lighter - low) / (high - low), 0.0, 1.0).astype(np.float32))[None, None]
-    return grown_softened(weight, 1)[0, 0].numpy()
 
 
 def changed_weight(painted: np.ndarray, face: np.ndarray, low: float = 5.0, high: float = 25.0) -> np.ndarray:
