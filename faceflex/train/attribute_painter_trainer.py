@@ -92,13 +92,15 @@ class AttributePainterTrainer(AnonymizerTrainer):
             parameter.requires_grad_(not name.startswith(SHARED_PREFIXES))
 
     def warm_start_state(self, init: str, settings: PainterSettings) -> tuple[dict, dict]:
-        """The anonymizer's (or a target's) weights, or, from a packed painter, its shared encoder with the
-        decoder of ``settings.init_target`` (so that a new target shares the shipped targets' encoder and packs with them)."""
-        from faceflex.models.weights import load_weights
+        """The anonymizer's weights, or a painter's: a target's, or, from a packed painter, its shared encoder
+        with the decoder of ``settings.init_target`` (so that a new target shares the shipped targets'
+        encoder and packs with them)."""
+        from faceflex.models.weights import WeightsError
 
-        if "targets" not in load_weights(init).get("meta", {}):
+        try:
+            records = {target: (state, meta) for target, state, _, meta in target_records(init)}
+        except WeightsError:  # no painter: the anonymizer
             return super().warm_start_state(init, settings)
-        records = {target: (state, meta) for target, state, _, meta in target_records(init)}
         chosen = settings.init_target or next(iter(records))
         if chosen not in records:
             raise ValueError(f"{init} has no target {chosen!r} (it has {', '.join(records)})")
