@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from faceflex.face.masks import convex_hull, polygon_mask, region_polygons
+from faceflex.face.masks import OUTER_LIPS, convex_hull, polygon_mask, region_polygons
 
 # The parts drawn, one channel each: (landmark indices, closed outline?)
 SKETCH_PARTS: tuple[tuple[tuple[int, ...], bool], ...] = (
@@ -67,8 +67,8 @@ def region_hole(landmarks: np.ndarray, region: str = "face", size: int = 128, gr
     if region == "beard":
         points = np.asarray(landmarks, np.float64)
         under_chin = points[4:13] + (0, 0.05 * size)
-        lower = polygon_mask([convex_hull(np.vstack([points[2:15], points[31:36], under_chin]))], (size, size))
-        lips = polygon_mask([points[list(_MOUTH[:12])]], (size, size))
+        lower = polygon_mask([convex_hull(np.vstack([*region_polygons(points, "lower-face"), under_chin]))], (size, size))
+        lips = polygon_mask([points[OUTER_LIPS]], (size, size))
         return (_grown(lower, grow) * (1 - _grown(lips, grow))).astype(np.float32)
     if region in ("frames", "skin"):
         points = np.asarray(landmarks, np.float64)
