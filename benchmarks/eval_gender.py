@@ -2,11 +2,11 @@
 
     python benchmarks/eval_gender.py [--data ../shared/data] [--cache cache] [--fine]
 
-Sources: the attribute model's Male output (trained on CelebA-HQ), the age model's gender head
-(trained on UTKFace), the face model's Male output (both; calibrated) and the gender probe on dlib's
-descriptor (both; the descriptors come from the cache `faceflex train gender-probe` fills). Also per UTKFace age
-band and race group; ``--fine`` adds, for the reported gender, finer age bands and each race group
-from 3 years on (UTKFace's babies). Record in docs/CLASSIFY.md.
+Sources: the attribute model's Male output (trained on CelebA-HQ), the face model's Male output
+(CelebA-HQ and UTKFace; calibrated) and the gender-and-age network on dlib's features (both; the
+features come from the cache `faceflex train gender-age` fills). Also per UTKFace age band and race
+group; ``--fine`` adds, for the reported gender, finer age bands and each race group from 3 years
+on (UTKFace's babies). Record in docs/CLASSIFY.md.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ import numpy as np
 
 from faceflex.inference.classifiers import REPORTED_MALE, load_classifiers
 from faceflex.models.labels import AGE_BANDS, ATTRIBUTES, UTK_RACES
-from faceflex.train.face_sets import face_set_descriptors, task_set
+from faceflex.train.face_sets import face_set_dlib_stages, task_set
 
 FINE_BANDS = ((0, 3), (3, 6), (6, 10), (10, 14), (14, 17), (17, 20), (20, 40), (40, 60), (60, 200))  # [low, high) years
 
 
-def sources(images: np.ndarray, descriptors: np.ndarray) -> dict[str, np.ndarray]:
+def sources(images: np.ndarray, stages: np.ndarray) -> dict[str, np.ndarray]:
     """Every gender source and blend, as ``classify`` computes them (expression not read)."""
-    return load_classifiers("cpu").predict(images, np.zeros((len(images), 48, 48), np.uint8), descriptors).male_sources
+    return load_classifiers("cpu").predict(images, np.zeros((len(images), 48, 48), np.uint8), stages).male_sources
 
 
 def main() -> None:
@@ -41,9 +41,9 @@ def main() -> None:
     utk = task_set("age", args.data, args.cache)
     utk_rows = utk.rows("test")
     utk_male, old = utk.targets["gender"][utk_rows] == 0, utk.targets["age"][utk_rows] >= 50
-    descriptors = face_set_descriptors(args.cache / "celeba_hq", args.data / "utkface", args.cache)
-    celeba_descriptors, utk_descriptors = descriptors[: len(celeba.images)], descriptors[len(celeba.images) :]
-    on_celeba, on_utk = sources(celeba.images[rows], celeba_descriptors[rows]), sources(utk.images[utk_rows], utk_descriptors[utk_rows])
+    stages = face_set_dlib_stages(args.cache / "celeba_hq", args.data / "utkface", args.cache)[:, 0]  # the plain chips'
+    celeba_stages, utk_stages = stages[: len(celeba.images)], stages[len(celeba.images) :]
+    on_celeba, on_utk = sources(celeba.images[rows], celeba_stages[rows]), sources(utk.images[utk_rows], utk_stages[utk_rows])
     ages = utk.targets["age"][utk_rows]
     with open(args.data / "utkface" / "labels.csv", newline="") as handle:  # the age set keeps labels.csv's order
         races = np.array([int(r[3]) for r in list(csv.reader(handle))[1:]])[utk_rows]

@@ -336,6 +336,17 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             "descriptor_weight": _number(float, 0.0, 100.0),
         }.items()
     },
+    **{
+        f"train_classifier.gender_age.{key}": check
+        for key, check in {
+            "epochs": _number(int, 1, 10000),
+            "batch_size": _number(int, 1, 4096),
+            "lr": _number(float, 1e-7, 1.0),
+            "weight_decay": _number(float, 0.0, 1.0),
+            "age_weight": _number(float, 0.0, 100.0),
+            "age_sigma": _number(float, 0.1, 30.0),
+        }.items()
+    },
 }
 
 DEFAULT_FILES = ("default.yaml", "train_vae.yaml", "train_classifier.yaml", "train_unmask.yaml", "train_anonymize.yaml", "train_paint.yaml")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from faceflex.cli import cli
-from faceflex.face.identity import face_descriptors
+from faceflex.face.identity import dlib_features
 from faceflex.inference.classifiers import SHIPPED
 from faceflex.inference.unmasking import SHIPPED_WEIGHTS
 from faceflex.shipped import shipped
@@ -43,8 +43,7 @@ def test_demo_face_json_is_plausible(demo_rgb, demo_faces):
     face = faces_of(doc)[0]
     assert face["file"].endswith("grace_hopper.jpg") and face["index"] == 0
     # Grace Hopper at 77, in a naval cap and glasses. The shipped models get the cap, the glasses,
-    # her age (the face model: 85; the age model said 95) and, since 2026-12-05, her gender (P(male)
-    # 0.43; 0.51 before: docs/CLASSIFY.md).
+    # her age and, since 2026-12-05, her gender (docs/CLASSIFY.md).
     assert face["occlusion"]["eyeglasses"]["value"] and face["occlusion"]["hat"]["value"]
     assert face["gender"]["label"] == "female"
     assert face["age"]["group"] == "old" and 65 <= face["age"]["years"] <= 92
@@ -52,7 +51,7 @@ def test_demo_face_json_is_plausible(demo_rgb, demo_faces):
     # the reported gender is the networks' own P(male), rounded, with the label on the likelier side
     (landmarks,) = [f.landmarks for f in demo_faces]
     inputs = attribute_input(align_face(demo_rgb, landmarks).image)[None], expression_input(demo_rgb, landmarks)[None]
-    male = float(load_classifiers("cpu").predict(*inputs, face_descriptors([demo_rgb], [landmarks])).male[0])
+    male = float(load_classifiers("cpu").predict(*inputs, dlib_features([demo_rgb], [landmarks])[1]).male[0])
     assert face["gender"] == {"label": "male" if male >= 0.5 else "female", "probability": round(max(male, 1 - male), 4)}
     assert face["pose"]["label"] == "frontal"
     assert abs(sum(face["expression"]["probabilities"].values()) - 1) < 1e-3
@@ -222,16 +221,16 @@ def test_the_gender_of_a_masked_face_is_read_from_the_face_painted_under_the_mas
     (record,) = run_step(demo_rgb, ClassifyStep(models=models, unmasker=SeesAMaskPaintsAnotherFace())).records
     (bare,) = run_step(demo_rgb, ClassifyStep(models=models)).records
     zeros = np.zeros((1, 48, 48), np.uint8)
-    painted_descriptor = face_descriptors([painted_face], [aligned.landmarks])
-    painted_male = float(models.predict(attribute_input(painted_face)[None], zeros, painted_descriptor).male[0])
+    _, painted_stages = dlib_features([painted_face], [aligned.landmarks])
+    painted_male = float(models.predict(attribute_input(painted_face)[None], zeros, painted_stages).male[0])
     assert record["occlusion"]["mask"]["value"]
     assert record["gender"]["probability"] == round(max(painted_male, 1 - painted_male), 4) != bare["gender"]["probability"]
     assert record["age"] == bare["age"]
 
 
 def test_the_astronaut_and_the_woman_in_the_voc_photo_are_reported_female(shared_data):
-    """Both were called male by the networks alone (P(male) 0.70 and 0.66); the gender probe on
-    dlib's descriptor reads them female, and the reported gender, half of it, follows."""
+    """Both were called male by the 64-px networks (P(male) 0.70 and 0.66); the gender-and-age network
+    on dlib's features reads them female."""
     result = run("classify", "-q", str(shared_data / "photos" / "sk_astronaut.png"), str(shared_data / "photos" / "2008_001322.jpg"))
     assert result.exit_code == 0, result.output
     genders = {(face["file"].split("/")[-1], face["index"]): face["gender"]["label"] for face in faces_of(json.loads(result.stdout))}
@@ -243,39 +242,15 @@ def test_the_astronaut_and_the_woman_in_the_voc_photo_are_reported_female(shared
     }
 
 
-def test_reported_gender_blends_the_descriptor_probe_except_for_small_children_and_missing_descriptors():
-    from faceflex.inference.classifiers import PROBE_FROM_AGE, REPORTED_MALE, male_probabilities
+def test_reported_gender_is_the_dlib_networks_calibrated_and_the_face_models_without_dlib_features():
+    from faceflex.inference.classifiers import REPORTED_MALE, male_probabilities
     from faceflex.models.labels import ATTRIBUTES
 
     male = ATTRIBUTES.index("Male")
-    attribute_logits, face_logits = np.zeros((3, len(ATTRIBUTES))), np.zeros((3, len(ATTRIBUTES)))
-    face_logits[:, male] = np.log(0.8 / 0.2)  # the face model: 0.8
-    gender_logits = np.log(np.array([[0.6, 0.4]] * 3))  # the age model's head: 0.6 (male first)
-    probe_logits = np.array([np.log(0.1 / 0.9), np.log(0.1 / 0.9), np.nan])  # the probe: 0.1, or no descriptor
-    ages = np.array([30.0, PROBE_FROM_AGE - 1, 30.0])
-    reported = male_probabilities(attribute_logits, gender_logits, face_logits, 1.0, probe_logits, ages, 1.0)[REPORTED_MALE]
-    assert np.allclose(reported, [(0.7 + 0.1) / 2, 0.7, 0.7])
-    # calibrated by the reported temperature: more confident below 1, the same side of 0.5
-    sharper = male_probabilities(attribute_logits, gender_logits, face_logits, 1.0, probe_logits, ages, 0.5)[REPORTED_MALE]
-    assert np.allclose(sharper, 1 / (1 + ((1 - reported) / reported) ** 2))
-    assert ((sharper > 0.5) == (reported > 0.5)).all() and np.all(np.abs(sharper - 0.5) > np.abs(reported - 0.5))
-
-
-def test_the_gender_probe_is_fitted_on_training_rows_and_folds_its_standardisation():
-    from faceflex.train.gender_probe import fit_gender_probe
-
-    rng = np.random.default_rng(0)
-    n = 600
-    male = (rng.random(n) < 0.5).astype(np.float64)
-    descriptors = rng.normal(0.2, 0.05, (n, 128))
-    descriptors[:, 3] = 0.3 + np.where(male > 0, 0.04, -0.04) + rng.normal(0, 0.01, n)  # gender in one small, offset feature
-    source = (np.arange(n) % 3 == 0).astype(np.int64)
-    male[5], descriptors[7] = np.nan, np.nan  # unknown label, no descriptor: left out
-    split = {"train": np.arange(0, 400), "val": np.arange(400, 500), "test": np.arange(500, n)}
-    probe = fit_gender_probe(descriptors, male, source, split)
-    logits = descriptors[500:] @ np.asarray(probe["weights"]) + probe["bias"]  # on raw descriptors
-    accuracy = ((logits > 0) == (male[500:] > 0.5)).mean()
-    assert accuracy > 0.95 and probe["test_accuracy"]["celeba_hq"] > 0.95 and probe["test_accuracy"]["utkface"] > 0.95
-    assert abs(probe["weights"][3]) > 10 * np.abs(np.delete(probe["weights"], 3)).max()
-    # rows 5 and 7 (both CelebA-HQ rows: source 0) are left out
-    assert probe["train_faces"] == {"celeba_hq": int((source[:400] == 0).sum()) - 2, "utkface": int((source[:400] == 1).sum())}
+    attribute_logits, face_logits = np.zeros((2, len(ATTRIBUTES))), np.zeros((2, len(ATTRIBUTES)))
+    face_logits[:, male] = 2 * np.log(0.8 / 0.2)  # the face model: 0.8 at its temperature 2
+    dlib_logits = np.array([np.log(0.1 / 0.9), np.nan])  # the gender-and-age network: 0.1, or no dlib features
+    reported = male_probabilities(attribute_logits, face_logits, 2.0, dlib_logits, 1.0)[REPORTED_MALE]
+    assert np.allclose(reported, [0.1, 0.8])
+    sharper = male_probabilities(attribute_logits, face_logits, 2.0, dlib_logits, 0.5)[REPORTED_MALE]  # its temperature
+    assert sharper[0] == pytest.approx(1 / (1 + 9**2)) and sharper[1] == pytest.approx(0.8)

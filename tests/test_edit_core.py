@@ -259,9 +259,9 @@ def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_
     class Lacking:
         """A judge that reads every face as lacking every attribute (as classify would report it)."""
 
-        def reported_attributes(self, inputs: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
-            assert inputs.shape[1:] == (64, 64, 3) and descriptors.shape == (len(inputs), 128)
-            read.append(bool(np.isfinite(descriptors).all()))
+        def reported_attributes(self, inputs: np.ndarray, stages: np.ndarray) -> np.ndarray:
+            assert inputs.shape[1:] == (64, 64, 3) and stages.shape == (len(inputs), 128, 8, 8)
+            read.append(bool(np.isfinite(stages).all()))
             return np.full((len(inputs), len(ATTRIBUTES)), 0.05)
 
     vectors = AttributeVectors(names, np.ones((2, 2, 16), np.float32), np.array([10, 10]), {})

@@ -122,7 +122,7 @@ def evaluate_anonymize(session: Session, weights, cache, limit, methods, seed, n
 
 
 @evaluate.command("classifier")
-@click.option("--task", type=click.Choice(CLASSIFIER_TASKS), required=True, help="Which model to measure.")
+@click.option("--task", type=click.Choice((*CLASSIFIER_TASKS, "gender-age")), required=True, help="Which model to measure.")
 @click.option("--weights", type=click.Path(dir_okay=False, exists=True), help="Weight file (default: the shipped one).")
 @click.option("--data", type=click.Path(file_okay=False), help="Folder with celeba_hq/, fer2013/, utkface/, ckplus/.")
 @verbosity_options
@@ -130,32 +130,39 @@ def evaluate_anonymize(session: Session, weights, cache, limit, methods, seed, n
 def evaluate_classifier(session: Session, task, weights, data) -> None:
     """Accuracy of a classifier on its untouched test part (and CK+ for expression), as JSON; for the
     shipped attribute model also the attributes as `classify` reports them (blended with the face
-    model), for the shipped face model also the gender as `classify` reports it (with the probe on
-    dlib's descriptor)."""
-    from faceflex.inference.classifiers import load_task_model
+    model); for the gender-and-age network (on CelebA-HQ and UTKFace) also the gender as `classify`
+    reports it."""
+    from faceflex.inference.classifiers import load_gender_age_model, load_task_model
     from faceflex.models.weights import WeightsError
     from faceflex.train.classifier_trainer import TASKS, evaluate_part, reported_attributes_part, reported_gender_part
-    from faceflex.train.face_sets import ckplus_set, face_set_descriptors
+    from faceflex.train.face_sets import ckplus_set, face_set_dlib_stages
+    from faceflex.train.gender_age_trainer import gender_age_metrics, gender_age_outputs, known_rows
 
     config = session.config({"train_classifier.data": data})
     section = config["train_classifier"]
     device = torch_device(config)
     try:
-        model, meta = load_task_model(task, weights, device)
+        model, meta = load_gender_age_model(weights, device) if task == "gender-age" else load_task_model(task, weights, device)
     except (FileNotFoundError, WeightsError) as error:
         raise UsageProblem(str(error)) from None
-    labelled = task_data(session, task, section)
-    report = {
-        "task": task,
-        "weights": str(weights or "shipped"),
-        "test": evaluate_part(TASKS[task], model, labelled, "test", device, meta.get("temperatures")),
-    }
+    labelled = task_data(session, "face" if task == "gender-age" else task, section)
+    report: dict = {"task": task, "weights": str(weights or "shipped")}
+    if task == "gender-age":
+        cache = Path(section["cache"])
+        with session.progress(len(labelled.split), "dlib features of every face (cached once)") as bar:
+            stages = face_set_dlib_stages(cache / "celeba_hq", Path(section["data"]) / "utkface", cache, bar.update)
+        rows = known_rows(labelled, stages, "test")
+        outputs = gender_age_outputs(model, stages, rows, device)
+        targets = {k: v[rows] for k, v in labelled.targets.items()}
+        report["test"] = gender_age_metrics(outputs, targets, meta.get("temperatures", {}).get("male"))
+        report["test"]["dlib_missed"] = int(len(labelled.rows("test")) - len(rows))
+        if weights is None:
+            report["gender_as_classify_reports"] = reported_gender_part(labelled, "test", device, stages)
+        _report(report, None)
+        return
+    report["test"] = evaluate_part(TASKS[task], model, labelled, "test", device, meta.get("temperatures"))
     if task == "attributes" and weights is None:
         report["as_classify_reports"] = reported_attributes_part(labelled, "test", device)
-    if task == "face" and weights is None:
-        cache = Path(section["cache"])
-        descriptors = face_set_descriptors(cache / "celeba_hq", Path(section["data"]) / "utkface", cache)
-        report["gender_as_classify_reports"] = reported_gender_part(labelled, "test", device, descriptors)
     if task == "expression":
         ck_dir = Path(section["data"]) / "ckplus"
         if (ck_dir / "ckplus48.zip").is_file():

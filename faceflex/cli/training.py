@@ -467,34 +467,29 @@ def train_prototypes(session: Session, attributes, balance, cache, out) -> None:
     session.say(f"wrote the prototypes of {len(names)} attributes from {len(rows)} training faces to {out}")
 
 
-@train.command("gender-probe")
+@train.command("gender-age")
+@training_options
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for checkpoints and weights (default runs/classifier/gender_age).")
 @click.option("--data", type=click.Path(file_okay=False), help="Folder with celeba_hq/ and utkface/ (default from the config).")
-@click.option(
-    "--out", type=click.Path(dir_okay=False), default="data/gender_probe.json", show_default=True, help="Where to write the probe."
-)
-@verbosity_options
 @click.pass_obj
-def train_gender_probe(session: Session, data, out) -> None:
-    """The gender read from dlib's face descriptor (a logistic regression) that classify blends in."""
-    from faceflex.io.files import write_text
-    from faceflex.models.labels import ATTRIBUTES
-    from faceflex.train.face_sets import PARTS, face_set_descriptors
-    from faceflex.train.gender_probe import fit_gender_probe, reported_temperature
+def train_gender_age(session: Session, epochs, resume, out, data, max_hours) -> None:
+    """Fine-tune a copy of dlib's top blocks for gender and age (what classify reports) on CelebA-HQ and UTKFace."""
+    from faceflex.face.dlib_models import face_descriptor_net
+    from faceflex.train.face_sets import face_set_dlib_stages
+    from faceflex.train.gender_age_trainer import GenderAgeSettings, GenderAgeTrainer
 
-    section = session.config({"train_classifier.data": data})["train_classifier"]
+    config = session.config(
+        {"train_classifier.gender_age.epochs": epochs, "train_classifier.data": data, "train_classifier.max_hours": max_hours}
+    )
+    section = config["train_classifier"]
     faces = task_data(session, "face", section)
     cache = Path(section["cache"])
-    with session.progress(len(faces.split), "dlib descriptors (cached once)") as bar:
-        descriptors = face_set_descriptors(cache / "celeba_hq", Path(section["data"]) / "utkface", cache, bar.update)
-    male = faces.targets["attributes"][:, ATTRIBUTES.index("Male")]
-    parts = {part: faces.rows(part) for part in PARTS}
-    probe = fit_gender_probe(descriptors, male, faces.targets["source"], parts)
-    probe.update(reported_temperature(probe, faces.images, descriptors, male, parts))
-    probe["command"] = "faceflex " + " ".join(sys.argv[1:])
-    write_text(json.dumps(probe, indent=1) + "\n", out)
-    session.say(
-        f"wrote {out}: L2 {probe['l2']}, test accuracy {probe['test_accuracy']}, reported temperature {probe['reported_temperature']}"
-    )
+    with session.progress(len(faces.split), "dlib features of every face (cached once)") as bar:
+        stages = face_set_dlib_stages(cache / "celeba_hq", Path(section["data"]) / "utkface", cache, bar.update)
+    settings = GenderAgeSettings(**section["gender_age"], seed=config["seed"])
+    out = Path(out or Path(section["out"]) / "gender_age")
+    trainer = GenderAgeTrainer(faces, stages, face_descriptor_net(), settings, out, training_device(config))
+    _train(session, trainer, resume, section["max_hours"])
 
 
 @train.command("classifier")

@@ -4,7 +4,7 @@ For an attribute A, faces lacking A are edited with +strength and faces having i
 by the same :class:`~faceflex.steps.edit.EditStep` and paste-back as ``faceflex edit`` (the aligned
 128-px face is the photo, its cached landmarks the detection). The judge is what ``faceflex
 classify`` reports (:meth:`~faceflex.inference.classifiers.ClassifierModels.reported_attributes`:
-the attribute and face models' blend, gender with the descriptor probe). A face "lacks" A when its
+the attribute and face models' blend, gender from the gender-and-age network on dlib's features). A face "lacks" A when its
 CelebA label and the judge agree on it (probability below 0.5), and "has" A when both say so.
 Success: the judge's probability crosses 0.5. Identity: dlib's face descriptor of the edited photo
 is within 0.6 of the original's.
@@ -19,7 +19,7 @@ import numpy as np
 from faceflex.face.align import align_face
 from faceflex.face.crops import attribute_input
 from faceflex.face.detect import Face
-from faceflex.face.identity import SAME_PERSON, face_descriptors
+from faceflex.face.identity import SAME_PERSON, dlib_features
 from faceflex.inference.attribute_painting import PAINTED, AttributePainter
 from faceflex.inference.attribute_prototypes import AttributePrototypes
 from faceflex.inference.attribute_vectors import AttributeVectors
@@ -42,9 +42,9 @@ def face_from_landmarks(landmarks: np.ndarray) -> Face:
     return Face((float(x0), float(y0), float(x1), float(y1)), 0.0, np.asarray(landmarks, dtype=np.float64))
 
 
-def _probabilities(judge: ClassifierModels, images: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
-    """(N, len(ATTRIBUTES)) probabilities as ``classify`` reports them (the gender reads ``descriptors``)."""
-    return judge.reported_attributes(attribute_input(images), descriptors)
+def _probabilities(judge: ClassifierModels, images: np.ndarray, stages: np.ndarray) -> np.ndarray:
+    """(N, len(ATTRIBUTES)) probabilities as ``classify`` reports them (the gender reads dlib's features ``stages``)."""
+    return judge.reported_attributes(attribute_input(images), stages)
 
 
 def mouth_geometry(image: np.ndarray, landmarks: np.ndarray) -> tuple[float, float]:
@@ -96,12 +96,12 @@ def evaluate_edits(
         column = cache.attribute_names.index(name)
         target = ATTRIBUTES.index(name)
         watched = [a for a in LEAKAGE if a != name]
-        test_descriptors = np.full((len(test_rows), 128), np.nan)  # the reported gender reads them
+        test_stages = np.full((len(test_rows), 128, 8, 8), np.nan, np.float32)  # the reported gender reads them
         if name == "Male":
             for start in range(0, len(test_rows), 64):
                 chunk = test_rows[start : start + 64]
-                test_descriptors[start : start + 64] = face_descriptors(list(cache.faces[chunk]), list(cache.landmarks[chunk]))
-        before = _probabilities(judge, np.asarray(cache.faces[test_rows]), test_descriptors)[:, target]
+                test_stages[start : start + 64] = dlib_features(list(cache.faces[chunk]), list(cache.landmarks[chunk]))[1]
+        before = _probabilities(judge, np.asarray(cache.faces[test_rows]), test_stages)[:, target]
         labels = cache.attributes[test_rows, column]
         sides = {
             +1: test_rows[(labels < 0) & (before < 0.5)][:per_side],
@@ -135,8 +135,8 @@ def evaluate_edits(
                     output = step(photo, crops)
                     edited = np.stack([compose(photo, crops, variant.layers()) for variant in output.variants])
                     columns = np.tile(np.arange(len(strengths)), rows_per_face)
-                    descriptors = face_descriptors([photo, *edited], [landmarks] * (1 + len(edited)))
-                    probabilities = _probabilities(judge, np.concatenate([photo[None], edited]), descriptors)
+                    descriptors, stages = dlib_features([photo, *edited], [landmarks] * (1 + len(edited)))
+                    probabilities = _probabilities(judge, np.concatenate([photo[None], edited]), stages)
                     p = probabilities[1:, target]
                     hit = (p > 0.5) if sign > 0 else (p < 0.5)
                     for w, other in enumerate(watched):

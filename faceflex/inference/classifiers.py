@@ -1,6 +1,6 @@
-"""The shipped classifiers for inference, loaded once: attributes, expression, the age model (its
-gender head), the face model (its age over whole years) and the gender probe on dlib's face
-descriptor.
+"""The shipped classifiers for inference, loaded once: attributes, expression, the face model (its
+attributes blended with the attribute model's) and the gender-and-age network on dlib's face
+recognition features (gender and age).
 
 :class:`ClassifierModels` turns model inputs cut by :mod:`faceflex.face.crops` into probabilities;
 :mod:`faceflex.steps.classify` turns those into the per-face records users see. Deterministic:
@@ -10,7 +10,6 @@ eval mode, no sampling.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,15 +18,16 @@ import torch
 
 from faceflex.device import resolve_device
 from faceflex.models.classifier_nets import ClassifierConfig, ClassifierNet, build_classifier, predict
+from faceflex.models.face_descriptor_net import GenderAgeConfig, GenderAgeNet
 from faceflex.models.labels import ATTRIBUTES, age_distribution
 from faceflex.models.weights import load_network
 from faceflex.shipped import shipped
 
 TASKS = ("attributes", "expression", "age", "face")
 SHIPPED = {task: f"classifier_{task}.pt" for task in TASKS}
-GENDER_PROBE = "gender_probe.json"  # `faceflex train gender-probe`
-REPORTED_MALE = "mean of the networks' mean and the descriptor probe (reported)"
-PROBE_FROM_AGE = 5.0  # years (the face model's estimate): younger faces' gender from the networks alone (chosen on validation)
+INFERENCE_TASKS = ("attributes", "expression", "face")  # the networks classify runs (the age model's outputs are not reported)
+GENDER_AGE = "classifier_gender_age.pt"  # `faceflex train gender-age`
+REPORTED_MALE = "gender-and-age network on dlib's features (reported)"
 
 
 def load_task_model(task: str, path: str | Path | None = None, device: torch.device | str = "cpu") -> tuple[ClassifierNet, dict]:
@@ -39,6 +39,15 @@ def load_task_model(task: str, path: str | Path | None = None, device: torch.dev
         raise FileNotFoundError(f"{path}: classifier weights missing (train them with `faceflex train classifier --task {task}`)")
     model, record = load_network(path, lambda config: build_classifier(ClassifierConfig.from_dict(config)), f"{task} classifier weights")
     return model.eval().to(resolve_device(device), memory_format=torch.channels_last), record.get("meta", {})
+
+
+def load_gender_age_model(path: str | Path | None = None, device: torch.device | str = "cpu") -> tuple[GenderAgeNet, dict]:
+    """(the gender-and-age network in eval mode, its training record ``meta``), from ``path`` or the shipped weights."""
+    path = Path(path) if path is not None else shipped(GENDER_AGE)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: gender-and-age weights missing (train them with `faceflex train gender-age`)")
+    model, record = load_network(path, lambda config: GenderAgeNet(GenderAgeConfig.from_dict(config)), "gender-and-age network weights")
+    return model.eval().to(resolve_device(device)), record.get("meta", {})
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -69,37 +78,22 @@ def reported_attribute_logits(attribute_logits: np.ndarray, face_logits: np.ndar
 
 
 def male_probabilities(
-    attribute_logits: np.ndarray,
-    gender_logits: np.ndarray,
-    face_logits: np.ndarray,
-    face_temperature: float,
-    probe_logits: np.ndarray,
-    ages: np.ndarray,
-    reported_temperature: float,
+    attribute_logits: np.ndarray, face_logits: np.ndarray, face_temperature: float, dlib_logits: np.ndarray, dlib_temperature: float
 ) -> dict[str, np.ndarray]:
-    """P(male) from the attribute model's Male output (CelebA-HQ), the age model's gender head
-    (UTKFace), the face model's Male output (both sets; ``face_temperature``: its calibration), the
-    gender probe on dlib's descriptor (``probe_logits``; NaN where a face has no descriptor), and
-    the reported one (:data:`REPORTED_MALE`): the mean of the probe and of the two networks' mean
-    (the age model's head and the face model's), measured better than the other sources and blends
-    (docs/CLASSIFY.md); the networks' mean alone where there is no descriptor or the face model's
-    age estimate (``ages``, years) is under :data:`PROBE_FROM_AGE` (dlib's descriptor reads small
-    children's gender worse than the networks do); calibrated: its logit divided by
-    ``reported_temperature`` (fitted on the validation part; a mean of sources is under-confident)."""
+    """P(male) from the attribute model's Male output (CelebA-HQ), the face model's (CelebA-HQ and
+    UTKFace; ``face_temperature``: its calibration) and the gender-and-age network's (``dlib_logits``,
+    NaN where a face has no dlib features; ``dlib_temperature``: its calibration, fitted on the
+    validation part), and the reported one (:data:`REPORTED_MALE`): the gender-and-age network's,
+    measured better than every other source and blend (docs/CLASSIFY.md), the face model's where
+    there are no dlib features."""
     attributes = sigmoid(attribute_logits[:, ATTRIBUTES.index("Male")])
-    head = softmax(gender_logits)[:, 0]
     face = sigmoid(face_logits[:, ATTRIBUTES.index("Male")] / face_temperature)
-    networks = (head + face) / 2
-    probe = sigmoid(probe_logits)
-    blend = np.where(np.isfinite(probe) & (ages >= PROBE_FROM_AGE), (networks + probe) / 2, networks)
+    dlib = sigmoid(dlib_logits / dlib_temperature)
     return {
         "attribute model (Male)": attributes,
-        "age model's gender head": head,
         "face model (Male)": face,
-        "descriptor probe": probe,
-        "mean of the attribute model and the age model's head (shipped until 2026-12-04)": (attributes + head) / 2,
-        "mean of the age model's head and the face model (shipped until 2026-12-05)": networks,
-        REPORTED_MALE: sigmoid(logit(blend) / reported_temperature),
+        "mean of the attribute and face models": (attributes + face) / 2,
+        REPORTED_MALE: np.where(np.isfinite(dlib), dlib, face),
     }
 
 
@@ -110,62 +104,69 @@ class FacePredictions:
     attributes: np.ndarray  # (N, len(ATTRIBUTES)) probabilities
     expressions: np.ndarray  # (N, len(EXPRESSIONS)) probabilities
     age_years: np.ndarray  # (N,)
-    age_sd: np.ndarray  # (N,) years: the spread of the face model's age distribution (how sure the age is)
+    age_sd: np.ndarray  # (N,) years: the spread of the age distribution (how sure the age is)
     male: np.ndarray  # (N,) probability of male (:data:`REPORTED_MALE`)
     male_sources: dict[str, np.ndarray]  # every gender source and blend of :func:`male_probabilities`, (N,) each
 
 
 class ClassifierModels:
-    """The four networks and the gender probe, loaded once; ``predict`` runs each on all faces of a call in one batch.
-    Attributes are the attribute and face models' blend (:func:`reported_attribute_logits`).
-    Age comes from the face model (a distribution over whole years, trained on CelebA-HQ and
-    UTKFace: MAE 5.15 years against the age model's 8.4, docs/CLASSIFY.md); gender from the age
-    model's gender head, the face model's Male and the probe on dlib's descriptor
-    (:func:`male_probabilities`)."""
+    """The attribute, expression and face networks and the gender-and-age network, loaded once;
+    ``predict`` runs each on all faces of a call in one batch. Attributes are the attribute and
+    face models' blend (:func:`reported_attribute_logits`); gender and age come from the
+    gender-and-age network on dlib's features (UTKFace age MAE 4.4 years against the face model's
+    5.15; gender: :func:`male_probabilities`), from the face model where a face has no dlib features."""
 
-    def __init__(self, device: str = "auto", paths: dict[str, str | Path] | None = None, gender_probe: dict | None = None) -> None:
-        """``paths``: other weights per task; ``gender_probe``: another probe record (as
-        ``data/gender_probe.json``: ``weights``, ``bias``, ``reported_temperature``)."""
+    def __init__(self, device: str = "auto", paths: dict[str, str | Path] | None = None) -> None:
+        """``paths``: other weights per task (``attributes``, ``expression``, ``face``, ``gender_age``)."""
         self.device = resolve_device(device)
         paths = paths or {}
-        loaded = {task: load_task_model(task, paths.get(task), self.device) for task in TASKS}
+        loaded = {task: load_task_model(task, paths.get(task), self.device) for task in INFERENCE_TASKS}
         self.models = {task: model for task, (model, _) in loaded.items()}
         self.expression_temperature = float(loaded["expression"][1].get("temperatures", {}).get("expression", 1.0))
         face_temperatures = loaded["face"][1].get("temperatures", {}).get("attributes", [1.0] * len(ATTRIBUTES))
         self.face_temperatures = np.asarray(face_temperatures, np.float32)
         self.male_temperature = float(self.face_temperatures[ATTRIBUTES.index("Male")])
-        probe = gender_probe or json.loads(shipped(GENDER_PROBE).read_text())
-        self.probe_weights, self.probe_bias = np.asarray(probe["weights"], np.float64), float(probe["bias"])
-        self.reported_temperature = float(probe["reported_temperature"])
+        self.gender_age, meta = load_gender_age_model(paths.get("gender_age"), self.device)
+        self.dlib_male_temperature = float(meta.get("temperatures", {}).get("male", 1.0))
 
-    def predict(self, attribute_inputs: np.ndarray, expression_inputs: np.ndarray, descriptors: np.ndarray) -> FacePredictions:
+    def predict(self, attribute_inputs: np.ndarray, expression_inputs: np.ndarray, stages: np.ndarray) -> FacePredictions:
         """``attribute_inputs`` (N, 64, 64, 3) and ``expression_inputs`` (N, 48, 48) uint8, from
-        :mod:`faceflex.face.crops`; ``descriptors`` (N, 128): dlib's descriptors of the faces
-        (:func:`faceflex.face.identity.face_descriptors`; NaN rows: gender from the networks alone)."""
+        :mod:`faceflex.face.crops`; ``stages`` (N, 128, 8, 8): dlib's features of the faces
+        (:func:`faceflex.face.identity.dlib_features`; NaN rows: gender and age from the face model)."""
         expression_logits = predict(self.models["expression"], expression_inputs[..., None], self.device)["expression"]
         expressions = softmax(expression_logits / self.expression_temperature)  # calibrated on FER2013's validation part
-        attributes, ages, spreads, males = self._read_faces(attribute_inputs, descriptors)
+        attributes, ages, spreads, males = self._read_faces(attribute_inputs, stages)
         return FacePredictions(attributes, expressions, ages, spreads, males[REPORTED_MALE], males)
 
-    def reported_attributes(self, attribute_inputs: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
+    def reported_attributes(self, attribute_inputs: np.ndarray, stages: np.ndarray) -> np.ndarray:
         """(N, len(ATTRIBUTES)) probabilities as ``classify`` reports them: the blended attributes,
-        Male the reported gender (P(male), which needs ``descriptors``; NaN rows: the networks alone).
+        Male the reported gender (P(male), which reads ``stages``; NaN rows: the face model's).
         The judge of ``faceflex edit --to`` and ``faceflex evaluate edit``."""
-        attributes, _, _, males = self._read_faces(attribute_inputs, descriptors)
+        attributes, _, _, males = self._read_faces(attribute_inputs, stages)
         attributes[:, ATTRIBUTES.index("Male")] = males[REPORTED_MALE]
         return attributes
 
-    def _read_faces(self, attribute_inputs: np.ndarray, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    @torch.inference_mode()
+    def _dlib_outputs(self, stages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(male logits (N,), age logits (N, 101)) of the gender-and-age network, NaN rows where ``stages`` are NaN."""
+        stages = np.asarray(stages, np.float32).reshape(len(stages), -1)
+        known = np.isfinite(stages).all(axis=1)
+        male, age = np.full(len(stages), np.nan), np.full((len(stages), self.gender_age.config.age_max + 1), np.nan)
+        if known.any():
+            x = torch.from_numpy(stages[known]).view(int(known.sum()), 128, 8, 8).to(self.device)
+            outputs = self.gender_age(x)
+            male[known], age[known] = outputs["male"].float().cpu().numpy(), outputs["age"].float().cpu().numpy()
+        return male, age
+
+    def _read_faces(self, attribute_inputs: np.ndarray, stages: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         """(attributes (N, 10), age years (N,), age spread (N,), every gender source) from the
-        attribute, age and face networks and the probe."""
+        attribute and face networks and the gender-and-age network."""
         attribute_logits = predict(self.models["attributes"], attribute_inputs, self.device)["attributes"]
-        gender_logits = predict(self.models["age"], attribute_inputs, self.device)["gender"]
         face = predict(self.models["face"], attribute_inputs, self.device)
-        probe_logits = np.asarray(descriptors, np.float64) @ self.probe_weights + self.probe_bias
-        ages, spreads = age_distribution(face["age"])
-        males = male_probabilities(
-            attribute_logits, gender_logits, face["attributes"], self.male_temperature, probe_logits, ages, self.reported_temperature
-        )
+        dlib_male, dlib_age = self._dlib_outputs(stages)
+        known = np.isfinite(dlib_male)
+        ages, spreads = age_distribution(np.where(known[:, None], dlib_age, face["age"]))
+        males = male_probabilities(attribute_logits, face["attributes"], self.male_temperature, dlib_male, self.dlib_male_temperature)
         attributes = sigmoid(reported_attribute_logits(attribute_logits, face["attributes"], self.face_temperatures))
         return attributes, ages, spreads, males
 

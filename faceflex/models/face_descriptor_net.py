@@ -17,12 +17,15 @@ into the convolutions when the file is read.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from faceflex.models.labels import AGE_MAX
 
 CHIP_SIZE = 150  # px: dlib's face chip
 CHIP_PADDING = 0.25  # dlib's default chip padding (share of the face's size added around it)
@@ -146,3 +149,51 @@ def load_face_descriptor_net(path: str | Path) -> FaceDescriptorNet:
         matrix, _ = read_dlib_tensor(raw, (256, DESCRIPTOR_SIZE, 1, 1), position)
         net.project.weight.copy_(torch.from_numpy(matrix).view(256, DESCRIPTOR_SIZE).T)
     return net.eval().to(memory_format=torch.channels_last)
+
+
+STAGE_BLOCK = 9  # the residual block whose output (N, 128, 8, 8 for a 150-px chip) the gender-and-age network reads
+
+
+@dataclass(frozen=True)
+class GenderAgeConfig:
+    """Architecture of :class:`GenderAgeNet` (stored inside its weight file)."""
+
+    from_block: int = STAGE_BLOCK + 1  # the first of dlib's residual blocks it holds (a copy, fine-tuned)
+    age_max: int = AGE_MAX  # the age head: a distribution over whole years 0..age_max
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GenderAgeConfig:
+        return cls(from_block=int(data["from_block"]), age_max=int(data["age_max"]))
+
+
+class GenderAgeNet(nn.Module):
+    """Gender and age read from dlib's face-recognition features: a copy of the top of
+    :class:`FaceDescriptorNet` (its residual blocks from ``from_block`` on, fine-tuned on labelled
+    faces; dlib's own blocks stay untouched), global average, and two linear heads.
+
+    Input: the output of dlib's block ``from_block - 1`` (:meth:`FaceDescriptorNet.features`, tap
+    :data:`STAGE_BLOCK`: (N, 128, 8, 8) for 150-px chips). Output: ``{"male": (N,) logits of
+    P(male), "age": (N, age_max + 1) logits over whole years}``."""
+
+    def __init__(self, config: GenderAgeConfig = GenderAgeConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.blocks = nn.Sequential(*(ResidualBlock(cin, cout, down) for cin, cout, down in BLOCKS[config.from_block :]))
+        width = BLOCKS[-1][1]
+        self.male = nn.Linear(width, 1)
+        self.age = nn.Linear(width, config.age_max + 1)
+
+    @classmethod
+    def from_descriptor_net(cls, net: FaceDescriptorNet, config: GenderAgeConfig = GenderAgeConfig()) -> GenderAgeNet:
+        """A new network whose blocks start as dlib's (``net``'s) and whose heads are freshly initialised."""
+        model = cls(config)
+        for mine, dlibs in zip(model.blocks, net.blocks[config.from_block :]):
+            mine.load_state_dict(dlibs.state_dict())
+        return model
+
+    def forward(self, stage: torch.Tensor) -> dict[str, torch.Tensor]:
+        pooled = self.blocks(stage).mean(dim=(2, 3))
+        return {"male": self.male(pooled)[:, 0], "age": self.age(pooled)}

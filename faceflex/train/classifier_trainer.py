@@ -330,16 +330,16 @@ def reported_attributes_part(data: LabelledSet, part: str, device: torch.device)
     return {**metrics(TASKS["attributes"], {"attributes": logits}, targets), "ece": ece}
 
 
-def reported_gender_part(data: LabelledSet, part: str, device: torch.device, descriptors: np.ndarray) -> dict:
+def reported_gender_part(data: LabelledSet, part: str, device: torch.device, stages: np.ndarray) -> dict:
     """Accuracy (per source, UTKFace age band and race group) and calibration (ECE) on one part of
-    the face set of the gender as ``classify`` reports it: the shipped networks and the gender
-    probe on ``descriptors`` (the face set's rows, :func:`faceflex.train.face_sets.face_set_descriptors`),
-    blended by :func:`faceflex.inference.classifiers.male_probabilities` (expression is not read)."""
+    the face set of the gender as ``classify`` reports it (:func:`faceflex.inference.classifiers.male_probabilities`:
+    the shipped gender-and-age network on dlib's features ``stages``, the face set's rows as
+    :func:`faceflex.train.face_sets.face_set_dlib_stages` caches them; the face model's where there are none)."""
     from faceflex.inference.classifiers import load_classifiers, logit
 
     rows = data.rows(part)
     targets = {k: v[rows] for k, v in data.targets.items()}
-    male = load_classifiers(str(device)).predict(data.images[rows], np.zeros((len(rows), 48, 48), np.uint8), descriptors[rows]).male
+    male = load_classifiers(str(device)).predict(data.images[rows], np.zeros((len(rows), 48, 48), np.uint8), stages[rows, 0]).male
     truth = targets["attributes"][:, ATTRIBUTES.index("Male")]
     known = np.isfinite(truth)
     logits = logit(male)
