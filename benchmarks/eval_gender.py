@@ -41,7 +41,8 @@ def main() -> None:
     utk = task_set("age", args.data, args.cache)
     utk_rows = utk.rows("test")
     utk_male, old = utk.targets["gender"][utk_rows] == 0, utk.targets["age"][utk_rows] >= 50
-    stages = face_set_dlib_stages(args.cache / "celeba_hq", args.data / "utkface", args.cache)[:, 0]  # the plain chips'
+    tap = load_classifiers("cpu").stage_block
+    stages = face_set_dlib_stages(args.cache / "celeba_hq", args.data / "utkface", args.cache, tap)[:, 0]  # the plain chips'
     celeba_stages, utk_stages = stages[: len(celeba.images)], stages[len(celeba.images) :]
     on_celeba, on_utk = sources(celeba.images[rows], celeba_stages[rows]), sources(utk.images[utk_rows], utk_stages[utk_rows])
     ages = utk.targets["age"][utk_rows]

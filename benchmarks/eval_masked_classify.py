@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from faceflex.face.crops import attribute_input
-from faceflex.face.identity import dlib_features
 from faceflex.face.mask_overlay import synthetic_mask
 from faceflex.inference.classifiers import load_classifiers
 from faceflex.inference.unmasking import load_unmasker, mask_presence
@@ -45,7 +44,7 @@ def main() -> None:
     models = load_classifiers("cpu")
     no_expression = np.zeros((len(test), 48, 48), np.uint8)
     for name, images in (("bare", faces[test]), ("masked", masked), ("masked, painted", painted)):
-        _, stages = dlib_features(list(images), list(landmarks[test]))
+        _, stages = models.dlib_features(list(images), list(landmarks[test]))
         predictions = models.predict(np.stack([attribute_input(image) for image in images]), no_expression, stages)
         error, right = predictions.age_years - ages[test], (predictions.male > 0.5) == male[test]
         bands = []

@@ -345,6 +345,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             "weight_decay": _number(float, 0.0, 1.0),
             "age_weight": _number(float, 0.0, 100.0),
             "age_sigma": _number(float, 0.1, 30.0),
+            "from_block": _number(int, 1, 13),
         }.items()
     },
 }

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from PIL import Image
 
 from faceflex.cli import cli
-from faceflex.face.identity import dlib_features
 from faceflex.inference.classifiers import SHIPPED
 from faceflex.inference.unmasking import SHIPPED_WEIGHTS
 from faceflex.shipped import shipped
@@ -51,7 +50,8 @@ def test_demo_face_json_is_plausible(demo_rgb, demo_faces):
     # the reported gender is the networks' own P(male), rounded, with the label on the likelier side
     (landmarks,) = [f.landmarks for f in demo_faces]
     inputs = attribute_input(align_face(demo_rgb, landmarks).image)[None], expression_input(demo_rgb, landmarks)[None]
-    male = float(load_classifiers("cpu").predict(*inputs, dlib_features([demo_rgb], [landmarks])[1]).male[0])
+    models = load_classifiers("cpu")
+    male = float(models.predict(*inputs, models.dlib_features([demo_rgb], [landmarks])[1]).male[0])
     assert face["gender"] == {"label": "male" if male >= 0.5 else "female", "probability": round(max(male, 1 - male), 4)}
     assert face["pose"]["label"] == "frontal"
     assert abs(sum(face["expression"]["probabilities"].values()) - 1) < 1e-3
@@ -221,7 +221,7 @@ def test_the_gender_of_a_masked_face_is_read_from_the_face_painted_under_the_mas
     (record,) = run_step(demo_rgb, ClassifyStep(models=models, unmasker=SeesAMaskPaintsAnotherFace())).records
     (bare,) = run_step(demo_rgb, ClassifyStep(models=models)).records
     zeros = np.zeros((1, 48, 48), np.uint8)
-    _, painted_stages = dlib_features([painted_face], [aligned.landmarks])
+    _, painted_stages = models.dlib_features([painted_face], [aligned.landmarks])
     painted_male = float(models.predict(attribute_input(painted_face)[None], zeros, painted_stages).male[0])
     assert record["occlusion"]["mask"]["value"]
     assert record["gender"]["probability"] == round(max(painted_male, 1 - painted_male), 4) != bare["gender"]["probability"]

@@ -239,6 +239,7 @@ def test_edit_cli_writes_images_sheet_and_manifest(tmp_path, random_vectors, dem
 def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_vae):
     from faceflex.evaluation.edits import evaluate_edits
     from faceflex.face.align import align_face
+    from faceflex.face.identity import dlib_features
     from faceflex.inference.attribute_vectors import AttributeVectors
     from faceflex.models.labels import ATTRIBUTES
     from faceflex.train.cache import CachedFaces
@@ -259,9 +260,12 @@ def test_evaluate_edits_reports_rates_for_each_mode(demo_rgb, demo_faces, small_
     class Lacking:
         """A judge that reads every face as lacking every attribute (as classify would report it)."""
 
-        def reported_attributes(self, inputs: np.ndarray, stages: np.ndarray) -> np.ndarray:
-            assert inputs.shape[1:] == (64, 64, 3) and stages.shape == (len(inputs), 128, 8, 8)
-            read.append(bool(np.isfinite(stages).all()))
+        def dlib_features(self, images, landmarks):
+            return dlib_features(images, landmarks, 6)
+
+        def reported_attributes(self, inputs: np.ndarray, stages: np.ndarray | None) -> np.ndarray:
+            assert inputs.shape[1:] == (64, 64, 3) and (stages is None or stages.shape == (len(inputs), 64, 17, 17))
+            read.append(stages is not None and bool(np.isfinite(stages).all()))
             return np.full((len(inputs), len(ATTRIBUTES)), 0.05)
 
     vectors = AttributeVectors(names, np.ones((2, 2, 16), np.float32), np.array([10, 10]), {})

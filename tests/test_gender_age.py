@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from faceflex.face.dlib_models import face_descriptor_net
-from faceflex.models.face_descriptor_net import STAGE_BLOCK, GenderAgeConfig, GenderAgeNet
+from faceflex.models.face_descriptor_net import GenderAgeConfig, GenderAgeNet, stage_shape
 from faceflex.models.labels import ATTRIBUTES
 from faceflex.train.face_sets import LabelledSet, seeded_split
 
@@ -18,11 +18,13 @@ def test_it_starts_as_dlibs_top_blocks_and_reads_the_stage_dlib_features_give(de
 
     net = face_descriptor_net()
     model = GenderAgeNet.from_descriptor_net(net).eval()
-    descriptors, stages = dlib_features([demo_rgb], [demo_faces[0].landmarks])
-    assert stages.shape == (1, 128, 8, 8) and stages.dtype == np.float32
+    tap = model.config.tap
+    descriptors, stages = dlib_features([demo_rgb], [demo_faces[0].landmarks], tap)
+    assert stages.shape == (1, *stage_shape(tap)) == (1, 64, 17, 17) and stages.dtype == np.float32
+    assert dlib_features([demo_rgb], [demo_faces[0].landmarks], 9)[1].shape == (1, *stage_shape(9)) == (1, 128, 8, 8)
     chip = torch.from_numpy(face_chip(demo_rgb, demo_faces[0].landmarks)).permute(2, 0, 1)[None].float()
     with torch.inference_mode():
-        (tapped,), descriptor = net.features(chip, taps=(STAGE_BLOCK,))
+        (tapped,), descriptor = net.features(chip, taps=(tap,))
         top = model.blocks(torch.from_numpy(stages)).mean(dim=(2, 3))  # dlib's blocks from the tap on, copied
         outputs = model(torch.from_numpy(stages))
         projected = net.project(top)
@@ -39,19 +41,19 @@ def test_the_feature_cache_holds_each_chip_and_its_mirror_image_and_nan_without_
     face = align_face(demo_rgb, demo_faces[0].landmarks)
     faces = np.stack([face.image, face.image])
     landmarks = np.stack([face.landmarks, np.full((68, 2), np.nan)])
-    stages = cached_dlib_stages(faces, landmarks, tmp_path / "s.npy")
+    stages = cached_dlib_stages(faces, landmarks, tmp_path / "s.npy", 9)
     assert stages.shape == (2, 2, 128, 8, 8) and stages.dtype == np.float16 and np.isnan(stages[1]).all()
     chip = torch.from_numpy(face_chip(face.image, face.landmarks)).permute(2, 0, 1)[None].float()
     with torch.inference_mode():
-        (mirrored,), _ = face_descriptor_net().features(chip.flip(3), taps=(STAGE_BLOCK,))
+        (mirrored,), _ = face_descriptor_net().features(chip.flip(3), taps=(9,))
     assert np.allclose(stages[0, 1].astype(np.float32), mirrored[0].numpy(), atol=2e-2, rtol=1e-2)
     assert not np.allclose(stages[0, 0], stages[0, 1], atol=1e-2)
     np.save(tmp_path / "s.npy", np.zeros((2, 2, 128, 8, 8), np.float16))
-    assert (cached_dlib_stages(faces, landmarks, tmp_path / "s.npy") == 0).all()  # read from the cache, not recomputed
+    assert (cached_dlib_stages(faces, landmarks, tmp_path / "s.npy", 9) == 0).all()  # read from the cache, not recomputed
 
 
 def synthetic_faces(n: int = 240) -> tuple[LabelledSet, np.ndarray]:
-    """A face set whose dlib features carry gender in channel 0 and age in channel 1: half
+    """A face set whose dlib features (block 9's shape) carry gender in channel 0 and age in channel 1: half
     CelebA-HQ-like rows (Male, no age), half UTKFace-like (Male and age, races 0-4)."""
     rng = np.random.default_rng(0)
     male = rng.integers(0, 2, n)
@@ -78,7 +80,7 @@ def test_training_learns_gender_and_age_and_the_export_carries_a_temperature(tmp
     from faceflex.train.gender_age_trainer import GenderAgeSettings, GenderAgeTrainer, gender_age_metrics, gender_age_outputs, known_rows
 
     data, stages = synthetic_faces()
-    settings = GenderAgeSettings(epochs=8, batch_size=32, lr=3e-3)
+    settings = GenderAgeSettings(epochs=8, batch_size=32, lr=3e-3, from_block=10)
     trainer = GenderAgeTrainer(data, stages, face_descriptor_net(), settings, tmp_path, torch.device("cpu"))
     assert 7 not in trainer.train_rows and 7 not in known_rows(data, stages, "test")
     trainer.run()

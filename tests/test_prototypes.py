@@ -101,7 +101,6 @@ def test_prototype_edits_move_what_classify_reads_and_keep_the_person(demo_rgb):
     from faceflex import edit_photo
     from faceflex.face.crops import attribute_input
     from faceflex.face.detect import detect_faces
-    from faceflex.face.identity import dlib_features
     from faceflex.inference.classifiers import load_classifiers
     from faceflex.models.labels import ATTRIBUTES
 
@@ -112,7 +111,7 @@ def test_prototype_edits_move_what_classify_reads_and_keep_the_person(demo_rgb):
     def read(image: np.ndarray, attribute: str) -> tuple[float, np.ndarray]:
         face = detect_faces(image)[0]
         crop = align_face(image, face.landmarks)
-        descriptor, stages = dlib_features([image], [face.landmarks])
+        descriptor, stages = judge.dlib_features([image], [face.landmarks])
         return float(judge.reported_attributes(attribute_input(crop.image[None]), stages)[0, ATTRIBUTES.index(attribute)]), descriptor
 
     # measured with the gender-and-age network as the judge of gender (2026-12-06): P(male) 0.05 ->

@@ -150,13 +150,13 @@ def evaluate_classifier(session: Session, task, weights, data) -> None:
     if task == "gender-age":
         cache = Path(section["cache"])
         with session.progress(len(labelled.split), "dlib features of every face (cached once)") as bar:
-            stages = face_set_dlib_stages(cache / "celeba_hq", Path(section["data"]) / "utkface", cache, bar.update)
+            stages = face_set_dlib_stages(cache / "celeba_hq", Path(section["data"]) / "utkface", cache, model.config.tap, bar.update)
         rows = known_rows(labelled, stages, "test")
         outputs = gender_age_outputs(model, stages, rows, device)
         targets = {k: v[rows] for k, v in labelled.targets.items()}
         report["test"] = gender_age_metrics(outputs, targets, meta.get("temperatures", {}).get("male"))
         report["test"]["dlib_missed"] = int(len(labelled.rows("test")) - len(rows))
-        if weights is None:
+        if weights is None:  # the shipped network is classify's
             report["gender_as_classify_reports"] = reported_gender_part(labelled, "test", device, stages)
         _report(report, None)
         return

@@ -484,9 +484,9 @@ def train_gender_age(session: Session, epochs, resume, out, data, max_hours) -> 
     section = config["train_classifier"]
     faces = task_data(session, "face", section)
     cache = Path(section["cache"])
-    with session.progress(len(faces.split), "dlib features of every face (cached once)") as bar:
-        stages = face_set_dlib_stages(cache / "celeba_hq", Path(section["data"]) / "utkface", cache, bar.update)
     settings = GenderAgeSettings(**section["gender_age"], seed=config["seed"])
+    with session.progress(len(faces.split), "dlib features of every face (cached once)") as bar:
+        stages = face_set_dlib_stages(cache / "celeba_hq", Path(section["data"]) / "utkface", cache, settings.from_block - 1, bar.update)
     out = Path(out or Path(section["out"]) / "gender_age")
     trainer = GenderAgeTrainer(faces, stages, face_descriptor_net(), settings, out, training_device(config))
     _train(session, trainer, resume, section["max_hours"])

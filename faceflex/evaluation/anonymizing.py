@@ -132,8 +132,7 @@ def held_out_figures(
         if models is None:
             return {}
         expressions = np.stack([expression_input(im, lm) for im, lm in zip(images, marks)])
-        no_stages = np.full((len(images), 128, 8, 8), np.nan, np.float32)  # gender is not read
-        predictions = models.predict(attribute_input(images), expressions, no_stages)
+        predictions = models.predict(attribute_input(images), expressions, None)  # gender is not read
         gap = np.linalg.norm(marks[:, 62] - marks[:, 66], axis=1) / np.array([_iod(m) for m in marks])
         return {
             "expression": predictions.expressions.argmax(axis=1),

@@ -19,7 +19,7 @@ import numpy as np
 from faceflex.face.align import align_face
 from faceflex.face.crops import attribute_input
 from faceflex.face.detect import Face
-from faceflex.face.identity import SAME_PERSON, dlib_features
+from faceflex.face.identity import SAME_PERSON
 from faceflex.inference.attribute_painting import PAINTED, AttributePainter
 from faceflex.inference.attribute_prototypes import AttributePrototypes
 from faceflex.inference.attribute_vectors import AttributeVectors
@@ -42,7 +42,7 @@ def face_from_landmarks(landmarks: np.ndarray) -> Face:
     return Face((float(x0), float(y0), float(x1), float(y1)), 0.0, np.asarray(landmarks, dtype=np.float64))
 
 
-def _probabilities(judge: ClassifierModels, images: np.ndarray, stages: np.ndarray) -> np.ndarray:
+def _probabilities(judge: ClassifierModels, images: np.ndarray, stages: np.ndarray | None) -> np.ndarray:
     """(N, len(ATTRIBUTES)) probabilities as ``classify`` reports them (the gender reads dlib's features ``stages``)."""
     return judge.reported_attributes(attribute_input(images), stages)
 
@@ -96,11 +96,10 @@ def evaluate_edits(
         column = cache.attribute_names.index(name)
         target = ATTRIBUTES.index(name)
         watched = [a for a in LEAKAGE if a != name]
-        test_stages = np.full((len(test_rows), 128, 8, 8), np.nan, np.float32)  # the reported gender reads them
+        test_stages = None  # the reported gender reads them
         if name == "Male":
-            for start in range(0, len(test_rows), 64):
-                chunk = test_rows[start : start + 64]
-                test_stages[start : start + 64] = dlib_features(list(cache.faces[chunk]), list(cache.landmarks[chunk]))[1]
+            chunks = [test_rows[start : start + 64] for start in range(0, len(test_rows), 64)]
+            test_stages = np.concatenate([judge.dlib_features(list(cache.faces[c]), list(cache.landmarks[c]))[1] for c in chunks])
         before = _probabilities(judge, np.asarray(cache.faces[test_rows]), test_stages)[:, target]
         labels = cache.attributes[test_rows, column]
         sides = {
@@ -135,7 +134,7 @@ def evaluate_edits(
                     output = step(photo, crops)
                     edited = np.stack([compose(photo, crops, variant.layers()) for variant in output.variants])
                     columns = np.tile(np.arange(len(strengths)), rows_per_face)
-                    descriptors, stages = dlib_features([photo, *edited], [landmarks] * (1 + len(edited)))
+                    descriptors, stages = judge.dlib_features([photo, *edited], [landmarks] * (1 + len(edited)))
                     probabilities = _probabilities(judge, np.concatenate([photo[None], edited]), stages)
                     p = probabilities[1:, target]
                     hit = (p > 0.5) if sign > 0 else (p < 0.5)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from faceflex.face.dlib_models import face_descriptor_net, landmark_predictor
-from faceflex.models.face_descriptor_net import CHIP_PADDING, CHIP_SIZE, STAGE_BLOCK
+from faceflex.models.face_descriptor_net import CHIP_PADDING, CHIP_SIZE, stage_shape
 
 SAME_PERSON = 0.6  # dlib's documented threshold on the Euclidean distance between descriptors
 
@@ -49,17 +49,17 @@ def chip_matrix(landmarks: np.ndarray) -> np.ndarray:
 
 
 @torch.inference_mode()
-def dlib_features(images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(descriptors (N, 128) float64, stages (N, 128, 8, 8) float32) of the faces with these
+def dlib_features(images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], tap: int = 9) -> tuple[np.ndarray, np.ndarray]:
+    """(descriptors (N, 128) float64, stages (N, C, H, W) float32) of the faces with these
     landmarks in these RGB images (one face per pair), computed in one batch: dlib's descriptor
     (``compute_face_descriptor`` without jitter, to within 1e-6) and the activations of its
-    residual block :data:`~faceflex.models.face_descriptor_net.STAGE_BLOCK` on the same chip, which
-    the gender-and-age network reads (:class:`~faceflex.models.face_descriptor_net.GenderAgeNet`)."""
+    residual block ``tap`` on the same chip (:func:`~faceflex.models.face_descriptor_net.stage_shape`),
+    which the gender-and-age network reads (:class:`~faceflex.models.face_descriptor_net.GenderAgeNet`)."""
     if len(images) == 0:
-        return np.zeros((0, 128)), np.zeros((0, 128, 8, 8), np.float32)
+        return np.zeros((0, 128)), np.zeros((0, *stage_shape(tap)), np.float32)
     chips = np.stack([face_chip(image, points) for image, points in zip(images, landmarks)])
     x = torch.from_numpy(chips).permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
-    (stages,), descriptors = face_descriptor_net().features(x, taps=(STAGE_BLOCK,))
+    (stages,), descriptors = face_descriptor_net().features(x, taps=(tap,))
     return descriptors.double().numpy(), stages.float().contiguous().numpy()
 
 

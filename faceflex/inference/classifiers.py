@@ -10,6 +10,7 @@ eval mode, no sampling.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,9 @@ import numpy as np
 import torch
 
 from faceflex.device import resolve_device
+from faceflex.face.identity import dlib_features
 from faceflex.models.classifier_nets import ClassifierConfig, ClassifierNet, build_classifier, predict
-from faceflex.models.face_descriptor_net import GenderAgeConfig, GenderAgeNet
+from faceflex.models.face_descriptor_net import GenderAgeConfig, GenderAgeNet, stage_shape
 from faceflex.models.labels import ATTRIBUTES, age_distribution
 from faceflex.models.weights import load_network
 from faceflex.shipped import shipped
@@ -128,42 +130,50 @@ class ClassifierModels:
         self.male_temperature = float(self.face_temperatures[ATTRIBUTES.index("Male")])
         self.gender_age, meta = load_gender_age_model(paths.get("gender_age"), self.device)
         self.dlib_male_temperature = float(meta.get("temperatures", {}).get("male", 1.0))
+        self.stage_block = self.gender_age.config.tap  # the block of dlib's network whose output it reads
 
-    def predict(self, attribute_inputs: np.ndarray, expression_inputs: np.ndarray, stages: np.ndarray) -> FacePredictions:
+    def dlib_features(self, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(dlib's descriptors, the features :meth:`predict` reads) of these faces
+        (:func:`faceflex.face.identity.dlib_features` at this gender-and-age network's block)."""
+        return dlib_features(images, landmarks, self.stage_block)
+
+    def predict(self, attribute_inputs: np.ndarray, expression_inputs: np.ndarray, stages: np.ndarray | None) -> FacePredictions:
         """``attribute_inputs`` (N, 64, 64, 3) and ``expression_inputs`` (N, 48, 48) uint8, from
-        :mod:`faceflex.face.crops`; ``stages`` (N, 128, 8, 8): dlib's features of the faces
-        (:func:`faceflex.face.identity.dlib_features`; NaN rows: gender and age from the face model)."""
+        :mod:`faceflex.face.crops`; ``stages``: dlib's features of the faces (:meth:`dlib_features`;
+        None or NaN rows: gender and age from the face model)."""
         expression_logits = predict(self.models["expression"], expression_inputs[..., None], self.device)["expression"]
         expressions = softmax(expression_logits / self.expression_temperature)  # calibrated on FER2013's validation part
         attributes, ages, spreads, males = self._read_faces(attribute_inputs, stages)
         return FacePredictions(attributes, expressions, ages, spreads, males[REPORTED_MALE], males)
 
-    def reported_attributes(self, attribute_inputs: np.ndarray, stages: np.ndarray) -> np.ndarray:
+    def reported_attributes(self, attribute_inputs: np.ndarray, stages: np.ndarray | None) -> np.ndarray:
         """(N, len(ATTRIBUTES)) probabilities as ``classify`` reports them: the blended attributes,
-        Male the reported gender (P(male), which reads ``stages``; NaN rows: the face model's).
+        Male the reported gender (P(male), which reads ``stages``; None or NaN rows: the face model's).
         The judge of ``faceflex edit --to`` and ``faceflex evaluate edit``."""
         attributes, _, _, males = self._read_faces(attribute_inputs, stages)
         attributes[:, ATTRIBUTES.index("Male")] = males[REPORTED_MALE]
         return attributes
 
     @torch.inference_mode()
-    def _dlib_outputs(self, stages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(male logits (N,), age logits (N, 101)) of the gender-and-age network, NaN rows where ``stages`` are NaN."""
-        stages = np.asarray(stages, np.float32).reshape(len(stages), -1)
+    def _dlib_outputs(self, count: int, stages: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(male logits (N,), age logits (N, 101)) of the gender-and-age network, NaN rows where ``stages`` are NaN (all: None)."""
+        male, age = np.full(count, np.nan), np.full((count, self.gender_age.config.age_max + 1), np.nan)
+        if stages is None:
+            return male, age
+        stages = np.asarray(stages, np.float32).reshape(count, -1)
         known = np.isfinite(stages).all(axis=1)
-        male, age = np.full(len(stages), np.nan), np.full((len(stages), self.gender_age.config.age_max + 1), np.nan)
         if known.any():
-            x = torch.from_numpy(stages[known]).view(int(known.sum()), 128, 8, 8).to(self.device)
+            x = torch.from_numpy(stages[known]).view(int(known.sum()), *stage_shape(self.stage_block)).to(self.device)
             outputs = self.gender_age(x)
             male[known], age[known] = outputs["male"].float().cpu().numpy(), outputs["age"].float().cpu().numpy()
         return male, age
 
-    def _read_faces(self, attribute_inputs: np.ndarray, stages: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    def _read_faces(self, attribute_inputs: np.ndarray, stages: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         """(attributes (N, 10), age years (N,), age spread (N,), every gender source) from the
         attribute and face networks and the gender-and-age network."""
         attribute_logits = predict(self.models["attributes"], attribute_inputs, self.device)["attributes"]
         face = predict(self.models["face"], attribute_inputs, self.device)
-        dlib_male, dlib_age = self._dlib_outputs(stages)
+        dlib_male, dlib_age = self._dlib_outputs(len(attribute_inputs), stages)
         known = np.isfinite(dlib_male)
         ages, spreads = age_distribution(np.where(known[:, None], dlib_age, face["age"]))
         males = male_probabilities(attribute_logits, face["attributes"], self.male_temperature, dlib_male, self.dlib_male_temperature)

@@ -151,14 +151,21 @@ def load_face_descriptor_net(path: str | Path) -> FaceDescriptorNet:
     return net.eval().to(memory_format=torch.channels_last)
 
 
-STAGE_BLOCK = 9  # the residual block whose output (N, 128, 8, 8 for a 150-px chip) the gender-and-age network reads
+def stage_shape(block: int) -> tuple[int, int, int]:
+    """(channels, height, width) of the output of residual block ``block`` (numbered from 0, as
+    :data:`BLOCKS`) on a 150-px chip: the stem and pool leave 35 x 35; each halving block (a 3x3
+    stride-2 convolution, unpadded) maps n to (n - 3) // 2 + 1."""
+    size = 35
+    for _, _, down in BLOCKS[: block + 1]:
+        size = (size - 3) // 2 + 1 if down else size
+    return BLOCKS[block][1], size, size
 
 
 @dataclass(frozen=True)
 class GenderAgeConfig:
     """Architecture of :class:`GenderAgeNet` (stored inside its weight file)."""
 
-    from_block: int = STAGE_BLOCK + 1  # the first of dlib's residual blocks it holds (a copy, fine-tuned)
+    from_block: int = 7  # the first of dlib's residual blocks it holds (a copy, fine-tuned); it reads block from_block - 1
     age_max: int = AGE_MAX  # the age head: a distribution over whole years 0..age_max
 
     def to_dict(self) -> dict:
@@ -168,14 +175,19 @@ class GenderAgeConfig:
     def from_dict(cls, data: dict) -> GenderAgeConfig:
         return cls(from_block=int(data["from_block"]), age_max=int(data["age_max"]))
 
+    @property
+    def tap(self) -> int:
+        """The residual block of dlib's network whose output the network reads."""
+        return self.from_block - 1
+
 
 class GenderAgeNet(nn.Module):
     """Gender and age read from dlib's face-recognition features: a copy of the top of
     :class:`FaceDescriptorNet` (its residual blocks from ``from_block`` on, fine-tuned on labelled
     faces; dlib's own blocks stay untouched), global average, and two linear heads.
 
-    Input: the output of dlib's block ``from_block - 1`` (:meth:`FaceDescriptorNet.features`, tap
-    :data:`STAGE_BLOCK`: (N, 128, 8, 8) for 150-px chips). Output: ``{"male": (N,) logits of
+    Input: the output of dlib's block ``config.tap`` (:meth:`FaceDescriptorNet.features`;
+    :func:`stage_shape`: (N, 64, 17, 17) for block 6). Output: ``{"male": (N,) logits of
     P(male), "age": (N, age_max + 1) logits over whole years}``."""
 
     def __init__(self, config: GenderAgeConfig = GenderAgeConfig()) -> None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from faceflex.face.crops import attribute_input, expression_input
-from faceflex.face.identity import dlib_features
 from faceflex.face.illumination import measure_illumination
 from faceflex.face.pose import estimate_pose
 from faceflex.inference.classifiers import ClassifierModels, load_classifiers
@@ -72,13 +71,13 @@ class ClassifyStep:
             probabilities[k], frames[k] = chance, crop.aligned  # seen from another detector's box, as `unmask` does
         coverages, presences = mask_presence(probabilities)
         expression_inputs = np.stack([expression_input(photo, c.face.landmarks) for c in crops])
-        _, stages = dlib_features([photo] * len(crops), [c.face.landmarks for c in crops])
+        _, stages = self.models.dlib_features([photo] * len(crops), [c.face.landmarks for c in crops])
         predictions = self.models.predict(np.stack([attribute_input(image) for image in aligned]), expression_inputs, stages)
         males = predictions.male.copy()
         masked = np.flatnonzero(presences >= 0.5)
         if len(masked):  # gender from the face the unmasking network paints under the mask (docs/CLASSIFY.md)
             painted = self.unmasker(np.stack([frames[k].image for k in masked]))[0]
-            _, painted_stages = dlib_features(list(painted), [frames[k].landmarks for k in masked])
+            _, painted_stages = self.models.dlib_features(list(painted), [frames[k].landmarks for k in masked])
             inputs = np.stack([attribute_input(image) for image in painted])
             males[masked] = self.models.predict(inputs, expression_inputs[masked], painted_stages).male
         records = []

@@ -42,7 +42,7 @@ from faceflex.choices import EDIT_MODES, EDIT_REGIONS
 from faceflex.face.align import transform_scale
 from faceflex.face.blend import matched_chroma, seamless_change
 from faceflex.face.glasses import GLASSES_STYLES, render_glasses
-from faceflex.face.identity import SAME_PERSON, dlib_features, face_descriptors
+from faceflex.face.identity import SAME_PERSON, face_descriptors
 from faceflex.face.masks import eyes_mask, forehead_mask, gaussian_blur, polygon_mask, region_mask
 from faceflex.face.moustache import hair_color, render_moustache
 from faceflex.face.warp import anchor_ring, warp_points
@@ -605,9 +605,9 @@ class EditStep:
                     for i, c in enumerate(crops)
                 ]
             )
-            stages = np.full((len(edited), 128, 8, 8), np.nan, np.float32)
+            stages = None
             if self.attribute == "Male":  # the reported gender reads dlib's features
-                stages = dlib_features(list(edited), [c.aligned.landmarks for c in crops])[1]
+                stages = self.judge.dlib_features(list(edited), [c.aligned.landmarks for c in crops])[1]
             return self.judge.reported_attributes(attribute_input(edited), stages)[:, column]
 
         return probability

@@ -216,26 +216,26 @@ def cached_face_descriptors(
 
 
 def cached_dlib_stages(
-    faces: np.ndarray, landmarks: np.ndarray, cache_file: str | Path, progress: Callable[[int], None] | None = None
+    faces: np.ndarray, landmarks: np.ndarray, cache_file: str | Path, tap: int, progress: Callable[[int], None] | None = None
 ) -> np.ndarray:
-    """The activations of dlib's residual block :data:`~faceflex.models.face_descriptor_net.STAGE_BLOCK`
-    on each aligned 128-px face's dlib chip (:func:`faceflex.face.identity.face_chip`, from its
-    landmarks in that frame) and on the chip's mirror image: (N, 2, 128, 8, 8) float16 (plain,
-    mirrored), NaN where the landmarks are unknown; what the gender-and-age network trains on.
-    Computed once (about 12 ms a face on 2 CPU cores; 32 KB a face) and kept in ``cache_file``
-    (read memory-mapped)."""
+    """The activations of dlib's residual block ``tap`` on each aligned 128-px face's dlib chip
+    (:func:`faceflex.face.identity.face_chip`, from its landmarks in that frame) and on the chip's
+    mirror image: (N, 2, C, H, W) float16 (plain, mirrored;
+    :func:`~faceflex.models.face_descriptor_net.stage_shape`), NaN where the landmarks are unknown;
+    what the gender-and-age network trains on. Computed once (about 12 ms a face on 2 CPU cores;
+    block 6: 74 KB a face) and kept in ``cache_file`` (read memory-mapped)."""
     import torch
 
     from faceflex.face.dlib_models import face_descriptor_net
     from faceflex.face.identity import face_chip
-    from faceflex.models.face_descriptor_net import STAGE_BLOCK
+    from faceflex.models.face_descriptor_net import stage_shape
 
     cache_file = Path(cache_file)
     if cache_file.is_file():
         stored = np.load(cache_file, mmap_mode="r")
         if len(stored) == len(faces):
             return stored
-    stages = np.full((len(faces), 2, 128, 8, 8), np.nan, dtype=np.float16)
+    stages = np.full((len(faces), 2, *stage_shape(tap)), np.nan, dtype=np.float16)
     known = np.flatnonzero([np.isfinite(landmarks[i]).all() for i in range(len(faces))])
     net = face_descriptor_net()
     for start in range(0, len(faces), 64):
@@ -245,7 +245,7 @@ def cached_dlib_stages(
             chips = chips.permute(0, 3, 1, 2).float()
             with torch.inference_mode():
                 for side, x in enumerate((chips, chips.flip(3))):
-                    (tapped,), _ = net.features(x.contiguous(memory_format=torch.channels_last), taps=(STAGE_BLOCK,))
+                    (tapped,), _ = net.features(x.contiguous(memory_format=torch.channels_last), taps=(tap,))
                     stages[block, side] = tapped.float().numpy()
         if progress:
             progress(min(64, len(faces) - start))
@@ -254,15 +254,15 @@ def cached_dlib_stages(
 
 
 def face_set_dlib_stages(
-    celeba_cache: str | Path, utk_dir: str | Path, cache_dir: str | Path, progress: Callable[[int], None] | None = None
+    celeba_cache: str | Path, utk_dir: str | Path, cache_dir: str | Path, tap: int, progress: Callable[[int], None] | None = None
 ) -> np.ndarray:
-    """:func:`cached_dlib_stages` of :func:`face_set`'s rows (CelebA-HQ, then UTKFace), (N, 2, 128, 8, 8)
-    float16, cached in ``cache_dir`` (1.3 GB for the 39,778 faces)."""
+    """:func:`cached_dlib_stages` of :func:`face_set`'s rows (CelebA-HQ, then UTKFace), (N, 2, C, H, W)
+    float16, cached in ``cache_dir`` (block 6: 2.9 GB for the 39,778 faces)."""
     cache = open_cache(celeba_cache)
     aligned, landmarks, _ = utk_faces(utk_dir, cache_dir, progress)
     cache_dir = Path(cache_dir)
-    celeba = cached_dlib_stages(cache.faces, cache.landmarks, cache_dir / "celeba_hq_dlib_stages.npy", progress)
-    utk = cached_dlib_stages(aligned, landmarks, cache_dir / "utkface_dlib_stages.npy", progress)
+    celeba = cached_dlib_stages(cache.faces, cache.landmarks, cache_dir / f"celeba_hq_dlib_block{tap}.npy", tap, progress)
+    utk = cached_dlib_stages(aligned, landmarks, cache_dir / f"utkface_dlib_block{tap}.npy", tap, progress)
     return np.concatenate([celeba, utk])
 
 

@@ -31,12 +31,13 @@ from faceflex.train.trainer import Trainer
 class GenderAgeSettings:
     """The ``train_classifier.gender_age`` section of the config."""
 
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 128
     lr: float = 3e-4
     weight_decay: float = 0.05
     age_weight: float = 0.5  # weight of the age terms against the gender term
     age_sigma: float = 3.0  # width (years) of the Gaussian label distribution around the true age
+    from_block: int = 7  # the first of dlib's residual blocks fine-tuned (the cached features are block from_block - 1's)
     seed: int = 0
 
 
@@ -48,7 +49,7 @@ def known_rows(data: LabelledSet, stages: np.ndarray, part: str) -> np.ndarray:
 
 @torch.inference_mode()
 def gender_age_outputs(model: GenderAgeNet, stages: np.ndarray, rows: np.ndarray, device: torch.device) -> dict[str, np.ndarray]:
-    """The eval-mode outputs (``male`` logits (N,), ``age`` logits (N, 101)) on the plain chips' features."""
+    """The eval-mode outputs (``male`` logits (N,), ``age`` logits (N, 101)) on the plain chips' features (N, 2, C, H, W)."""
     model.eval()
     outputs: dict[str, list[np.ndarray]] = {"male": [], "age": []}
     for start in range(0, len(rows), 512):
@@ -96,7 +97,7 @@ class GenderAgeTrainer(Trainer):
     ) -> None:
         torch.manual_seed(settings.seed)
         self.data, self.stages = data, stages
-        model = GenderAgeNet.from_descriptor_net(descriptor_net, GenderAgeConfig()).to(device)
+        model = GenderAgeNet.from_descriptor_net(descriptor_net, GenderAgeConfig(from_block=settings.from_block)).to(device)
         decay = [p for p in model.parameters() if p.ndim > 1]
         rest = [p for p in model.parameters() if p.ndim <= 1]
         optimizer = torch.optim.AdamW(
