@@ -53,7 +53,8 @@ def dlib_features(images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray],
     """(descriptors (N, 128) float64, stages (N, C, H, W) float32) of the faces with these
     landmarks in these RGB images (one face per pair), computed in one batch: dlib's descriptor
     (``compute_face_descriptor`` without jitter, to within 1e-6) and the activations of its
-    residual block ``tap`` on the same chip (:func:`~faceflex.models.face_descriptor_net.stage_shape`),
+    residual block ``tap`` on the same chip (:func:`~faceflex.models.face_descriptor_net.stage_shape`; the
+    descriptor does not depend on ``tap``),
     which the gender-and-age network reads (:class:`~faceflex.models.face_descriptor_net.GenderAgeNet`)."""
     if len(images) == 0:
         return np.zeros((0, 128)), np.zeros((0, *stage_shape(tap)), np.float32)

@@ -7,8 +7,8 @@ set (CelebA-HQ's Male; UTKFace's gender and age, 1-116 years) with two heads, ge
 distribution over whole years (the face task's loss, :func:`~faceflex.train.classifier_trainer.face_loss`:
 each source half of the gender loss, label-distribution learning for age). dlib's lower blocks stay
 frozen, so their activations on every training face and on its mirror image are computed once
-(:func:`~faceflex.train.face_sets.face_set_dlib_stages`) and an epoch takes about a minute on
-2 CPU cores; the augmentation is the mirror image (one of the two, drawn per face and epoch).
+(:func:`~faceflex.train.face_sets.face_set_dlib_stages`) and an epoch takes under three minutes on
+2 CPU cores (blocks 7-13); the augmentation is the mirror image (one of the two, drawn per face and epoch).
 """
 
 from __future__ import annotations
