@@ -238,8 +238,9 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "train_unmask.max_hours": _number(float, 0.0, 1000.0),
     **{
         f"train_unmask.{key}": _number(float, 0.0, 1e6)
-        for key in ("mask_weight", "l1_weight", "rim_weight", "ssim_weight", "laplacian_weight")
+        for key in ("mask_weight", "l1_weight", "rim_weight", "chroma_weight", "ssim_weight", "laplacian_weight")
     },
+    "train_unmask.chroma_block": _number(int, 1, 64),
     "train_unmask.l1_lowpass": _number(int, 1, 32),
     "train_unmask.rim_width": _number(int, 1, 32),
     "train_unmask.adversarial_weight": _number(float, 0.0, 100.0),
@@ -289,8 +290,17 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             f"{section}.max_hours": _number(float, 0.0, 1000.0),
             **{
                 f"{section}.{key}": _number(float, 0.0, 1e6)
-                for key in ("l1_weight", "rim_weight", "ssim_weight", "laplacian_weight", "identity_weight", "perceptual_weight")
+                for key in (
+                    "l1_weight",
+                    "rim_weight",
+                    "chroma_weight",
+                    "ssim_weight",
+                    "laplacian_weight",
+                    "identity_weight",
+                    "perceptual_weight",
+                )
             },
+            f"{section}.chroma_block": _number(int, 1, 64),
             f"{section}.l1_lowpass": _number(int, 1, 32),
             f"{section}.rim_width": _number(int, 1, 32),
             f"{section}.adversarial_weight": _number(float, 0.0, 100.0),

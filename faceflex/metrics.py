@@ -1,4 +1,4 @@
-"""Image quality metrics on (N, 3, H, W) tensors in [0, 1]: PSNR and SSIM."""
+"""Image quality metrics on (N, 3, H, W) tensors in [0, 1]: PSNR and SSIM, and the colour spaces they use."""
 
 from __future__ import annotations
 
@@ -29,6 +29,14 @@ def ssim(images: torch.Tensor, references: torch.Tensor, window: int = 11, sigma
     c1, c2 = 0.01**2, 0.03**2
     score = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return score.flatten(1).mean(dim=1)
+
+
+def chroma(images: torch.Tensor) -> torch.Tensor:
+    """(N, 2, H, W) chroma (Cb, Cr of BT.601, centred on 0, in the input's scale) of (N, 3, H, W) RGB
+    images: the tensor form of :func:`faceflex.face.texture.chroma`."""
+    r, g, b = images.float().unbind(dim=1)
+    luma = 0.299 * r + 0.587 * g + 0.114 * b
+    return torch.stack([(b - luma) * 0.564, (r - luma) * 0.713], dim=1)
 
 
 def high_frequency_energy(images: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:

@@ -93,6 +93,36 @@ def test_block_mean_l1_forgives_a_line_drawn_a_pixel_off_but_not_a_wrong_colour(
     assert float(region_l1(outside, truth, region, block=4)) == 0.0
 
 
+def test_chroma_term_punishes_a_green_patch_not_a_grey_texture_nor_a_brightness_change():
+    """The painting trainers' chroma term (composite_loss with chroma_weight) holds the coarse colour
+    only: a tinted patch of the same luminance costs, detail and shading in grey do not."""
+    from types import SimpleNamespace
+
+    from faceflex.face.texture import chroma as chroma_numpy
+    from faceflex.metrics import chroma
+    from faceflex.train.unmask_trainer import composite_loss
+
+    truth = torch.full((1, 3, 32, 32), 0.5)
+    truth[:, 0] = 0.6  # a warm skin tone
+    region = torch.ones(1, 1, 32, 32)
+    settings = SimpleNamespace(rim_weight=0.0, chroma_weight=1.0, chroma_block=8, ssim_weight=0.0, laplacian_weight=0.0)
+    trainer = SimpleNamespace(settings=settings, identity_loss=None, adversarial=None, device=torch.device("cpu"))
+
+    def term(painted: torch.Tensor) -> float:
+        logged: dict = {}
+        composite_loss(trainer, torch.zeros(()), logged, truth, painted, region, truth)
+        return float(logged["chroma"])
+
+    grey_texture = truth + 0.2 * ((torch.arange(32)[None, :] + torch.arange(32)[:, None]) % 2 * 2 - 1).float()
+    green = truth.clone()
+    green[..., 8:24, 8:24] += torch.tensor([-0.1, 0.1, -0.1]).view(1, 3, 1, 1)  # greener, luma about the same
+    assert term(truth) == 0.0
+    assert term(grey_texture) < 1e-6 and term(truth * 0.8 + 0.1) < 0.01
+    assert term(green) > 0.015  # a quarter of the region off by about 0.075 in Cb and Cr
+    rgb = np.random.default_rng(0).uniform(0, 255, (4, 5, 3)).astype(np.float32)  # one formula for arrays and tensors
+    assert np.allclose(chroma_numpy(rgb), chroma(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy())
+
+
 def test_the_inner_rim_is_the_regions_edge_band_inside_it():
     region = torch.zeros(1, 1, 20, 20)
     region[..., 5:15, 4:16] = 1.0

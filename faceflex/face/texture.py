@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from faceflex.metrics import chroma as chroma_of
+
 BAND_SIGMAS = (0.7, 1.4, 2.8, 5.6)  # aligned 128-px pixels: pores and fine lines ... wrinkles and folds
 MAX_LOG_GAIN = 1.5  # a band is scaled by at most exp(1.5), about 4.5x, either way (its energy about 20x)
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
@@ -31,9 +33,8 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
 def chroma(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 2) float32 chroma (Cb, Cr of BT.601, centred on 0, in the 0-255 scale of the input) of an
     (H, W, 3) RGB image; with :func:`luminance` it gives the image back."""
-    rgb = np.asarray(rgb, dtype=np.float32)
-    y = luminance(rgb)
-    return np.dstack([(rgb[..., 2] - y) * 0.564, (rgb[..., 0] - y) * 0.713])
+    rgb = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
+    return chroma_of(rgb.permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
 
 
 def _blur(image: torch.Tensor, sigma: float, factor: int, vertical: bool = True, horizontal: bool = True) -> torch.Tensor:

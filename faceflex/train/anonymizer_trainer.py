@@ -11,6 +11,7 @@ face painted is someone else with the same landmarks: the same expression and po
 
 Loss per batch = l1_weight x L1 inside the hole (with ``l1_lowpass`` k > 1, of k x k block means)
 [+ rim_weight x L1 over the hole's inner rim, ``rim_width`` px wide, pixel for pixel]
+[+ chroma_weight x L1 of the painting's chroma in ``chroma_block``-px cell means over the hole]
 + ssim_weight x (1 - SSIM) + laplacian_weight x Laplacian-pyramid L1 of the composite (the input
 with the painted face blended in through the hole) [+ the patch critic's adaptively weighted hinge
 + feature-matching term on the composite from ``adversarial_start`` on, as for the VAE and the
@@ -57,6 +58,8 @@ class AnonymizerSettings:
     l1_lowpass: int = 1
     rim_weight: float = 0.0
     rim_width: int = 6
+    chroma_weight: float = 0.0
+    chroma_block: int = 8
     ssim_weight: float = 0.5
     laplacian_weight: float = 0.02
     adversarial_weight: float = 0.5

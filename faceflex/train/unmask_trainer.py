@@ -35,7 +35,7 @@ from faceflex.face.mask_overlay import load_mask_templates, synthetic_mask
 from faceflex.face.texture import high_pass
 from faceflex.inference.unmasking import DETAIL_SIGMA, composite, paint_region, with_detail
 from faceflex.io.images import save_image
-from faceflex.metrics import laplacian_pyramid_l1, ssim
+from faceflex.metrics import chroma, laplacian_pyramid_l1, ssim
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig, face_unet_from_config
 from faceflex.train.adversarial import AdversarialTerm
 from faceflex.train.cache import CachedFaces
@@ -57,6 +57,8 @@ class UnmaskSettings:
     l1_lowpass: int = 1
     rim_weight: float = 0.0  # L1 over the paint region's inner rim, pixel for pixel (composite_loss)
     rim_width: int = 6
+    chroma_weight: float = 0.0  # L1 of the painting's coarse chroma (composite_loss)
+    chroma_block: int = 8
     ssim_weight: float = 0.5
     laplacian_weight: float = 0.02
     adversarial_weight: float = 0.0
@@ -143,12 +145,12 @@ def masked_batch(
 
 
 def region_l1(painted: torch.Tensor, truth: torch.Tensor, region: torch.Tensor, block: int = 1) -> torch.Tensor:
-    """Mean L1 between ``painted`` and ``truth`` (N, 3, H, W) over the paint ``region`` (N, 1, H, W);
+    """Mean L1 between ``painted`` and ``truth`` (N, C, H, W) over the paint ``region`` (N, 1, H, W);
     with ``block`` > 1, between their means over block x block cells (weighted by the region)."""
     difference, weight = region * (painted - truth), region
     if block > 1:
         difference, weight = F.avg_pool2d(difference, block), F.avg_pool2d(weight, block)
-    return difference.abs().sum() / (3 * weight.sum()).clamp(min=1e-6)
+    return difference.abs().sum() / (painted.shape[1] * weight.sum()).clamp(min=1e-6)
 
 
 def inner_rim(region: torch.Tensor, width: int) -> torch.Tensor:
@@ -173,7 +175,10 @@ def composite_loss(
     """``loss`` plus the terms a painting trainer (unmasking, anonymizing, attribute painting) puts on
     the composite (the ``images`` with ``painted`` blended in through ``region``): rim_weight x the L1
     of ``painted`` over the region's inner rim, ``rim_width`` px wide, pixel for pixel (the painting's
-    edge held to the face where it meets what is kept) + ssim_weight x (1 - SSIM) + laplacian_weight x
+    edge held to the face where it meets what is kept) + chroma_weight x the L1 of the painting's
+    chroma (Cb, Cr) over the region, in means over ``chroma_block``-px cells (the coarse colour held to
+    the face's: a critic and a block-mean L1 of RGB let green or teal patches through where the
+    brightness is right) + ssim_weight x (1 - SSIM) + laplacian_weight x
     Laplacian-pyramid L1 (in fp32), from ``adversarial_start`` on the patch critic's term, and with
     ``chips`` ((grid, weight per face): where dlib's chip of each face lies,
     :func:`~faceflex.train.identity_loss.chip_grid_of`, and how much it counts) and the trainer's
@@ -183,6 +188,9 @@ def composite_loss(
     if s.rim_weight:
         rim = region_l1(painted, truth, inner_rim(region, s.rim_width))
         loss, logged["rim"] = loss + s.rim_weight * rim, rim
+    if s.chroma_weight:
+        tint = region_l1(chroma(painted), chroma(truth), region, s.chroma_block)
+        loss, logged["chroma"] = loss + s.chroma_weight * tint, tint
     with torch.autocast(trainer.device.type, enabled=False):
         result = composite(images, painted, region)
         if s.ssim_weight:
