@@ -39,14 +39,14 @@ from faceflex.train.adversarial import AdversarialTerm
 from faceflex.train.cache import CachedFaces
 from faceflex.train.identity_loss import IdentityLoss, chip_grid_of
 from faceflex.train.trainer import Trainer
-from faceflex.train.unmask_trainer import FacePool, composite_loss, region_l1
+from faceflex.train.unmask_trainer import FacePool, PaintingLosses, composite_loss, region_l1
 
 IN_CHANNELS = 3 + 1 + SKETCH_CHANNELS  # RGB with the hole, the hole, the landmark drawing
 CODE_SIZE = 128  # dlib's descriptor
 
 
 @dataclass(frozen=True)
-class AnonymizerSettings:
+class AnonymizerSettings(PaintingLosses):
     """The ``train_anonymize`` section of the config."""
 
     epochs: int = 8
@@ -54,20 +54,9 @@ class AnonymizerSettings:
     lr: float = 5e-4
     flip: bool = True
     max_hours: float = 0.0
-    l1_weight: float = 1.0
-    l1_lowpass: int = 1
-    rim_weight: float = 0.0
-    rim_width: int = 6
-    chroma_weight: float = 0.0
-    chroma_block: int = 8
-    ssim_weight: float = 0.5
-    laplacian_weight: float = 0.02
     adversarial_weight: float = 0.5
     adversarial_start: int = 1
-    critic_lr: float = 2e-4
     code_dropout: float = 0.1
-    identity_weight: float = 0.0
-    perceptual_weight: float = 0.0
     chip_jitter: float = 0.0  # > 0: dlib's chip moved at random for those terms (faceflex.train.identity_loss.jittered)
     utkface: str | None = None
     seed: int = 0

@@ -44,7 +44,27 @@ from faceflex.train.trainer import Trainer
 
 
 @dataclass(frozen=True)
-class UnmaskSettings:
+class PaintingLosses:
+    """The loss settings every painting trainer (unmasking, anonymizing, attribute painting) shares:
+    the weights of :func:`composite_loss`'s terms and of the L1 inside the paint region."""
+
+    l1_weight: float = 1.0
+    l1_lowpass: int = 1
+    rim_weight: float = 0.0  # L1 over the paint region's inner rim, pixel for pixel
+    rim_width: int = 6
+    chroma_weight: float = 0.0  # L1 of the painting's coarse chroma
+    chroma_block: int = 8
+    ssim_weight: float = 0.5
+    laplacian_weight: float = 0.02
+    adversarial_weight: float = 0.0
+    adversarial_start: int = 0
+    critic_lr: float = 2e-4
+    identity_weight: float = 0.0  # dlib's face recognition network on the composite (faceflex.train.identity_loss)
+    perceptual_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class UnmaskSettings(PaintingLosses):
     """The ``train_unmask`` section of the config."""
 
     epochs: int = 10
@@ -53,23 +73,10 @@ class UnmaskSettings:
     flip: bool = True
     max_hours: float = 0.0
     mask_weight: float = 1.0
-    l1_weight: float = 1.0
-    l1_lowpass: int = 1
-    rim_weight: float = 0.0  # L1 over the paint region's inner rim, pixel for pixel (composite_loss)
-    rim_width: int = 6
-    chroma_weight: float = 0.0  # L1 of the painting's coarse chroma (composite_loss)
-    chroma_block: int = 8
-    ssim_weight: float = 0.5
-    laplacian_weight: float = 0.02
-    adversarial_weight: float = 0.0
-    adversarial_start: int = 0
-    critic_lr: float = 2e-4
     bare_share: float = 0.2
     ear_loops: float = 0.0
     utkface: str | None = None  # the shared data's utkface/ folder: its training part joins the training faces
     upper_frame: float = 0.0  # share of faces re-aligned on the brows, nose bridge and eyes alone, as unmask aligns photos
-    identity_weight: float = 0.0  # dlib's face recognition network on the unmasked face (faceflex.train.identity_loss)
-    perceptual_weight: float = 0.0
     seed: int = 0
 
 
