@@ -6,8 +6,10 @@ Makes ``--photos`` copies of the shared photos (../shared/data/photos) at mixed 
 800, 1024, 1600 px) in a temporary folder, then times the whole command as a user runs it
 (``faceflex classify`` / ``faceflex edit --range 0 2 1``, start-up included) with ``--workers 1``,
 ``--workers 2`` and, with ``--ray``, ``--backend ray`` on a local Ray. Prints photos per second and
-the peak resident memory of the largest process (the batch's process or a worker). Record in
-docs/BENCHMARKS.md.
+the peak resident memory of the largest process (the batch's process or a worker). With
+``--pinned``, also one worker held to one core (``taskset -c 0``): two such workers can at best
+halve that time, so twice the 1-worker time over the pinned one bounds what 2 workers can gain on
+a 2-core machine. Record in docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ def make_folder(folder: Path, count: int) -> None:
         )
 
 
-def run(command: list[str], photos: Path, out: Path, extra: list[str]) -> tuple[float, float]:
-    """(seconds, peak MB of the largest child process) of one faceflex run."""
+def run(command: list[str], photos: Path, out: Path, extra: list[str], prefix: tuple[str, ...] = ()) -> tuple[float, float]:
+    """(seconds, peak MB of the largest child process) of one faceflex run (``prefix``: a launcher
+    such as ``taskset -c 0``)."""
     faceflex = str(Path(sys.executable).with_name("faceflex"))
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    subprocess.run([faceflex, "-q", *command, str(photos), "-o", str(out), *extra], check=False, stdout=subprocess.DEVNULL)
+    subprocess.run([*prefix, faceflex, "-q", *command, str(photos), "-o", str(out), *extra], check=False, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
@@ -55,6 +58,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=1000)
     parser.add_argument("--commands", default="classify,edit")
     parser.add_argument("--ray", action="store_true", help="also time --backend ray (needs faceflex[ray])")
+    parser.add_argument("--pinned", action="store_true", help="also time 1 worker on one core (taskset -c 0): the 2-worker ceiling")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         photos, out = Path(temp) / "photos", Path(temp) / "out"
@@ -62,17 +66,21 @@ def main() -> None:
         make_folder(photos, args.photos)
         print(f"{args.photos} photos (long sides {', '.join(map(str, SIDES))} px) from {SHARED}")
         for name in args.commands.split(","):
-            runs = [("1 worker", ["--workers", "1"]), ("2 workers", ["--workers", "2"])]
+            runs = [("1 worker", ["--workers", "1"], ()), ("2 workers", ["--workers", "2"], ())]
             if args.ray:
-                runs.append(("ray, 2 actors", ["--backend", "ray", "--workers", "2"]))
+                runs.append(("ray, 2 actors", ["--backend", "ray", "--workers", "2"], ()))
+            if args.pinned:
+                runs.append(("1 worker on one core", ["--workers", "1"], ("taskset", "-c", "0")))
             base = None
-            for label, extra in runs:
-                seconds, peak = run(COMMANDS[name], photos, out, extra)
+            for label, extra, prefix in runs:
+                seconds, peak = run(COMMANDS[name], photos, out, extra, prefix)
                 base = base or seconds
                 print(
                     f"{name}, {label}: {seconds:.1f} s, {args.photos / seconds:.2f} photos/s "
                     f"({base / seconds:.2f}x), peak memory so far {peak:.0f} MB (largest process)"
                 )
+                if prefix:
+                    print(f"{name}: 2 workers on 2 cores can gain at most {2 * base / seconds:.2f}x (twice the 1-worker time over this)")
 
 
 if __name__ == "__main__":
