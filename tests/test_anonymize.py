@@ -205,7 +205,14 @@ def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, 
     monkeypatch.setattr("faceflex.train.anonymizer_trainer.AnonymizerTrainer.evaluate", lambda self: {})
     cache = fake_faces(align_face(demo_rgb, demo_faces[0].landmarks).image)
     settings = AnonymizerSettings(
-        epochs=2, batch_size=8, adversarial_start=1, identity_weight=0.5, perceptual_weight=0.5, rim_weight=1.0, chip_jitter=0.05
+        epochs=2,
+        batch_size=8,
+        adversarial_start=1,
+        identity_weight=0.5,
+        perceptual_weight=0.5,
+        rim_weight=1.0,
+        chip_jitter=0.05,
+        drawn_codes=0.5,
     )
 
     def trainer(out: Path) -> AnonymizerTrainer:
@@ -226,6 +233,44 @@ def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, 
     loaded = load_anonymizer(tmp_path / "whole" / "anonymizer.pt", "cpu")
     faces, _ = loaded.paint(cache.faces[:2], cache.landmarks[:2], loaded.prior.sample(np.random.default_rng(0), 2))
     assert faces.shape == (2, 128, 128, 3) and (tmp_path / "whole" / "epoch_002.png").is_file()
+
+
+def test_faces_painted_from_drawn_codes_are_held_only_to_what_does_not_depend_on_who_it_is():
+    """A ``drawn_codes`` share of a batch gets codes drawn from the prior (likeness 0); composite_loss
+    then leaves those paintings out of the SSIM term but holds their coarse colour."""
+    from types import SimpleNamespace
+
+    from faceflex.inference.face_painting import IdentityPrior
+    from faceflex.train.unmask_trainer import composite_loss
+
+    prior = IdentityPrior.fit(np.random.default_rng(0).normal(size=(500, CODE_SIZE)))
+    own = torch.from_numpy(np.random.default_rng(1).normal(size=(64, CODE_SIZE)).astype(np.float32))
+    for share in (0.0, 0.5):
+        fake = SimpleNamespace(settings=SimpleNamespace(drawn_codes=share), prior=prior)
+        codes, likeness = AnonymizerTrainer.with_drawn_codes(fake, own, torch.Generator().manual_seed(0))
+        kept = likeness.bool()
+        assert torch.equal(codes[kept], own[kept]) and not (codes[~kept] == own[~kept]).any()
+        assert kept.all() if share == 0 else 15 < int((~kept).sum()) < 49
+
+    truth = torch.full((2, 3, 32, 32), 0.5)
+    truth[:, 0] = 0.6
+    someone_else = truth.clone()
+    someone_else[1] += 0.3 * (torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)) - 0.5)  # other features, same colour
+    green = someone_else.clone()
+    green[1, :, 8:24, 8:24] += torch.tensor([-0.1, 0.1, -0.1]).view(3, 1, 1)
+    region = torch.ones(2, 1, 32, 32)
+    settings = SimpleNamespace(rim_weight=0.0, chroma_weight=1.0, chroma_block=8, ssim_weight=1.0, laplacian_weight=0.0)
+    trainer = SimpleNamespace(settings=settings, identity_loss=None, adversarial=None, device=torch.device("cpu"))
+
+    def terms(painted: torch.Tensor, likeness: torch.Tensor | None) -> tuple[float, float]:
+        logged: dict = {}
+        composite_loss(trainer, torch.zeros(()), logged, truth, painted, region, truth, None, likeness)
+        return float(logged["1-ssim"]), float(logged["chroma"])
+
+    drawn = torch.tensor([1.0, 0.0])
+    assert terms(someone_else, None)[0] > 0.05  # as the true face, the other features cost
+    assert terms(someone_else, drawn)[0] < 1e-6  # as someone else, they do not
+    assert terms(green, drawn)[1] > 2 * terms(someone_else, drawn)[1] + 0.005  # the green patch still does
 
 
 @pytest.fixture()

@@ -17,9 +17,12 @@ with the painted face blended in through the hole) [+ the patch critic's adaptiv
 + feature-matching term on the composite from ``adversarial_start`` on, as for the VAE and the
 unmasking network] [+ identity_weight x the identity loss and perceptual_weight x the perceptual
 loss of dlib's face recognition network on the composite (:mod:`faceflex.train.identity_loss`),
-for the faces painted from their own code]. A warm start (``--init``) can take an unmasking network's weights: the layers
-that match are copied (the first convolution's RGB part included) and the new ones start so that
-the network begins as that one was.
+for the faces painted from their own code]. With ``drawn_codes`` > 0 that share of each batch is
+painted from identities drawn from the prior, as at use, and held only by the rim, chroma and critic
+terms (the L1, SSIM, pyramid and dlib terms count the faces painted from their own code). A warm
+start (``--init``) can take an unmasking network's weights: the layers that match are copied (the
+first convolution's RGB part included) and the new ones start so that the network begins as that
+one was.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class AnonymizerSettings(PaintingLosses):
     adversarial_start: int = 1
     code_dropout: float = 0.1
     chip_jitter: float = 0.0  # > 0: dlib's chip moved at random for those terms (faceflex.train.identity_loss.jittered)
+    drawn_codes: float = 0.0  # share of each batch painted from identities drawn from the prior (AnonymizerTrainer.with_drawn_codes)
     utkface: str | None = None
     seed: int = 0
 
@@ -194,21 +198,36 @@ class AnonymizerTrainer(Trainer):
             codes = codes * (torch.rand(len(rows), 1, generator=generator) >= s.code_dropout)
         return inputs, truth, codes, flips
 
+    def with_drawn_codes(self, codes: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(codes, likeness (N,) float32): a ``drawn_codes`` share of a batch's codes replaced by codes
+        drawn from the identity prior (as ``faceflex anonymize`` draws them), with likeness 0: those
+        paintings are not the true face, so :func:`composite_loss` holds them only to what does not
+        depend on who it is (the hole's rim, the coarse chroma, the critic). Without them the drawn
+        codes are never trained on, and some paint green or yellow casts (docs/ANONYMIZE.md)."""
+        drawn = torch.rand(len(codes), generator=generator) < self.settings.drawn_codes
+        if drawn.any():
+            rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
+            codes = codes.clone()
+            codes[drawn] = torch.from_numpy(self.prior.sample(rng, int(drawn.sum())))
+        return codes, (~drawn).float()
+
     def step_loss(self, rows: np.ndarray, generator: torch.Generator):
         s = self.settings
         inputs, truth, codes, flips = self.batch(rows, generator)
+        codes, likeness = self.with_drawn_codes(codes, generator)
         inputs, truth = (t.to(self.device).contiguous(memory_format=torch.channels_last) for t in (inputs, truth))
+        likeness = likeness.to(self.device)
         _, painted = self.net(inputs, codes.to(self.device))
         painted = painted.float()
         hole = inputs[:, 3:4]
-        l1 = region_l1(painted, truth, hole, s.l1_lowpass)
+        l1 = region_l1(painted, truth, hole * likeness[:, None, None, None], s.l1_lowpass)
         logged = {"l1": l1}
         chips = None
         if self.identity_loss is not None:  # read as dlib reads faces; faces painted from the mean code are not anyone
             landmarks = np.asarray(self.pool.landmarks[rows], np.float64)
             rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator))) if s.chip_jitter else None
-            chips = (chip_grid_of(landmarks, truth.shape[-2:], flips, rng, s.chip_jitter), (codes != 0).any(dim=1).float())
-        return composite_loss(self, s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth, chips), logged
+            chips = (chip_grid_of(landmarks, truth.shape[-2:], flips, rng, s.chip_jitter), (codes != 0).any(dim=1).float() * likeness.cpu())
+        return composite_loss(self, s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth, chips, likeness), logged
 
     def anonymizer(self) -> Anonymizer:
         return Anonymizer(self.model, self.prior, self.device)

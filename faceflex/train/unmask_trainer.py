@@ -178,6 +178,7 @@ def composite_loss(
     region: torch.Tensor,
     truth,
     chips: tuple[torch.Tensor, torch.Tensor] | None = None,
+    likeness: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``loss`` plus the terms a painting trainer (unmasking, anonymizing, attribute painting) puts on
     the composite (the ``images`` with ``painted`` blended in through ``region``): rim_weight x the L1
@@ -190,8 +191,15 @@ def composite_loss(
     ``chips`` ((grid, weight per face): where dlib's chip of each face lies,
     :func:`~faceflex.train.identity_loss.chip_grid_of`, and how much it counts) and the trainer's
     ``identity_loss``, identity_weight x the identity loss + perceptual_weight x the perceptual loss;
-    the values are added to ``logged``."""
+    the values are added to ``logged``. ``likeness`` (N,): how much each painting should be the true
+    face (default 1; 0 for a face painted as someone else): it weights the SSIM and pyramid terms,
+    while the rim, chroma and critic terms hold every painting."""
     s = trainer.settings
+    likeness = torch.ones(len(painted), device=painted.device) if likeness is None else likeness.float()
+
+    def per_face_mean(values: torch.Tensor) -> torch.Tensor:
+        return (values * likeness).sum() / likeness.sum().clamp(min=1e-6)
+
     if s.rim_weight:
         rim = region_l1(painted, truth, inner_rim(region, s.rim_width))
         loss, logged["rim"] = loss + s.rim_weight * rim, rim
@@ -201,10 +209,10 @@ def composite_loss(
     with torch.autocast(trainer.device.type, enabled=False):
         result = composite(images, painted, region)
         if s.ssim_weight:
-            structure = (1 - ssim(result, truth)).mean()
+            structure = per_face_mean(1 - ssim(result, truth))
             loss, logged["1-ssim"] = loss + s.ssim_weight * structure, structure
         if s.laplacian_weight:
-            detail = laplacian_pyramid_l1(result, truth).mean()
+            detail = per_face_mean(laplacian_pyramid_l1(result, truth))
             loss, logged["lap"] = loss + s.laplacian_weight * detail, detail
     if trainer.identity_loss is not None and chips is not None:
         identity, perceptual = trainer.identity_loss(result, truth, *chips)
