@@ -204,6 +204,8 @@ class AnonymizerTrainer(Trainer):
         paintings are not the true face, so :func:`composite_loss` holds them only to what does not
         depend on who it is (the hole's rim, the coarse chroma, the critic). Without them the drawn
         codes are never trained on, and some paint green or yellow casts (docs/ANONYMIZE.md)."""
+        if not self.settings.drawn_codes:  # the random stream of runs without them is left as it was
+            return codes, torch.ones(len(codes))
         drawn = torch.rand(len(codes), generator=generator) < self.settings.drawn_codes
         if drawn.any():
             rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
