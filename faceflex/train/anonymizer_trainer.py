@@ -218,18 +218,17 @@ class AnonymizerTrainer(Trainer):
         inputs, truth, codes, flips = self.batch(rows, generator)
         codes, likeness = self.with_drawn_codes(codes, generator)
         inputs, truth = (t.to(self.device).contiguous(memory_format=torch.channels_last) for t in (inputs, truth))
-        likeness = likeness.to(self.device)
         _, painted = self.net(inputs, codes.to(self.device))
         painted = painted.float()
         hole = inputs[:, 3:4]
-        l1 = region_l1(painted, truth, hole * likeness[:, None, None, None], s.l1_lowpass)
+        l1 = region_l1(painted, truth, hole * likeness.to(self.device)[:, None, None, None], s.l1_lowpass)
         logged = {"l1": l1}
         chips = None
         if self.identity_loss is not None:  # read as dlib reads faces; faces painted from the mean code are not anyone
             landmarks = np.asarray(self.pool.landmarks[rows], np.float64)
             rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator))) if s.chip_jitter else None
-            chips = (chip_grid_of(landmarks, truth.shape[-2:], flips, rng, s.chip_jitter), (codes != 0).any(dim=1).float() * likeness.cpu())
-        return composite_loss(self, s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth, chips, likeness), logged
+            chips = (chip_grid_of(landmarks, truth.shape[-2:], flips, rng, s.chip_jitter), (codes != 0).any(dim=1).float() * likeness)
+        return composite_loss(self, s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth, chips, likeness.to(self.device)), logged
 
     def anonymizer(self) -> Anonymizer:
         return Anonymizer(self.model, self.prior, self.device)
