@@ -112,6 +112,35 @@ def test_resume_gives_the_same_state_as_uninterrupted_training(tmp_path):
     assert [h["loss"] for h in straight.history] == [h["loss"] for h in resumed.history]
 
 
+def test_a_run_stopped_within_an_epoch_goes_on_from_its_last_checkpoint_as_if_never_stopped(tmp_path, monkeypatch):
+    data = synthetic("expression")
+    straight = ClassifierTrainer(TASKS["expression"], data, TINY, tmp_path / "a", torch.device("cpu"))
+    straight.run()
+    stopped = ClassifierTrainer(TASKS["expression"], data, TINY, tmp_path / "b", torch.device("cpu"))
+    stopped.checkpoint_seconds = 0.0  # a checkpoint after every step
+    assert stopped.steps_per_epoch >= 4
+    step_loss, steps = stopped.step_loss, []
+
+    def killed_in_the_second_epoch(rows, generator):
+        steps.append(len(rows))
+        if len(steps) == stopped.steps_per_epoch + 3:
+            raise KeyboardInterrupt
+        return step_loss(rows, generator)
+
+    monkeypatch.setattr(stopped, "step_loss", killed_in_the_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        stopped.run()
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1 and state["within_epoch"]["step"] == 2
+    resumed = ClassifierTrainer(TASKS["expression"], data, TINY, tmp_path / "b", torch.device("cpu"))
+    resumed.load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    resumed.run()
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert straight.history[-1]["loss"] == resumed.history[-1]["loss"]
+    assert "within_epoch" not in torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+
+
 def test_exported_weights_load_and_predict_deterministically(tmp_path):
     data = synthetic("age")
     trainer = ClassifierTrainer(TASKS["age"], data, TINY, tmp_path, torch.device("cpu"))

@@ -1,5 +1,5 @@
 """The trainer every faceflex model shares: seeded epochs, bf16/fp16 autocast, a cosine schedule,
-checkpoints every epoch with exact resume, fp16 weight export and a per-epoch history.
+checkpoints every epoch (and every ``checkpoint_seconds`` within one) with exact resume, fp16 weight export and a per-epoch history.
 
 A subclass supplies the model, the training rows, one step's loss (:meth:`Trainer.step_loss`),
 the per-epoch evaluation (:meth:`Trainer.evaluate`) and what goes into the exported weights'
@@ -44,6 +44,7 @@ class Trainer:
     """
 
     name = "model"  # the exported weights are <out>/<name>.pt
+    checkpoint_seconds = 600.0  # a checkpoint within an epoch this often (one process): a stopped run loses at most this much
 
     def setup(
         self,
@@ -71,6 +72,7 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict] = []
         self.adversarial = None  # a generating trainer's AdversarialTerm (its critic is checkpointed too)
+        self.within_epoch: dict | None = None  # where a checkpoint taken within an epoch left it (train_epoch goes on from there)
 
     # -- what a subclass provides ------------------------------------------------------------
     def step_loss(self, rows: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -117,9 +119,12 @@ class Trainer:
             **(self.adversarial.state() if self.adversarial else {}),
         }
 
-    def save_checkpoint(self) -> Path:
-        """Everything :meth:`load_checkpoint` restores, in ``<out>/checkpoint.pt`` (atomically)."""
-        return write_atomic(self.out / "checkpoint.pt", lambda handle: torch.save(self.state(), handle))
+    def save_checkpoint(self, within_epoch: dict | None = None) -> Path:
+        """Everything :meth:`load_checkpoint` restores, in ``<out>/checkpoint.pt`` (atomically);
+        ``within_epoch`` (the next step, the data generator's state, the sums logged so far): a
+        checkpoint taken part of the way through epoch ``self.epoch``."""
+        state = self.state() if within_epoch is None else {**self.state(), "within_epoch": within_epoch}
+        return write_atomic(self.out / "checkpoint.pt", lambda handle: torch.save(state, handle))
 
     def load_checkpoint(self, path: Path) -> dict:
         """Restore everything saved each epoch; returns the checkpoint's settings."""
@@ -132,6 +137,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        self.within_epoch = state.get("within_epoch")
         if self.adversarial:
             self.adversarial.load_state(state)
         return dict(state["settings"])
@@ -146,19 +152,28 @@ class Trainer:
     def train_epoch(self, progress: Callable[[int, dict], None] | None = None) -> dict:
         """One epoch; data order, augmentation and noise depend only on (seed, epoch) [and the rank:
         under torchrun each process takes every world-th row of each batch and draws its own
-        augmentation]. Returns mean logged values (over all processes)."""
+        augmentation]. A run of one process checkpoints every :attr:`checkpoint_seconds` within the
+        epoch too, and an epoch resumed from such a checkpoint goes on from its step as if never
+        stopped. Returns mean logged values (over all processes)."""
         s = self.settings
         generator = torch.Generator().manual_seed(s.seed * 100_003 + self.epoch)
         order = self.train_rows[torch.randperm(len(self.train_rows), generator=generator).numpy()]
         if self.ranks.rank:
             generator.manual_seed(s.seed * 100_003 + self.epoch + 1_000_003 * self.ranks.rank)
+        first, totals = 0, {}
+        if self.within_epoch is not None:  # resumed from a checkpoint taken within this epoch
+            first, totals = int(self.within_epoch["step"]), dict(self.within_epoch["totals"])
+            generator.set_state(self.within_epoch["generator"])
+            self.within_epoch = None
+            if progress:
+                progress(first, {})
+        saved = time.perf_counter()
         self.model.train()
         for module in self.frozen_modules():
             module.eval()
         autocast_dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
         mixed = mixed_precision(self.device)
-        totals: dict[str, float] = {}
-        for i in range(self.steps_per_epoch):
+        for i in range(first, self.steps_per_epoch):
             rows = order[i * s.batch_size : (i + 1) * s.batch_size][self.ranks.rank :: self.ranks.world]
             with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=mixed):
                 loss, logged = self.step_loss(rows, generator)
@@ -172,6 +187,9 @@ class Trainer:
                 totals[key] = totals.get(key, 0.0) + value
             if progress:
                 progress(1, values)
+            if self.ranks.world == 1 and i + 1 < self.steps_per_epoch and time.perf_counter() - saved >= self.checkpoint_seconds:
+                self.save_checkpoint({"step": i + 1, "generator": generator.get_state(), "totals": totals})
+                saved = time.perf_counter()
         self.epoch += 1
         return distributed.mean_over_ranks({key: value / self.steps_per_epoch for key, value in totals.items()})
 
