@@ -298,6 +298,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
                     "laplacian_weight",
                     "identity_weight",
                     "perceptual_weight",
+                    "mouth_weight",
                 )
             },
             f"{section}.chroma_block": _number(int, 1, 64),

@@ -213,6 +213,7 @@ def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, 
         rim_weight=1.0,
         chip_jitter=0.05,
         drawn_codes=0.5,
+        mouth_weight=1.0,
     )
 
     def trainer(out: Path) -> AnonymizerTrainer:
@@ -233,6 +234,22 @@ def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, 
     loaded = load_anonymizer(tmp_path / "whole" / "anonymizer.pt", "cpu")
     faces, _ = loaded.paint(cache.faces[:2], cache.landmarks[:2], loaded.prior.sample(np.random.default_rng(0), 2))
     assert faces.shape == (2, 128, 128, 3) and (tmp_path / "whole" / "epoch_002.png").is_file()
+
+
+def test_the_mouth_term_covers_the_lips_drawn_for_the_network_mirrored_or_not():
+    from faceflex.face.sketch import SKETCH_PARTS
+    from faceflex.train.anonymizer_trainer import mouth_regions, painting_batch
+    from faceflex.train.unmask_trainer import FacePool
+
+    outer_lips = 4 + [part for part, _ in SKETCH_PARTS].index(tuple(range(48, 60)))  # after RGB and the hole
+    landmarks = (template_landmarks() + np.array([18.0, 0.0]))[None]  # off centre: mirroring moves it
+    pool = FacePool(np.full((1, 128, 128, 3), 128, np.uint8), landmarks)
+    for flips in (np.array([False]), np.array([True])):
+        inputs, _ = painting_batch(pool, np.array([0]), flips)
+        lips = inputs[0, outer_lips].numpy() > 0.5
+        mouth = mouth_regions(pool, np.array([0]), flips)[0, 0].numpy()
+        assert lips.sum() > 20 and (mouth[lips] > 0.75).all()  # every lip pixel drawn lies in the (feathered) region
+        assert 0.01 < mouth.mean() < 0.1  # the mouth and its folds, not the face
 
 
 def test_faces_painted_from_drawn_codes_are_held_only_to_what_does_not_depend_on_who_it_is():

@@ -19,7 +19,10 @@ unmasking network] [+ identity_weight x the identity loss and perceptual_weight 
 loss of dlib's face recognition network on the composite (:mod:`faceflex.train.identity_loss`),
 for the faces painted from their own code]. With ``drawn_codes`` > 0 that share of each batch is
 painted from identities drawn from the prior, as at use, and held only by the rim, chroma and critic
-terms (the L1, SSIM, pyramid and dlib terms count the faces painted from their own code). A warm
+terms (the L1, SSIM, pyramid and dlib terms count the faces painted from their own code).
+[+ mouth_weight x L1 over the mouth region (:func:`mouth_regions`), pixel for pixel, for the faces
+painted from their own code: the expression's most telling part held at full resolution where the
+block-mean L1 leaves fine detail to the critic.] A warm
 start (``--init``) can take an unmasking network's weights: the layers that match are copied (the
 first convolution's RGB part included) and the new ones start so that the network begins as that
 one was.
@@ -33,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faceflex.face.masks import region_mask
 from faceflex.face.sketch import SKETCH_CHANNELS, painter_input, region_hole
 from faceflex.inference.anonymizing import Anonymizer
 from faceflex.inference.face_painting import IdentityPrior
@@ -62,6 +66,7 @@ class AnonymizerSettings(PaintingLosses):
     code_dropout: float = 0.1
     chip_jitter: float = 0.0  # > 0: dlib's chip moved at random for those terms (faceflex.train.identity_loss.jittered)
     drawn_codes: float = 0.0  # share of each batch painted from identities drawn from the prior (AnonymizerTrainer.with_drawn_codes)
+    mouth_weight: float = 0.0  # L1 over the mouth region (lips and smile folds), pixel for pixel, faces painted from their own code
     utkface: str | None = None
     seed: int = 0
 
@@ -129,6 +134,18 @@ def painting_batch(
         inputs.append(painter_input(face, region_hole(landmarks, "face" if regions is None else regions[i]), landmarks))
         truth.append(face.transpose(2, 0, 1))
     return torch.from_numpy(np.stack(inputs)), torch.from_numpy(np.stack(truth).astype(np.float32) / 255.0)
+
+
+def mouth_regions(pool: FacePool, rows: np.ndarray, flips: np.ndarray | None = None) -> torch.Tensor:
+    """(N, 1, 128, 128) float32 soft masks in [0, 1] of each face's mouth region (the lips and the
+    smile folds beside them: :func:`~faceflex.face.masks.region_mask`), mirrored as :func:`painting_batch` mirrors."""
+    masks = []
+    for i, row in enumerate(rows):
+        landmarks = np.asarray(pool.landmarks[row], np.float64)
+        if flips is not None and flips[i]:
+            landmarks = np.column_stack([pool.faces.shape[2] - landmarks[:, 0], landmarks[:, 1]])
+        masks.append(region_mask(landmarks, "mouth"))
+    return torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
 
 
 class AnonymizerTrainer(Trainer):
@@ -222,13 +239,17 @@ class AnonymizerTrainer(Trainer):
         painted = painted.float()
         hole = inputs[:, 3:4]
         l1 = region_l1(painted, truth, hole * likeness.to(self.device)[:, None, None, None], s.l1_lowpass)
-        logged = {"l1": l1}
+        logged, loss = {"l1": l1}, s.l1_weight * l1
+        if s.mouth_weight:
+            mouth = mouth_regions(self.pool, rows, flips).to(self.device) * likeness.to(self.device)[:, None, None, None]
+            logged["mouth"] = region_l1(painted, truth, mouth)
+            loss = loss + s.mouth_weight * logged["mouth"]
         chips = None
         if self.identity_loss is not None:  # read as dlib reads faces; faces painted from the mean code are not anyone
             landmarks = np.asarray(self.pool.landmarks[rows], np.float64)
             rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator))) if s.chip_jitter else None
             chips = (chip_grid_of(landmarks, truth.shape[-2:], flips, rng, s.chip_jitter), (codes != 0).any(dim=1).float() * likeness)
-        return composite_loss(self, s.l1_weight * l1, logged, inputs[:, :3], painted, hole, truth, chips, likeness.to(self.device)), logged
+        return composite_loss(self, loss, logged, inputs[:, :3], painted, hole, truth, chips, likeness.to(self.device)), logged
 
     def anonymizer(self) -> Anonymizer:
         return Anonymizer(self.model, self.prior, self.device)
