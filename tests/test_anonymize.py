@@ -227,6 +227,8 @@ def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, 
     del state["config"]["detail_output"]  # written before that field existed: it resumes with the field's default
     torch.save(state, tmp_path / "half" / "checkpoint.pt")
     resumed = trainer(tmp_path / "half")
+    resumed.prior = IdentityPrior.fit(np.random.default_rng(1).normal(size=(64, 128)))  # as a run started without --init would
+    resumed.codes = resumed.prior.code(resumed.descriptors)
     resumed.load_checkpoint(tmp_path / "half" / "checkpoint.pt")
     resumed.run()
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):

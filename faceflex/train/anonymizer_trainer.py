@@ -181,6 +181,7 @@ class AnonymizerTrainer(Trainer):
             self.prior = IdentityPrior.fit(descriptors[train_rows])
         else:
             raise ValueError(f"{self.name} starts from an anonymizer (--init data/anonymizer.pt): its encoder and identity prior")
+        self.descriptors = descriptors
         self.codes = self.prior.code(descriptors)
         train_rows = self.training_rows(train_rows, settings)
         model = model.to(device).to(memory_format=torch.channels_last)
@@ -202,6 +203,14 @@ class AnonymizerTrainer(Trainer):
 
     def export_meta(self) -> dict:
         return {"identity_prior": self.prior.to_dict()}
+
+    def checkpoint_extra(self) -> dict:
+        return {"identity_prior": self.prior.to_dict()}  # a resumed run codes its faces as the run did, --init or not
+
+    def restore_extra(self, state: dict) -> None:
+        if "identity_prior" in state:
+            self.prior = IdentityPrior.from_dict(state["identity_prior"])
+            self.codes = self.prior.code(self.descriptors)
 
     def batch(self, rows: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray | None]:
         """(inputs, true faces, codes, which faces are mirrored) of a training batch: each face with

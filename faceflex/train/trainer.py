@@ -117,7 +117,15 @@ class Trainer:
             "settings": self.settings_record(),
             "config": self.architecture(),
             **(self.adversarial.state() if self.adversarial else {}),
+            **self.checkpoint_extra(),
         }
+
+    def checkpoint_extra(self) -> dict:
+        """What else a subclass keeps in its checkpoints (plain values; :meth:`restore_extra` reads it back)."""
+        return {}
+
+    def restore_extra(self, state: dict) -> None:
+        """Restore what :meth:`checkpoint_extra` kept (absent from checkpoints written before it was)."""
 
     def save_checkpoint(self, within_epoch: dict | None = None) -> Path:
         """Everything :meth:`load_checkpoint` restores, in ``<out>/checkpoint.pt`` (atomically);
@@ -138,6 +146,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
         self.within_epoch = state.get("within_epoch")
+        self.restore_extra(state)
         if self.adversarial:
             self.adversarial.load_state(state)
         return dict(state["settings"])
