@@ -201,11 +201,11 @@ class AnonymizerTrainer(Trainer):
         """The rows trained on, from the training faces with landmarks (all of them here)."""
         return rows
 
-    def export_meta(self) -> dict:
-        return {"identity_prior": self.prior.to_dict()}
-
     def checkpoint_extra(self) -> dict:
         return {"identity_prior": self.prior.to_dict()}  # a resumed run codes its faces as the run did, --init or not
+
+    def export_meta(self) -> dict:
+        return self.checkpoint_extra()  # the weights carry the prior `faceflex anonymize` draws codes from
 
     def restore_extra(self, state: dict) -> None:
         if "identity_prior" in state:
