@@ -95,7 +95,8 @@ def _train(session: Session, trainer, resume: str | None, max_hours: float) -> N
         except (ValueError, KeyError, RuntimeError) as error:
             raise UsageProblem(f"cannot resume from {resume}: {error}") from None
         if main:
-            session.say(f"resumed from {resume} after epoch {trainer.epoch}")
+            within = f", step {trainer.within_epoch['step']} of {trainer.steps_per_epoch}" if trainer.within_epoch else ""
+            session.say(f"resumed from {resume} after epoch {trainer.epoch}{within}")
         if main and saved.get("epochs") != trainer.settings.epochs:
             session.say(
                 f"note: the learning-rate schedule now spans {trainer.settings.epochs} epochs "
