@@ -247,10 +247,11 @@ class AnonymizerTrainer(Trainer):
         _, painted = self.net(inputs, codes.to(self.device))
         painted = painted.float()
         hole = inputs[:, 3:4]
-        l1 = region_l1(painted, truth, hole * likeness.to(self.device)[:, None, None, None], s.l1_lowpass)
+        own = likeness.to(self.device)  # 1 for a face painted from its own code (chips below keep the CPU copy)
+        l1 = region_l1(painted, truth, hole * own[:, None, None, None], s.l1_lowpass)
         logged, loss = {"l1": l1}, s.l1_weight * l1
         if s.mouth_weight:
-            mouth = mouth_regions(self.pool, rows, flips).to(self.device) * likeness.to(self.device)[:, None, None, None]
+            mouth = mouth_regions(self.pool, rows, flips).to(self.device) * own[:, None, None, None]
             logged["mouth"] = region_l1(painted, truth, mouth)
             loss = loss + s.mouth_weight * logged["mouth"]
         chips = None
@@ -258,7 +259,7 @@ class AnonymizerTrainer(Trainer):
             landmarks = np.asarray(self.pool.landmarks[rows], np.float64)
             rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator))) if s.chip_jitter else None
             chips = (chip_grid_of(landmarks, truth.shape[-2:], flips, rng, s.chip_jitter), (codes != 0).any(dim=1).float() * likeness)
-        return composite_loss(self, loss, logged, inputs[:, :3], painted, hole, truth, chips, likeness.to(self.device)), logged
+        return composite_loss(self, loss, logged, inputs[:, :3], painted, hole, truth, chips, own), logged
 
     def anonymizer(self) -> Anonymizer:
         return Anonymizer(self.model, self.prior, self.device)
