@@ -132,12 +132,16 @@ def test_a_run_stopped_within_an_epoch_goes_on_from_its_last_checkpoint_as_if_ne
         stopped.run()
     state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 1 and state["within_epoch"]["step"] == 2
+    before = state["within_epoch"]["seconds"]
+    assert before > 0
     resumed = ClassifierTrainer(TASKS["expression"], data, TINY, tmp_path / "b", torch.device("cpu"))
     resumed.load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    resumed.within_epoch["seconds"] = before + 1000.0  # as if the stopped process had run its epoch for 1000 s more
     resumed.run()
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert straight.history[-1]["loss"] == resumed.history[-1]["loss"]
+    assert resumed.history[-1]["seconds"] >= 1000  # the epoch's time counts its run before the stop
     assert "within_epoch" not in torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
 
 

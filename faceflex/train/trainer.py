@@ -158,6 +158,10 @@ class Trainer:
         return save_weights(path or self.out / f"{self.name}.pt", model, model.config.to_dict(), meta)
 
     # -- training ----------------------------------------------------------------------------
+    def seconds_before_resume(self) -> float:
+        """Seconds the epoch under way had run when its within-epoch checkpoint was taken (0 at an epoch's start)."""
+        return float(self.within_epoch.get("seconds", 0.0)) if self.within_epoch is not None else 0.0
+
     def train_epoch(self, progress: Callable[[int, dict], None] | None = None) -> dict:
         """One epoch; data order, augmentation and noise depend only on (seed, epoch) [and the rank:
         under torchrun each process takes every world-th row of each batch and draws its own
@@ -169,10 +173,11 @@ class Trainer:
         order = self.train_rows[torch.randperm(len(self.train_rows), generator=generator).numpy()]
         if self.ranks.rank:
             generator.manual_seed(s.seed * 100_003 + self.epoch + 1_000_003 * self.ranks.rank)
-        first, totals = 0, {}
+        first, totals, began = 0, {}, time.perf_counter()
         if self.within_epoch is not None:  # resumed from a checkpoint taken within this epoch
             first, totals = int(self.within_epoch["step"]), dict(self.within_epoch["totals"])
             generator.set_state(self.within_epoch["generator"])
+            began -= self.seconds_before_resume()
             self.within_epoch = None
             if progress:
                 progress(first, {})
@@ -197,7 +202,8 @@ class Trainer:
             if progress:
                 progress(1, values)
             if self.ranks.world == 1 and i + 1 < self.steps_per_epoch and time.perf_counter() - saved >= self.checkpoint_seconds:
-                self.save_checkpoint({"step": i + 1, "generator": generator.get_state(), "totals": totals})
+                elapsed = time.perf_counter() - began
+                self.save_checkpoint({"step": i + 1, "generator": generator.get_state(), "totals": totals, "seconds": elapsed})
                 saved = time.perf_counter()
         self.epoch += 1
         return distributed.mean_over_ranks({key: value / self.steps_per_epoch for key, value in totals.items()})
@@ -210,7 +216,7 @@ class Trainer:
         start = time.perf_counter()
         last = self.settings.epochs if stop_after is None else min(self.settings.epochs, self.epoch + stop_after)
         while self.epoch < last:
-            epoch_start = time.perf_counter()
+            epoch_start = time.perf_counter() - self.seconds_before_resume()  # an epoch's seconds count its run before a resume
             with progress_factory(self.epoch, self.steps_per_epoch) if progress_factory else contextlib.nullcontext() as bar:
                 means = self.train_epoch(bar)
             if self.ranks.main:
