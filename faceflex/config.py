@@ -310,6 +310,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
             f"{section}.code_dropout": _number(float, 0.0, 1.0),
             f"{section}.chip_jitter": _number(float, 0.0, 0.5),
             f"{section}.drawn_codes": _number(float, 0.0, 1.0),
+            f"{section}.refit_points": _number(float, 0.0, 1.0),
             f"{section}.utkface": _path,
         }.items()
     },

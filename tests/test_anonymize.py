@@ -214,6 +214,7 @@ def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, 
         chip_jitter=0.05,
         drawn_codes=0.5,
         mouth_weight=1.0,
+        refit_points=0.5,
     )
 
     def trainer(out: Path) -> AnonymizerTrainer:
@@ -252,6 +253,24 @@ def test_the_mouth_term_covers_the_lips_drawn_for_the_network_mirrored_or_not():
         mouth = mouth_regions(pool, np.array([0]), flips)[0, 0].numpy()
         assert lips.sum() > 20 and (mouth[lips] > 0.75).all()  # every lip pixel drawn lies in the (feathered) region
         assert 0.01 < mouth.mean() < 0.1  # the mouth and its folds, not the face
+
+
+def test_faces_can_be_holed_and_drawn_with_other_points_than_the_pools():
+    from faceflex.train.anonymizer_trainer import painting_batch
+    from faceflex.train.unmask_trainer import FacePool
+
+    landmarks = template_landmarks()[None]
+    pool = FacePool(np.full((1, 128, 128, 3), 128, np.uint8), landmarks)
+    moved = landmarks + np.array([9.0, 0.0])
+
+    def hole_centre(drawn_with, flips=None) -> float:
+        hole = painting_batch(pool, np.array([0]), flips, drawn_with=drawn_with)[0][0, 3].numpy()
+        return float((hole.sum(axis=0) * np.arange(128)).sum() / hole.sum())
+
+    plain = hole_centre(None)
+    assert hole_centre(np.full_like(moved, np.nan)) == plain  # NaN rows: the pool's points
+    assert abs(hole_centre(moved) - plain - 9.0) < 1.0
+    assert abs(hole_centre(moved, np.array([True])) - (127.0 - plain - 9.0)) < 1.5  # the points drawn are mirrored too
 
 
 def test_faces_painted_from_drawn_codes_are_held_only_to_what_does_not_depend_on_who_it_is():
@@ -346,7 +365,8 @@ def test_the_evaluation_draws_the_landmarks_it_measures(demo_rgb, demo_faces, mo
     """The generator is drawn the points dlib finds on each held-out crop (as the command draws those
     it finds on the photo), not the cached ones it would then be measured against; a generator that
     gives the face back unchanged scores no landmark error and is re-identified every time."""
-    from faceflex.evaluation.anonymizing import _landmarks_in, held_out_figures, summary
+    from faceflex.evaluation.anonymizing import held_out_figures, summary
+    from faceflex.face.detect import refit_landmarks
 
     aligned = align_face(demo_rgb, demo_faces[0].landmarks)
     cache = fake_faces(aligned.image, 10)
@@ -360,7 +380,7 @@ def test_the_evaluation_draws_the_landmarks_it_measures(demo_rgb, demo_faces, mo
 
     monkeypatch.setattr(anonymizer, "paint", give_back)
     figures = held_out_figures(anonymizer, cache, rows, methods=("generate",), classifiers=False)
-    expected = np.stack([_landmarks_in(np.asarray(cache.faces[r]), cache.landmarks[r]) for r in rows])
+    expected = np.stack([refit_landmarks(np.asarray(cache.faces[r]), cache.landmarks[r]) for r in rows])
     assert np.allclose(drawn[0], expected) and not np.allclose(drawn[0], cache.landmarks[rows], atol=1.0)
     report = summary(figures)["generate"]
     assert report["landmark_error_iod"] == 0.0 and report["reidentified"] == 1.0 and report["sharpness"] == 1.0

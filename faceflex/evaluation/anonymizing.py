@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from faceflex.face.blend import paste_over
+from faceflex.face.detect import refit_landmarks
 from faceflex.face.identity import SAME_PERSON, face_descriptors
 from faceflex.face.masks import region_mask
 from faceflex.face.obscure import obscure_patch
@@ -71,13 +72,6 @@ def anonymized(
             raise ValueError("generate needs the anonymizer and identity codes")
         return anonymizer.paint_new_people(faces, landmarks, candidates, normalise_shape, judge)[0]
     return np.stack([paste_over(face, *obscure_patch(face, lm, method)) for face, lm in zip(faces, landmarks)])
-
-
-def _landmarks_in(rgb: np.ndarray, box_from: np.ndarray) -> np.ndarray:
-    from faceflex.face.detect import predict_landmarks
-
-    (x0, y0), (x1, y1) = box_from.min(axis=0), box_from.max(axis=0)
-    return predict_landmarks(np.ascontiguousarray(rgb), (x0, y0, x1, y1))
 
 
 def _iod(points: np.ndarray) -> float:
@@ -124,7 +118,7 @@ def held_out_figures(
 
         models = load_classifiers("cpu")
     faces, given = np.asarray(cache.faces[rows]), np.asarray(cache.landmarks[rows], np.float64)
-    points = np.stack([_landmarks_in(face, lm) for face, lm in zip(faces, given)])
+    points = np.stack([refit_landmarks(face, lm) for face, lm in zip(faces, given)])
     originals = face_descriptors(list(faces), list(given))
     candidates = None if anonymizer is None else [anonymizer.identities(seed, int(r)) for r in rows]
 
@@ -152,7 +146,7 @@ def held_out_figures(
         descriptors = face_descriptors(list(out), list(given))
         distances = np.linalg.norm(descriptors - originals, axis=1)
         nearest = np.linalg.norm(descriptors[:, None] - originals[None], axis=2).argmin(axis=1)
-        marks = np.stack([_landmarks_in(face, lm) for face, lm in zip(out, given)])
+        marks = np.stack([refit_landmarks(face, lm) for face, lm in zip(out, given)])
         after = expression_facts(out, marks)
         core = torch.from_numpy(np.stack([region_mask(lm, "face") >= 0.99 for lm in points])[:, None].astype(np.float32))
         core = -F.max_pool2d(-core, 5, stride=1, padding=2)  # 2 px in from the region's edge

@@ -173,6 +173,14 @@ def predict_landmarks(rgb: np.ndarray, box: tuple[float, float, float, float]) -
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 
+def refit_landmarks(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """dlib's 68 landmarks (68, 2) predicted on ``rgb`` in the box spanned by ``points`` (68, 2, x right
+    and y down in pixels): what dlib finds on this very image where a face is known to be (an aligned
+    128-px crop reads coarser than the photo it came from)."""
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    return predict_landmarks(np.ascontiguousarray(rgb), (x0, y0, x1, y1))
+
+
 def detect_faces(rgb: np.ndarray, settings: DetectSettings | None = None) -> list[Face]:
     """Every face in an (H, W, 3) uint8 RGB photo, with 68 landmarks, largest first."""
     settings = settings or DetectSettings()

@@ -86,6 +86,8 @@ class AttributePainterTrainer(AnonymizerTrainer):
             raise ValueError(f"direction must be add or remove, not {settings.direction!r}")
         if settings.utkface:
             raise ValueError("the attribute painter trains on CelebA-HQ's attribute labels; UTKFace has none (leave utkface unset)")
+        if settings.refit_points:
+            raise ValueError("the attribute painter draws its regions with the cached landmarks (leave refit_points at 0)")
         self.holes = HOLES[settings.attribute]
         super().__init__(cache, cache_dir, config, settings, out, device, init)
         for name, parameter in self.model.named_parameters():
