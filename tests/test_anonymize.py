@@ -362,11 +362,12 @@ def test_a_video_keeps_one_new_identity_per_face(tmp_path, demo_rgb, shipped_ano
 
 
 def test_the_evaluation_draws_the_landmarks_it_measures(demo_rgb, demo_faces, monkeypatch):
-    """The generator is drawn the points dlib finds on each held-out crop (as the command draws those
-    it finds on the photo), not the cached ones it would then be measured against; a generator that
-    gives the face back unchanged scores no landmark error and is re-identified every time."""
-    from faceflex.evaluation.anonymizing import held_out_figures, summary
-    from faceflex.face.detect import refit_landmarks
+    """The generator is drawn the points dlib finds on each held-out crop in the box its detector
+    finds there (as the command draws those it finds on the photo), not the cached ones it would then
+    be measured against; a generator that gives the face back unchanged scores no landmark error and
+    is re-identified every time."""
+    from faceflex.evaluation.anonymizing import fitting_box, held_out_figures, summary
+    from faceflex.face.detect import DetectSettings, detect_boxes, predict_landmarks
 
     aligned = align_face(demo_rgb, demo_faces[0].landmarks)
     cache = fake_faces(aligned.image, 10)
@@ -380,7 +381,14 @@ def test_the_evaluation_draws_the_landmarks_it_measures(demo_rgb, demo_faces, mo
 
     monkeypatch.setattr(anonymizer, "paint", give_back)
     figures = held_out_figures(anonymizer, cache, rows, methods=("generate",), classifiers=False)
-    expected = np.stack([refit_landmarks(np.asarray(cache.faces[r]), cache.landmarks[r]) for r in rows])
+    face = np.asarray(cache.faces[rows[0]])
+    box = fitting_box(face, cache.landmarks[rows[0]])
+    assert box == detect_boxes(face, DetectSettings())[0][0]  # the detector's box, not the cached points'
+    assert fitting_box(np.zeros_like(face), cache.landmarks[rows[0]]) == (
+        *cache.landmarks[rows[0]].min(axis=0),
+        *cache.landmarks[rows[0]].max(axis=0),
+    )
+    expected = np.stack([predict_landmarks(face, box)] * 2)
     assert np.allclose(drawn[0], expected) and not np.allclose(drawn[0], cache.landmarks[rows], atol=1.0)
     report = summary(figures)["generate"]
     assert report["landmark_error_iod"] == 0.0 and report["reidentified"] == 1.0 and report["sharpness"] == 1.0
