@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from faceflex.face.blend import paste_over
-from faceflex.face.detect import predict_landmarks
+from faceflex.face.detect import DetectSettings, detect_boxes, predict_landmarks
 from faceflex.face.identity import SAME_PERSON, face_descriptors
 from faceflex.face.masks import region_mask
 from faceflex.face.obscure import obscure_patch
@@ -100,8 +100,6 @@ def fitting_box(rgb: np.ndarray, points: np.ndarray) -> tuple[float, float, floa
     points' own box where the detector finds none (4 % of the held-out crops). Fitted in the points'
     own box, dlib's points on the crop are off the cached ones by more than 0.15 inter-ocular
     distances on 12 % of the faces; in the detector's box, on 3.6 % (docs/ANONYMIZE.md)."""
-    from faceflex.face.detect import DetectSettings, detect_boxes
-
     (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
     boxes = [box for box, _, _ in detect_boxes(np.ascontiguousarray(rgb), DetectSettings())]
     if not boxes:
