@@ -159,6 +159,7 @@ def anonymize_photo(
     *,
     seed: int = 0,
     normalise_shape: float = 0.0,
+    keep_tone: bool = True,
     weights: str | Path | None = None,
     device: str = "auto",
     detect: DetectSettings | None = None,
@@ -169,7 +170,9 @@ def anonymize_photo(
     ``identity_distance``: dlib's descriptor distance from the original (>= 0.6: not the same person)."""
     from faceflex.steps.anonymize import AnonymizeStep
 
-    step = AnonymizeStep(method, seed, weights=str(weights) if weights else None, normalise_shape=normalise_shape, device=device)
+    step = AnonymizeStep(
+        method, seed, weights=str(weights) if weights else None, normalise_shape=normalise_shape, keep_tone=keep_tone, device=device
+    )
     result = run_step(_rgb(photo), step, detect, faces)
     records = result.records
     for variant, image in result.images():

@@ -274,6 +274,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "anonymize.save_parts": _boolean,
     "anonymize.weights": _path,
     "anonymize.normalise_shape": _number(float, 0.0, 1.0),
+    "anonymize.keep_tone": _boolean,
     **{
         key: check
         for net, section in (("anonymizer_net", "train_anonymize"), ("painter_net", "train_paint"))

@@ -15,7 +15,7 @@ from PIL import Image
 from faceflex.cli import cli
 from faceflex.face.align import align_face, template_landmarks
 from faceflex.face.blend import paste_over
-from faceflex.face.masks import region_mask
+from faceflex.face.masks import region_mask, skin_mask
 from faceflex.face.obscure import obscure_patch
 from faceflex.face.sketch import SKETCH_CHANNELS, anonymizer_input, expression_landmarks, landmark_sketch, region_hole
 from faceflex.face.tracking import FaceTracker, box_iou
@@ -98,7 +98,7 @@ def test_identities_are_tried_until_dlib_tells_the_painting_from_the_person(monk
     distance = {1: 0.3, 2: 0.9, 4: 0.7, 7: 0.2, 8: 0.5, 9: 0.4, 10: 0.1}
     painted_with = []
 
-    def scripted_paint(images, marks, codes, normalise_shape=0.0):
+    def scripted_paint(images, marks, codes, normalise_shape=0.0, keep_tone=True):
         painted = np.array(images)
         painted[:, :64] = np.array([number[code.tobytes()] for code in codes], np.uint8)[:, None, None, None]
         painted_with.append(sorted(number[code.tobytes()] for code in codes))
@@ -167,6 +167,84 @@ def tiny_anonymizer() -> Anonymizer:
     return Anonymizer(model, prior, torch.device("cpu"))
 
 
+def test_keeping_the_tone_takes_the_originals_coarse_colour_and_keeps_the_paintings_light_and_detail(demo_rgb, demo_faces):
+    from faceflex.face.blend import kept_tone
+    from faceflex.face.texture import chroma, luminance, smooth
+
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    original = aligned.image
+    hole = region_hole(aligned.landmarks) > 0
+    painted = original.astype(np.int16)
+    painted[hole] += np.array([-25, 30, -25], np.int16)  # a green cast
+    painted[60:62, 40:90] += np.array([40, -20, -10], np.int16)  # a thin red line: fine colour of the painting's own
+    painted = np.clip(painted, 0, 255).astype(np.uint8)
+    toned = kept_tone(painted, original, hole)
+    assert np.array_equal(toned[~hole], painted[~hole])
+    inner = hole & (region_mask(aligned.landmarks, "face") >= 0.99)
+    inner[55:67] = False  # away from the line
+    coarse = [np.dstack([smooth(chroma(image)[..., k], 4.0) for k in range(2)]) for image in (toned, original, painted)]
+    assert np.abs(coarse[2] - coarse[1])[inner].mean() > 15  # the cast, before
+    assert np.abs(coarse[0] - coarse[1])[inner].mean() < 2.5  # gone: the original's colouring
+    assert np.abs(luminance(toned) - luminance(painted))[hole].mean() < 1.0  # the painting's light and shape kept
+    line, beside = chroma(toned)[60:62, 50:80, 1].mean(), chroma(toned)[52:54, 50:80, 1].mean()
+    assert line - beside > 12  # the line's red stays (fine chroma is the painting's)
+    darker = np.clip(painted.astype(np.float32) * np.where(hole, 0.6, 1.0)[..., None], 0, 255).astype(np.uint8)  # a darker person
+    skin = skin_mask(aligned.landmarks)
+    lit = kept_tone(darker, original, hole, skin)
+    assert abs(luminance(lit)[skin & hole].mean() - luminance(original)[skin & hole].mean()) < 2  # as light as the skin was
+    unlit = kept_tone(darker, original, hole)
+    assert abs(luminance(unlit)[skin & hole].mean() - luminance(darker)[skin & hole].mean()) < 1  # no skin given: its light kept
+
+    anonymizer = tiny_anonymizer()
+    codes = anonymizer.identities(0, 0, 1)
+    own, holes = anonymizer.paint(original[None], aligned.landmarks[None], codes, keep_tone=False)
+    kept, _ = anonymizer.paint(original[None], aligned.landmarks[None], codes)
+    assert np.array_equal(kept[0], kept_tone(own[0], original, holes[0] > 0, skin)) and not np.array_equal(kept, own)
+
+
+def test_the_central_detail_reads_the_eyes_nose_and_mouth_not_the_hair(demo_rgb, demo_faces):
+    from faceflex.face.texture import smooth
+    from faceflex.inference.anonymizing import central_detail
+
+    aligned = align_face(demo_rgb, demo_faces[0].landmarks)
+    face, points = aligned.image, aligned.landmarks
+    soft = np.dstack([smooth(face[..., k].astype(np.float32), 1.5) for k in range(3)]).round().astype(np.uint8)
+    hair = face.copy()
+    top = int(points[17:27, 1].min()) - 2
+    hair[:top] = np.random.default_rng(0).integers(0, 256, hair[:top].shape)  # streaks above the brows
+    sharp, blurred, streaked = central_detail(np.stack([face, soft, hair]), points)
+    assert sharp > 3 * blurred and streaked == sharp
+
+
+def test_codes_are_tried_best_rated_first_and_the_rating_learns_what_paints_detail(monkeypatch):
+    from faceflex.inference.anonymizing import DRAWN, CodeRating
+
+    anonymizer = tiny_anonymizer()
+    drawn = anonymizer.prior.sample(np.random.default_rng([3, 1]), DRAWN)
+    assert np.array_equal(anonymizer.identities(3, 1, 4), drawn[:4])  # without a rating: in drawn order
+
+    def scripted_paint(faces, landmarks, codes, normalise_shape=0.0, keep_tone=True):
+        """Texture whose contrast grows with the code's first value (and nothing else of it)."""
+        noise = np.random.default_rng(0).normal(size=(128, 128, 1))
+        contrast = 20 * np.exp(np.clip(np.asarray(codes)[:, 0], -2, 2))[:, None, None, None]
+        painted = np.clip(128 + contrast * noise, 0, 255).astype(np.uint8).repeat(3, axis=3)
+        return painted, np.ones((len(codes), 128, 128), np.float32)
+
+    monkeypatch.setattr(anonymizer, "paint", scripted_paint)
+    landmarks = np.repeat(template_landmarks()[None], 3, axis=0)
+    codes = anonymizer.prior.sample(np.random.default_rng(5), 256)
+    rating = CodeRating.fit(anonymizer, np.zeros((3, 128, 128, 3), np.uint8), landmarks, codes)
+    assert np.argmax(np.abs(rating.weights)) == 0 and rating.weights[0] > 0
+    test = anonymizer.prior.sample(np.random.default_rng(6), 64)
+    assert np.corrcoef(rating.rate(test), test[:, 0])[0, 1] > 0.8
+
+    anonymizer = Anonymizer(anonymizer.model, anonymizer.prior, torch.device("cpu"), {"code_rating": rating.to_dict()})
+    tried = anonymizer.identities(3, 1)
+    assert all(any(np.array_equal(code, d) for d in drawn) for code in tried)  # of the codes drawn for (seed, key)
+    assert np.all(np.diff(rating.rate(tried)) <= 0) and rating.rate(tried)[-1] >= np.sort(rating.rate(drawn))[-len(tried)]
+    assert np.array_equal(anonymizer.identities(3, 1, 3), tried[:3])  # the first ones do not depend on how many
+
+
 def test_same_seed_same_face_other_seed_other_face_face_free_photo_untouched(demo_rgb, demo_faces):
     from faceflex.pipeline.flow import run_step
     from faceflex.steps.anonymize import AnonymizeStep
@@ -203,6 +281,8 @@ def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, 
         lambda faces, *a, **k: np.random.default_rng(len(faces)).normal(size=(len(faces), 128)).astype(np.float32),
     )
     monkeypatch.setattr("faceflex.train.anonymizer_trainer.AnonymizerTrainer.evaluate", lambda self: {})
+    monkeypatch.setattr("faceflex.train.anonymizer_trainer.RATING_CODES", 16)
+    monkeypatch.setattr("faceflex.train.anonymizer_trainer.RATING_FACES", 2)
     cache = fake_faces(align_face(demo_rgb, demo_faces[0].landmarks).image)
     settings = AnonymizerSettings(
         epochs=2,
@@ -237,6 +317,12 @@ def test_training_resumes_exactly_and_exports_an_anonymizer(tmp_path, demo_rgb, 
     loaded = load_anonymizer(tmp_path / "whole" / "anonymizer.pt", "cpu")
     faces, _ = loaded.paint(cache.faces[:2], cache.landmarks[:2], loaded.prior.sample(np.random.default_rng(0), 2))
     assert faces.shape == (2, 128, 128, 3) and (tmp_path / "whole" / "epoch_002.png").is_file()
+    assert loaded.rating is not None and loaded.rating.weights.shape == (128,)  # the codes it draws are rated
+    (tmp_path / "whole" / "anonymizer.pt").unlink()
+    finished = trainer(tmp_path / "whole")
+    finished.load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    finished.run()  # nothing left to train: the weights are exported again
+    assert load_anonymizer(tmp_path / "whole" / "anonymizer.pt", "cpu").rating is not None
 
 
 def test_the_mouth_term_covers_the_lips_drawn_for_the_network_mirrored_or_not():
@@ -331,6 +417,7 @@ def test_anonymize_command_writes_faces_parts_and_identity_distances(tmp_path, d
     ok = next(r for r in doc["inputs"] if r["status"] == "ok")
     (face,) = ok["faces"]
     assert face["method"] == "generate" and face["seed"] == 7 and face["identity_key"] == 0
+    assert doc["settings"]["keep_tone"] is True  # the default, recorded
     (image,) = [o for o in ok["outputs"] if o["product"] == "anonymized"]
     assert image["identity_distance"][0] >= 0.6  # not the same person by dlib's rule
     parts = np.asarray(Image.open(out / "hopper.parts.png"))
@@ -375,7 +462,7 @@ def test_the_evaluation_draws_the_landmarks_it_measures(demo_rgb, demo_faces, mo
     rows = cache.split("test")[:2]
     anonymizer, drawn = tiny_anonymizer(), []
 
-    def give_back(faces, landmarks, codes, normalise_shape=0.0):
+    def give_back(faces, landmarks, codes, normalise_shape=0.0, keep_tone=True):
         drawn.append(np.array(landmarks))
         return np.array(faces), np.zeros(np.shape(faces)[:3], np.float32)
 

@@ -97,10 +97,11 @@ def evaluate_unmask(session: Session, weights, detail_weights, cache, limit, pho
 @click.option("--method", "methods", type=click.Choice(ANONYMIZE_METHODS), multiple=True, help="Methods to measure (default: all three).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated identities.")
 @click.option("--normalise-shape", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, help="As anonymize's.")
+@click.option("--keep-tone/--new-tone", default=True, show_default=True, help="As anonymize's.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @verbosity_options
 @click.pass_obj
-def evaluate_anonymize(session: Session, weights, cache, limit, methods, seed, normalise_shape, out_path) -> None:
+def evaluate_anonymize(session: Session, weights, cache, limit, methods, seed, normalise_shape, keep_tone, out_path) -> None:
     """Re-identification, detection, landmark error, expression kept, sharpness, colour cast and time per face, per method,
     on held-out CelebA-HQ faces (docs/ANONYMIZE.md)."""
     from faceflex.evaluation.anonymizing import METHODS, held_out_figures, summary
@@ -117,8 +118,11 @@ def evaluate_anonymize(session: Session, weights, cache, limit, methods, seed, n
         raise UsageProblem(str(error)) from None
     rows = faces.split("test")[:limit]
     with session.progress(len(rows) * len(methods), "anonymizing held-out faces") as bar:
-        report = summary(held_out_figures(anonymizer, faces, rows, methods, seed, progress=bar.update, normalise_shape=normalise_shape))
-    _report({"weights": str(weights or "shipped"), "seed": seed, "normalise_shape": normalise_shape, **report}, out_path)
+        figures = held_out_figures(
+            anonymizer, faces, rows, methods, seed, progress=bar.update, normalise_shape=normalise_shape, keep_tone=keep_tone
+        )
+    settings = {"weights": str(weights or "shipped"), "seed": seed, "normalise_shape": normalise_shape, "keep_tone": keep_tone}
+    _report({**settings, **summary(figures)}, out_path)
 
 
 @evaluate.command("classifier")

@@ -133,10 +133,15 @@ def unmask(session: Session, save_mask, weights, detail_weights, **kwargs) -> No
     help="generate: move the face's proportions this far toward the average face (expression kept): less of its shape passes on.",
 )
 @click.option(
+    "--keep-tone/--new-tone",
+    default=None,
+    help="generate: the new face takes the original's colouring, blurred (default), or keeps the network's own (nothing of the face used).",
+)
+@click.option(
     "--every", type=click.IntRange(min=1), default=1, show_default=True, help="Videos: anonymize every Nth frame (the video keeps those)."
 )
 @click.pass_obj
-def anonymize(session: Session, method, identity_seed, save_parts, weights, normalise_shape, every, **kwargs) -> None:
+def anonymize(session: Session, method, identity_seed, save_parts, weights, normalise_shape, keep_tone, every, **kwargs) -> None:
     """Replace every face with a new person who has the same expression and pose, or blur / pixelate it.
 
     PATHS are images, videos, folders or globs; with none, the demo face. generate paints a new face
@@ -159,6 +164,7 @@ def anonymize(session: Session, method, identity_seed, save_parts, weights, norm
             "anonymize.save_parts": save_parts,
             "anonymize.weights": weights,
             "anonymize.normalise_shape": normalise_shape,
+            "anonymize.keep_tone": keep_tone,
         }
     )
     section = config["anonymize"]
@@ -169,6 +175,7 @@ def anonymize(session: Session, method, identity_seed, save_parts, weights, norm
             section["save_parts"],
             section["weights"],
             section["normalise_shape"],
+            section["keep_tone"],
             torch_device(config).type,
         )
     except (FileNotFoundError, WeightsError) as error:

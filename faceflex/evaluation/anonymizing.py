@@ -25,7 +25,7 @@ anonymizer with identities seeded by (seed, row), tried in turn as ``faceflex an
   the other);
 - colour cast: how far the anonymised face's colour strays from the original's, coarsely: the 95th
   percentile over the face's skin (the face region 2 px in from its edge, less the eyes, brows and
-  mouth: :func:`skin`) of the CbCr distance (0-255 scale) between
+  mouth: :func:`faceflex.face.masks.skin_mask`) of the CbCr distance (0-255 scale) between
   the two faces' chroma, each smoothed by a Gaussian of :data:`CAST_SIGMA` px. A new person under
   the same light and beside the same neck and ears has about the same skin tone; a greenish
   patch or a tinted face raises it, fine detail (pores, stubble) barely does;
@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from faceflex.face.blend import paste_over
 from faceflex.face.detect import DetectSettings, detect_boxes, predict_landmarks
 from faceflex.face.identity import SAME_PERSON, face_descriptors
-from faceflex.face.masks import region_mask
+from faceflex.face.masks import region_mask, skin_mask
 from faceflex.face.obscure import obscure_patch
 from faceflex.face.texture import chroma, smooth
 from faceflex.inference.anonymizing import Anonymizer, Judge, aligned_distances
@@ -64,13 +64,14 @@ def anonymized(
     candidates: list[np.ndarray] | None,
     normalise_shape: float = 0.0,
     judge: Judge | None = None,
+    keep_tone: bool = True,
 ) -> np.ndarray:
     """Aligned faces (N, 128, 128, 3) uint8 anonymised by ``method`` (``candidates``: generate's
     identity codes per face, tried in turn, each checked by ``judge``, as in :meth:`Anonymizer.paint_new_people`)."""
     if method == "generate":
         if anonymizer is None or candidates is None:
             raise ValueError("generate needs the anonymizer and identity codes")
-        return anonymizer.paint_new_people(faces, landmarks, candidates, normalise_shape, judge)[0]
+        return anonymizer.paint_new_people(faces, landmarks, candidates, normalise_shape, judge, keep_tone)[0]
     return np.stack([paste_over(face, *obscure_patch(face, lm, method)) for face, lm in zip(faces, landmarks)])
 
 
@@ -84,12 +85,6 @@ def colour_cast(image: np.ndarray, original: np.ndarray, region: np.ndarray) -> 
     difference = chroma(image) - chroma(original)
     coarse = np.stack([smooth(difference[..., k], CAST_SIGMA) for k in range(2)], axis=-1)
     return float(np.percentile(np.linalg.norm(coarse[region], axis=1), 95)) if region.any() else 0.0
-
-
-def skin(landmarks: np.ndarray) -> np.ndarray:
-    """(128, 128) bool: the aligned face less its eyes and brows and its mouth (where a new person
-    legitimately differs in colour)."""
-    return (region_mask(landmarks, "eyes") < 0.5) & (region_mask(landmarks, "mouth") < 0.5)
 
 
 def fitting_box(rgb: np.ndarray, points: np.ndarray) -> tuple[float, float, float, float]:
@@ -123,9 +118,11 @@ def held_out_figures(
     classifiers: bool = True,
     progress: Callable[[int], None] | None = None,
     normalise_shape: float = 0.0,
+    keep_tone: bool = True,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per method, per-face figures (arrays, see the module docstring) on cache ``rows``;
-    ``classifiers`` False leaves out the expression-kept figures (no classifier loaded)."""
+    ``classifiers`` False leaves out the expression-kept figures (no classifier loaded);
+    ``normalise_shape`` and ``keep_tone`` as ``faceflex anonymize``'s."""
     from faceflex.face.crops import attribute_input, expression_input
 
     models = None
@@ -157,7 +154,7 @@ def held_out_figures(
     for method in methods:
         start = time.perf_counter()
         out = anonymized(
-            method, anonymizer, faces, points, candidates, normalise_shape, aligned_distances(faces, given)
+            method, anonymizer, faces, points, candidates, normalise_shape, aligned_distances(faces, given), keep_tone
         )  # checked as measured
         seconds = (time.perf_counter() - start) / max(1, len(rows))
         descriptors = face_descriptors(list(out), list(given))
@@ -176,7 +173,9 @@ def held_out_figures(
             "seconds": np.full(len(rows), seconds),
             "detail": high_frequency_energy(torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255, core).numpy(),
             "true_detail": high_frequency_energy(torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255, core).numpy(),
-            "colour_cast": np.array([colour_cast(o, f, (c[0] > 0) & skin(lm)) for o, f, c, lm in zip(out, faces, core.numpy(), points)]),
+            "colour_cast": np.array(
+                [colour_cast(o, f, (c[0] > 0) & skin_mask(lm)) for o, f, c, lm in zip(out, faces, core.numpy(), points)]
+            ),
             **{f"{key}_kept": after[key] == before[key] for key in after},
         }
         if progress:

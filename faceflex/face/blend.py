@@ -342,6 +342,23 @@ def harmonic_fill(values: np.ndarray, fixed: np.ndarray, iterations: int = 60) -
     return field
 
 
+def _recoloured(painted: np.ndarray, coarse: np.ndarray, region: np.ndarray, sigma: float, gain: float = 1.0) -> np.ndarray:
+    """``painted`` (S, S, 3 uint8) with, inside ``region`` (S, S bool), its chroma coarser than a
+    Gaussian of ``sigma`` px replaced by ``coarse`` (S, S, 2: Cb, Cr of BT.601, 0-255 scale, centred
+    on 0) and its luminance times ``gain``; the finer part of its chroma is kept; outside the region
+    unchanged."""
+    from faceflex.face.texture import chroma, luminance, smooth
+
+    y = luminance(painted)
+    y = np.where(region, y * gain, y)
+    own = chroma(painted)
+    toned = np.dstack([coarse[..., k] + own[..., k] - smooth(own[..., k], sigma) for k in range(2)])
+    cb, cr = np.where(region[..., None], toned, own).transpose(2, 0, 1)
+    red, blue = y + cr / 0.713, y + cb / 0.564
+    green = (y - 0.299 * red - 0.114 * blue) / 0.587
+    return np.clip(np.rint(np.dstack([red, green, blue])), 0, 255).astype(np.uint8)
+
+
 def matched_chroma(painted: np.ndarray, photo: np.ndarray, region: np.ndarray, sigma: float = 3.0) -> np.ndarray:
     """``painted`` (S, S, 3 uint8) whose colour, inside ``region`` (S, S bool), takes the tone of
     ``photo`` around the region: in YCbCr (BT.601), the painting's luminance and the fine part of its
@@ -349,19 +366,32 @@ def matched_chroma(painted: np.ndarray, photo: np.ndarray, region: np.ndarray, s
     membrane (harmonic fill) of the photo's chroma from outside the region. A painting tinted by what
     it saw (skin painted yellow beside lenses tinted yellow) comes out in the person's skin tone;
     outside the region it is unchanged. S must halve down to 16 px (the 128-px aligned frame)."""
+    from faceflex.face.texture import chroma
+
+    if not region.any():
+        return painted
+    return _recoloured(painted, harmonic_fill(chroma(photo), ~region), region, sigma)
+
+
+def kept_tone(
+    painted: np.ndarray, original: np.ndarray, region: np.ndarray, skin: np.ndarray | None = None, sigma: float = 4.0
+) -> np.ndarray:
+    """``painted`` (S, S, 3 uint8) in the skin tone of ``original`` (S, S, 3 uint8, the same frame):
+    inside ``region`` (S, S bool) the painting's chroma coarser than a Gaussian of ``sigma`` px
+    becomes the original's (skin colour, blush, the hair's colour), and with ``skin`` (S, S bool) its
+    luminance is scaled (one gain, 0.5-2) so that its mean over the skin is the original's (how
+    light the skin is); the painting's shading (shape) and finer chroma (lips, eyes, strands) stay
+    its own; outside the region unchanged. Only colour blurred over ``sigma`` px and the skin's
+    mean lightness pass from the original."""
     from faceflex.face.texture import chroma, luminance, smooth
 
     if not region.any():
         return painted
-
-    y = luminance(painted)
-    own = chroma(painted)
-    membrane = harmonic_fill(chroma(photo), ~region)
-    toned = np.dstack([membrane[..., k] + own[..., k] - smooth(own[..., k], sigma) for k in range(2)])
-    cb, cr = np.where(region[..., None], toned, own).transpose(2, 0, 1)
-    red, blue = y + cr / 0.713, y + cb / 0.564
-    green = (y - 0.299 * red - 0.114 * blue) / 0.587
-    return np.clip(np.rint(np.dstack([red, green, blue])), 0, 255).astype(np.uint8)
+    gain = 1.0
+    if skin is not None and (skin & region).any():
+        gain = float(np.clip(luminance(original)[skin].mean() / max(float(luminance(painted)[skin].mean()), 1.0), 0.5, 2.0))
+    reference = chroma(original)
+    return _recoloured(painted, np.dstack([smooth(reference[..., k], sigma) for k in range(2)]), region, sigma, gain)
 
 
 def seamless_change(delta: np.ndarray, mask: np.ndarray, core: float = 0.5) -> np.ndarray:

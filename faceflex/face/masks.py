@@ -122,6 +122,13 @@ def polygon_mask(polygons: list[np.ndarray], size: tuple[int, int]) -> np.ndarra
     return np.asarray(canvas, dtype=np.float32) / 255.0
 
 
+def skin_mask(landmarks: np.ndarray, size: tuple[int, int] = (128, 128)) -> np.ndarray:
+    """(H, W) bool: the face region (:func:`region_mask` >= 0.5) less its eyes and brows and its
+    mouth: the skin, where a new person's colour should match the old one's."""
+    face = region_mask(landmarks, "face", size) >= 0.5
+    return face & (region_mask(landmarks, "eyes", size) < 0.5) & (region_mask(landmarks, "mouth", size) < 0.5)
+
+
 def region_mask(landmarks: np.ndarray, region: str = "face", size: tuple[int, int] = (128, 128), feather: float = 0.04) -> np.ndarray:
     """Soft mask of a region: filled polygons blurred by ``feather`` x face width.
 

@@ -41,7 +41,7 @@ def parts_picture(originals: np.ndarray, landmarks: np.ndarray, generated: np.nd
 @dataclass
 class AnonymizeStep:
     """One output per photo (product ``anonymized``); per face: the method, the seed and the identity
-    distance between the original and the anonymised face. ``normalise_shape``: see
+    distance between the original and the anonymised face. ``normalise_shape``, ``keep_tone``: see
     :meth:`faceflex.inference.anonymizing.Anonymizer.paint`."""
 
     method: str = "generate"
@@ -49,6 +49,7 @@ class AnonymizeStep:
     save_parts: bool = False
     weights: str | None = None
     normalise_shape: float = 0.0  # generate: how far the drawn proportions move toward the average face
+    keep_tone: bool = True  # generate: the new face takes the original's coarse colouring
     device: str = "auto"
     anonymizer: Anonymizer | None = field(default=None, repr=False)
 
@@ -82,6 +83,7 @@ class AnonymizeStep:
         if self.method == "generate":
             settings["weights_fingerprint"] = self.anonymizer.fingerprint
             settings["normalise_shape"] = self.normalise_shape
+            settings["keep_tone"] = self.keep_tone
         return settings
 
     def __call__(self, photo: np.ndarray, crops: list[FaceCrop]) -> StepOutput:
@@ -103,13 +105,13 @@ class AnonymizeStep:
             originals = np.stack([crop.aligned.image for crop in crops])
             landmarks = np.stack([crop.aligned.landmarks for crop in crops])
             painted, holes, codes, _ = self.anonymizer.paint_new_people(
-                originals, landmarks, [self._candidates(crop) for crop in crops], self.normalise_shape, judge
+                originals, landmarks, [self._candidates(crop) for crop in crops], self.normalise_shape, judge, self.keep_tone
             )
             for crop, code in zip(crops, codes):
                 if crop.track is not None:
                     self._track_codes.setdefault(crop.track, code)
             regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
-            layers = [Layer(crop.index, face, region) for crop, face, region in zip(crops, painted, regions)]
+            layers = [Layer(crop.index, face, region, grain=True) for crop, face, region in zip(crops, painted, regions)]
             if self.save_parts:
                 drawn = [drawn_landmarks(lm, self.normalise_shape) for lm in landmarks]
                 pictures["parts"] = parts_picture(originals, np.stack([lm if d is None else d for lm, d in zip(landmarks, drawn)]), painted)

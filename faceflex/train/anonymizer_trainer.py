@@ -38,7 +38,7 @@ import torch
 
 from faceflex.face.masks import region_mask
 from faceflex.face.sketch import SKETCH_CHANNELS, painter_input, region_hole
-from faceflex.inference.anonymizing import Anonymizer
+from faceflex.inference.anonymizing import Anonymizer, CodeRating
 from faceflex.inference.face_painting import IdentityPrior
 from faceflex.io.images import save_image
 from faceflex.models.face_unet import FaceUNet, FaceUNetConfig
@@ -50,6 +50,7 @@ from faceflex.train.unmask_trainer import FacePool, PaintingLosses, composite_lo
 
 IN_CHANNELS = 3 + 1 + SKETCH_CHANNELS  # RGB with the hole, the hole, the landmark drawing
 CODE_SIZE = 128  # dlib's descriptor
+RATING_FACES, RATING_CODES = 16, 512  # the exported code rating is fitted on this many training faces x drawn codes (CodeRating.fit)
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,17 @@ class AnonymizerTrainer(Trainer):
         return {"identity_prior": self.prior.to_dict()}  # a resumed run codes its faces as the run did, --init or not
 
     def export_meta(self) -> dict:
-        return self.checkpoint_extra()  # the weights carry the prior `faceflex anonymize` draws codes from
+        """The prior `faceflex anonymize` draws codes from and, for the anonymizer, the rating it
+        orders them by (:class:`CodeRating`, fitted now on :data:`RATING_FACES` training faces spread
+        over the pool; a few minutes on a CPU)."""
+        meta = self.checkpoint_extra()
+        if self.uses_identity:
+            rows = self.train_rows[np.linspace(0, len(self.train_rows) - 1, min(RATING_FACES, len(self.train_rows))).astype(int)]
+            codes = self.prior.sample(np.random.default_rng(self.settings.seed), RATING_CODES)
+            self.model.eval()
+            landmarks = np.asarray(self.pool.landmarks[rows], np.float64)
+            meta["code_rating"] = CodeRating.fit(self.anonymizer(), np.asarray(self.pool.faces[rows]), landmarks, codes).to_dict()
+        return meta
 
     def restore_extra(self, state: dict) -> None:
         if "identity_prior" in state:
@@ -286,9 +297,10 @@ class AnonymizerTrainer(Trainer):
         return Anonymizer(self.model, self.prior, self.device)
 
     def evaluate(self) -> dict:
+        """The held-out figures of the network's own paintings (keep_tone off: their colour is what it learnt)."""
         from faceflex.evaluation.anonymizing import held_out_figures, summary
 
-        figures = summary(held_out_figures(self.anonymizer(), self.cache, self.test_rows[:128], methods=("generate",)))
+        figures = summary(held_out_figures(self.anonymizer(), self.cache, self.test_rows[:128], methods=("generate",), keep_tone=False))
         return {f"held_out_{k}": v for k, v in figures["generate"].items()}
 
     def after_epoch(self) -> None:
@@ -297,15 +309,15 @@ class AnonymizerTrainer(Trainer):
     @torch.no_grad()
     def save_grid(self, path: Path) -> Path:
         """PNG rows: 8 held-out faces with the hole, painted with their own descriptor, with two random
-        identities (seeds 1 and 2), and the true faces."""
+        identities (seeds 1 and 2), and the true faces; the network's own colour (keep_tone off)."""
         self.model.eval()
         rows = self.test_rows[:8]
         faces, landmarks = np.asarray(self.cache.faces[rows]), self.cache.landmarks[rows]
         anonymizer = self.anonymizer()
-        own, holes = anonymizer.paint(faces, landmarks, self.codes[rows])
+        own, holes = anonymizer.paint(faces, landmarks, self.codes[rows], keep_tone=False)
         strips = [np.where(holes[..., None] > 0, 128, faces).astype(np.uint8), own]
         for seed in (1, 2):
-            strips.append(anonymizer.paint(faces, landmarks, self.prior.sample(np.random.default_rng(seed), len(rows)))[0])
+            strips.append(anonymizer.paint(faces, landmarks, self.prior.sample(np.random.default_rng(seed), len(rows)), keep_tone=False)[0])
         strips.append(faces)
         grid = np.concatenate([np.concatenate(list(strip), axis=1) for strip in strips], axis=0)
         return save_image(grid, path)

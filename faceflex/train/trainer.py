@@ -212,9 +212,11 @@ class Trainer:
         self, on_epoch: Callable[[dict], None] | None = None, progress_factory=None, max_hours: float = 0.0, stop_after: int | None = None
     ) -> None:
         """Train until ``epochs`` (or past ``max_hours``, or ``stop_after`` epochs in this call),
-        checkpointing, exporting and recording after each epoch."""
+        checkpointing, exporting and recording after each epoch; with nothing left to train, export."""
         start = time.perf_counter()
         last = self.settings.epochs if stop_after is None else min(self.settings.epochs, self.epoch + stop_after)
+        if self.epoch >= last and self.ranks.main:  # a finished run, resumed: its weights exported again (as today's export makes them)
+            self.export()
         while self.epoch < last:
             epoch_start = time.perf_counter() - self.seconds_before_resume()  # an epoch's seconds count its run before a resume
             with progress_factory(self.epoch, self.steps_per_epoch) if progress_factory else contextlib.nullcontext() as bar:
