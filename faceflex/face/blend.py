@@ -342,18 +342,15 @@ def harmonic_fill(values: np.ndarray, fixed: np.ndarray, iterations: int = 60) -
     return field
 
 
-def _recoloured(painted: np.ndarray, coarse: np.ndarray, region: np.ndarray, sigma: float, gain: float = 1.0) -> np.ndarray:
-    """``painted`` (S, S, 3 uint8) with, inside ``region`` (S, S bool), its chroma coarser than a
-    Gaussian of ``sigma`` px replaced by ``coarse`` (S, S, 2: Cb, Cr of BT.601, 0-255 scale, centred
-    on 0) and its luminance times ``gain``; the finer part of its chroma is kept; outside the region
+def _recoloured(painted: np.ndarray, change: np.ndarray, region: np.ndarray, gain: float = 1.0) -> np.ndarray:
+    """``painted`` (S, S, 3 uint8) with, inside ``region`` (S, S bool), ``change`` (S, S, 2: Cb, Cr
+    of BT.601, 0-255 scale) added to its chroma and its luminance times ``gain``; outside the region
     unchanged."""
-    from faceflex.face.texture import chroma, luminance, smooth
+    from faceflex.face.texture import chroma, luminance
 
     y = luminance(painted)
     y = np.where(region, y * gain, y)
-    own = chroma(painted)
-    toned = np.dstack([coarse[..., k] + own[..., k] - smooth(own[..., k], sigma) for k in range(2)])
-    cb, cr = np.where(region[..., None], toned, own).transpose(2, 0, 1)
+    cb, cr = np.where(region[..., None], chroma(painted) + change, chroma(painted)).transpose(2, 0, 1)
     red, blue = y + cr / 0.713, y + cb / 0.564
     green = (y - 0.299 * red - 0.114 * blue) / 0.587
     return np.clip(np.rint(np.dstack([red, green, blue])), 0, 255).astype(np.uint8)
@@ -366,11 +363,13 @@ def matched_chroma(painted: np.ndarray, photo: np.ndarray, region: np.ndarray, s
     membrane (harmonic fill) of the photo's chroma from outside the region. A painting tinted by what
     it saw (skin painted yellow beside lenses tinted yellow) comes out in the person's skin tone;
     outside the region it is unchanged. S must halve down to 16 px (the 128-px aligned frame)."""
-    from faceflex.face.texture import chroma
+    from faceflex.face.texture import chroma, smooth
 
     if not region.any():
         return painted
-    return _recoloured(painted, harmonic_fill(chroma(photo), ~region), region, sigma)
+    own = chroma(painted)
+    coarse = np.dstack([smooth(own[..., k], sigma) for k in range(2)])
+    return _recoloured(painted, harmonic_fill(chroma(photo), ~region) - coarse, region)
 
 
 def kept_tone(
@@ -383,15 +382,18 @@ def kept_tone(
     light the skin is); the painting's shading (shape) and finer chroma (lips, eyes, strands) stay
     its own; outside the region unchanged. Only colour blurred over ``sigma`` px and the skin's
     mean lightness pass from the original."""
-    from faceflex.face.texture import chroma, luminance, smooth
+    import torch
+
+    from faceflex.face.texture import chroma, high_pass, luminance
 
     if not region.any():
         return painted
     gain = 1.0
     if skin is not None and (skin & region).any():
         gain = float(np.clip(luminance(original)[skin].mean() / max(float(luminance(painted)[skin].mean()), 1.0), 0.5, 2.0))
-    reference = chroma(original)
-    return _recoloured(painted, np.dstack([smooth(reference[..., k], sigma) for k in range(2)]), region, sigma, gain)
+    difference = torch.from_numpy(np.ascontiguousarray((chroma(original) - chroma(painted)).transpose(2, 0, 1)))
+    coarse = (difference - high_pass(difference, sigma)).numpy().transpose(1, 2, 0)  # the blur of the chroma difference
+    return _recoloured(painted, coarse, region, gain)
 
 
 def seamless_change(delta: np.ndarray, mask: np.ndarray, core: float = 0.5) -> np.ndarray:

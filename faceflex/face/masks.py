@@ -123,10 +123,10 @@ def polygon_mask(polygons: list[np.ndarray], size: tuple[int, int]) -> np.ndarra
 
 
 def skin_mask(landmarks: np.ndarray, size: tuple[int, int] = (128, 128)) -> np.ndarray:
-    """(H, W) bool: the face region (:func:`region_mask` >= 0.5) less its eyes and brows and its
-    mouth: the skin, where a new person's colour should match the old one's."""
-    face = region_mask(landmarks, "face", size) >= 0.5
-    return face & (region_mask(landmarks, "eyes", size) < 0.5) & (region_mask(landmarks, "mouth", size) < 0.5)
+    """(H, W) bool: the face region's polygon (:func:`region_polygons`, unblurred) less those of its
+    eyes and brows and of its mouth: the skin, where a new person's colour should match the old one's."""
+    face, eyes, mouth = (polygon_mask(region_polygons(landmarks, name), size) > 0.5 for name in ("face", "eyes", "mouth"))
+    return face & ~eyes & ~mouth
 
 
 def region_mask(landmarks: np.ndarray, region: str = "face", size: tuple[int, int] = (128, 128), feather: float = 0.04) -> np.ndarray:
