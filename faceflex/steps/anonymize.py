@@ -111,7 +111,7 @@ class AnonymizeStep:
                 if crop.track is not None:
                     self._track_codes.setdefault(crop.track, code)
             regions = paint_region(torch.from_numpy(holes)[:, None], grow=1)[:, 0].numpy()
-            layers = [Layer(crop.index, face, region, grain=True) for crop, face, region in zip(crops, painted, regions)]
+            layers = [Layer(crop.index, face, region) for crop, face, region in zip(crops, painted, regions)]
             if self.save_parts:
                 drawn = [drawn_landmarks(lm, self.normalise_shape) for lm in landmarks]
                 pictures["parts"] = parts_picture(originals, np.stack([lm if d is None else d for lm, d in zip(landmarks, drawn)]), painted)
