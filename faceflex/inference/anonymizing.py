@@ -25,14 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from faceflex.face.align import template_landmarks
 from faceflex.face.blend import kept_tone
 from faceflex.face.identity import SAME_PERSON, face_descriptors
 from faceflex.face.masks import skin_mask
 from faceflex.face.sketch import anonymizer_input, expression_landmarks
-from faceflex.face.texture import luminance
 from faceflex.inference.face_painting import FacePainter, load_painter
+from faceflex.metrics import high_frequency_energy
 
 SHIPPED_WEIGHTS = "anonymizer.pt"
 CANDIDATES = 8  # identity codes tried per face, best-rated first, until one paints someone else (Anonymizer.paint_new_people)
@@ -59,21 +60,20 @@ def aligned_distances(faces: np.ndarray, landmarks: np.ndarray) -> Judge:
 
 
 def central_detail(faces: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """(N,) the fine detail of aligned faces (N, 128, 128, 3) uint8 in their centre: the mean squared
-    4-neighbour Laplacian of the luminance (0-255 units) over the box from the brows' top to 2 px
-    below the lips and from 4 px outside the eyes' outer corners (``landmarks`` (N, 68, 2) or (68, 2),
-    x right, y down, pixel centres at whole numbers): eyes, nose and mouth, not the hair or the rim."""
+    """(N,) the fine detail of aligned faces (N, S, S, 3) uint8 in their centre: the 3x3-Laplacian
+    energy of the luminance (:func:`faceflex.metrics.high_frequency_energy`, 0-1 units) over the box
+    from the brows' top to 2 px below the lips and from 4 px outside the eyes' outer corners
+    (``landmarks`` (N, 68, 2) or (68, 2), x right, y down, pixel centres at whole numbers): eyes,
+    nose and mouth, not the hair or the rim."""
     faces = np.asarray(faces)
     marks = np.broadcast_to(np.asarray(landmarks, np.float64), (len(faces), 68, 2))
-    out = np.zeros(len(faces))
-    for i, (face, points) in enumerate(zip(faces, marks)):
-        y = luminance(face)
-        laplacian = 4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]
+    weight = np.zeros((len(faces), 1, *faces.shape[1:3]), np.float32)
+    for box, points in zip(weight, marks):
         top, bottom = int(points[17:27, 1].min()), int(points[48:68, 1].max()) + 2
         left, right = int(points[36, 0]) - 4, int(points[45, 0]) + 4
-        box = laplacian[max(top - 1, 0) : max(bottom - 1, 1), max(left - 1, 0) : max(right - 1, 1)]
-        out[i] = float((box**2).mean()) if box.size else 0.0
-    return out
+        box[0, max(top, 0) : bottom, max(left, 0) : right] = 1.0
+    images = torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255.0
+    return high_frequency_energy(images, torch.from_numpy(weight)).double().numpy()
 
 
 @dataclass(frozen=True)
