@@ -7,10 +7,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import numpy as np
+import torch
 from PIL import Image
 
 from faceflex.face.align import compose_affine, invert_affine, transform_points, transform_scale, warp_image, warp_maps
-from faceflex.face.texture import BAND_SIGMAS, detail_bands, luminance, rescaled_detail
+from faceflex.face.texture import BAND_SIGMAS, chroma, detail_bands, high_pass, luminance, rescaled_detail, smooth
 
 T = TypeVar("T")
 
@@ -346,11 +347,10 @@ def _recoloured(painted: np.ndarray, change: np.ndarray, region: np.ndarray, gai
     """``painted`` (S, S, 3 uint8) with, inside ``region`` (S, S bool), ``change`` (S, S, 2: Cb, Cr
     of BT.601, 0-255 scale) added to its chroma and its luminance times ``gain``; outside the region
     unchanged."""
-    from faceflex.face.texture import chroma, luminance
-
     y = luminance(painted)
     y = np.where(region, y * gain, y)
-    cb, cr = np.where(region[..., None], chroma(painted) + change, chroma(painted)).transpose(2, 0, 1)
+    own = chroma(painted)
+    cb, cr = np.where(region[..., None], own + change, own).transpose(2, 0, 1)
     red, blue = y + cr / 0.713, y + cb / 0.564
     green = (y - 0.299 * red - 0.114 * blue) / 0.587
     return np.clip(np.rint(np.dstack([red, green, blue])), 0, 255).astype(np.uint8)
@@ -363,8 +363,6 @@ def matched_chroma(painted: np.ndarray, photo: np.ndarray, region: np.ndarray, s
     membrane (harmonic fill) of the photo's chroma from outside the region. A painting tinted by what
     it saw (skin painted yellow beside lenses tinted yellow) comes out in the person's skin tone;
     outside the region it is unchanged. S must halve down to 16 px (the 128-px aligned frame)."""
-    from faceflex.face.texture import chroma, smooth
-
     if not region.any():
         return painted
     own = chroma(painted)
@@ -382,10 +380,6 @@ def kept_tone(
     light the skin is); the painting's shading (shape) and finer chroma (lips, eyes, strands) stay
     its own; outside the region unchanged. Only colour blurred over ``sigma`` px and the skin's
     mean lightness pass from the original."""
-    import torch
-
-    from faceflex.face.texture import chroma, high_pass, luminance
-
     if not region.any():
         return painted
     gain = 1.0
