@@ -223,14 +223,14 @@ def test_codes_are_tried_best_rated_first_and_the_rating_learns_what_paints_deta
     drawn = anonymizer.prior.sample(np.random.default_rng([3, 1]), DRAWN)
     assert np.array_equal(anonymizer.identities(3, 1, 4), drawn[:4])  # without a rating: in drawn order
 
-    def scripted_paint(faces, landmarks, codes, normalise_shape=0.0, keep_tone=True):
+    def scripted_network(faces, make_input, codes, batch_size=32):
         """Texture whose contrast grows with the code's first value (and nothing else of it)."""
         noise = np.random.default_rng(0).normal(size=(128, 128, 1))
         contrast = 20 * np.exp(np.clip(np.asarray(codes)[:, 0], -2, 2))[:, None, None, None]
         painted = np.clip(128 + contrast * noise, 0, 255).astype(np.uint8).repeat(3, axis=3)
         return painted, np.ones((len(codes), 128, 128), np.float32)
 
-    monkeypatch.setattr(anonymizer, "paint", scripted_paint)
+    monkeypatch.setattr(anonymizer, "fill", scripted_network)
     landmarks = np.repeat(template_landmarks()[None], 3, axis=0)
     codes = anonymizer.prior.sample(np.random.default_rng(5), 256)
     rating = CodeRating.fit(anonymizer, np.zeros((3, 128, 128, 3), np.uint8), landmarks, codes)

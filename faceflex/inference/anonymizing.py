@@ -92,15 +92,16 @@ class CodeRating:
     @classmethod
     def fit(cls, anonymizer: Anonymizer, faces: np.ndarray, landmarks: np.ndarray, codes: np.ndarray) -> CodeRating:
         """Paint every face (N, 128, 128, 3) uint8 with every code (K, 128) in the network's own
-        colour, standardise each face's :func:`central_detail` over the codes, average over the faces,
+        colour (as :meth:`Anonymizer.paint` with ``keep_tone`` off), standardise each face's
+        :func:`central_detail` over the codes, average over the faces,
         and fit a ridge regression (:data:`RATING_RIDGE`) of that from the codes."""
         faces, codes = np.asarray(faces), np.asarray(codes, np.float32)
         detail = np.zeros((len(faces), len(codes)))
         for i, (face, points) in enumerate(zip(faces, landmarks)):
+            network_input = anonymizer_input(face, points)  # the same for every code: drawn once
             for start in range(0, len(codes), 64):
                 chunk = codes[start : start + 64]
-                repeated = np.repeat(face[None], len(chunk), 0), np.repeat(points[None], len(chunk), 0)
-                new, _ = anonymizer.paint(*repeated, chunk, keep_tone=False)
+                new, _ = anonymizer.fill(np.repeat(face[None], len(chunk), 0), lambda _, x=network_input: x, chunk)
                 detail[i, start : start + len(chunk)] = central_detail(new, points)
         spread = detail.std(axis=1, keepdims=True)
         target = ((detail - detail.mean(axis=1, keepdims=True)) / np.where(spread > 0, spread, 1.0)).mean(axis=0)
